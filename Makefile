@@ -1,0 +1,37 @@
+# Each target creates .venv itself, so a fresh clone needs nothing but python3.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint typecheck unit bench chaos clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m durabatch.demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy durabatch workflows activities worker.py tests bench examples
+
+test: $(STAMP) lint typecheck
+	$(BIN)/pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python bench/bench_emulator.py
+
+chaos: $(STAMP)
+	$(BIN)/python bench/chaos.py
+
+clean:
+	rm -rf $(VENV) .durabatch .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,1 @@
+"""Provider batch API clients behind one interface (see base.BatchProvider)."""

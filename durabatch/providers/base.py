@@ -1,0 +1,165 @@
+"""The one interface every provider client implements, and the small types it speaks.
+
+The workflow never knows which provider it runs on: activities call these methods and store what
+they return. Nothing here knows about Temporal or the store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from pydantic import BaseModel, Field
+
+__all__ = [
+    "TERMINAL_STATES",
+    "BatchProvider",
+    "ProviderBatchRef",
+    "ProviderLimits",
+    "ProviderState",
+    "ProviderStatus",
+    "RequestCounts",
+    "RequestLine",
+    "ResultCursor",
+    "ResultLine",
+    "ResultOutcome",
+    "ShardSubmission",
+]
+
+#: durabatch's view of a provider batch's state (providers map their own statuses into these).
+ProviderState = Literal["submitted", "in_progress", "finalizing", "completed", "failed", "expired", "cancelled"]
+TERMINAL_STATES: frozenset[str] = frozenset({"completed", "failed", "expired", "cancelled"})
+
+ResultOutcome = Literal["succeeded", "failed", "expired", "cancelled"]
+
+
+@dataclass(frozen=True)
+class ProviderLimits:
+    """What one provider batch may hold; staging plans shards from these."""
+
+    max_requests: int
+    max_bytes: int
+    max_line_bytes: int
+    #: endpoints this provider accepts in batch mode, as durabatch names them (e.g. "/v1/chat/completions")
+    endpoints: frozenset[str] = field(default_factory=frozenset)
+
+
+@dataclass(frozen=True)
+class RequestLine:
+    """One staged request: the normalised body is the provider's request body (OpenAI `body`,
+    Anthropic `params`, Gemini `request`)."""
+
+    custom_id: str
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ShardSubmission:
+    """Everything `submit` needs for one provider batch.
+
+    `tag` is stable across retries of the same submit (durabatch ids, no secrets): providers that
+    carry metadata store it there, and `find_submitted(tag)` looks for it.
+    `requests` is called anew on each attempt and streams the shard from the store.
+    """
+
+    tag: str
+    batch_id: str
+    shard: int
+    round: int
+    endpoint: str
+    model: str | None
+    request_count: int
+    byte_size: int
+    requests: Callable[[], AsyncIterator[RequestLine]]
+    #: when the first submit attempt was recorded (unix seconds); Anthropic, which has no metadata,
+    #: matches batches created after it.
+    attempt_started_at: float = 0.0
+
+
+class ProviderBatchRef(BaseModel):
+    """Where a submitted provider batch lives. Small and serialisable: it goes into workflow state."""
+
+    provider: str
+    provider_batch_id: str
+    input_file_id: str | None = None
+    extra: dict[str, str] = Field(default_factory=dict)
+
+
+class RequestCounts(BaseModel):
+    total: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    processing: int = 0
+
+
+class ProviderStatus(BaseModel):
+    state: ProviderState
+    provider_status: str
+    counts: RequestCounts = Field(default_factory=RequestCounts)
+    #: where results are: OpenAI output/error file ids, Anthropic results_url, Gemini responses file.
+    output_location: str | None = None
+    error_location: str | None = None
+    #: batch-level failure (validation, quota), with the provider's code and message.
+    failure_code: str | None = None
+    failure_message: str | None = None
+    #: True when a failed batch may be submitted again later (OpenAI token_limit_exceeded).
+    retry_later: bool = False
+
+    @property
+    def terminal(self) -> bool:
+        return self.state in TERMINAL_STATES
+
+
+class ResultCursor(BaseModel):
+    """A resume point in a provider's result stream: the part (OpenAI: 0 output file, 1 error file)
+    and the number of bytes and complete lines already consumed in it."""
+
+    part: int = 0
+    offset: int = 0
+    lines: int = 0
+
+
+class ResultLine(BaseModel):
+    custom_id: str
+    outcome: ResultOutcome
+    status_code: int | None = None
+    body: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    #: the position just after this line, for resuming a broken or crashed read.
+    cursor: ResultCursor = Field(default_factory=ResultCursor)
+
+
+@runtime_checkable
+class BatchProvider(Protocol):
+    """A provider's batch API. Every method is safe to retry; errors are durabatch.providers.errors."""
+
+    name: str
+    limits: ProviderLimits
+
+    async def submit(self, shard: ShardSubmission) -> ProviderBatchRef:
+        """Upload the shard's requests and create one provider batch tagged with `shard.tag`."""
+        ...
+
+    async def find_submitted(self, shard: ShardSubmission) -> ProviderBatchRef | None:
+        """The batch an earlier attempt of `submit(shard)` created, if any (the idempotent-retry path)."""
+        ...
+
+    async def status(self, ref: ProviderBatchRef) -> ProviderStatus: ...
+
+    def results(
+        self, ref: ProviderBatchRef, status: ProviderStatus, resume_from: ResultCursor | None = None
+    ) -> AsyncIterator[ResultLine]:
+        """Stream every result line of a terminal batch, starting after `resume_from`."""
+        ...
+
+    async def cancel(self, ref: ProviderBatchRef) -> None:
+        """Ask the provider to cancel; cancelling a batch that already ended is not an error."""
+        ...
+
+    async def realtime(self, endpoint: str, body: dict[str, Any]) -> dict[str, Any]:
+        """One real-time call of the same endpoint (for the later real-time execution mode)."""
+        ...

@@ -1,0 +1,125 @@
+"""Configuration from the environment.
+
+Every deployment knob is one environment variable; the names are a public contract (deployments,
+docker-compose and scripts rely on them). API keys are listed so that a missing or blank key can be
+reported at start, but providers read them from the environment at call time and never copy them
+into workflow inputs, results, logs or the store.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from urllib.parse import urlparse
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["API_KEY_ENV", "Settings", "SettingsError", "load_settings"]
+
+#: The environment variable each provider's API key is read from, at call time.
+API_KEY_ENV: dict[str, str] = {
+    "openai": "OPENAI_API_KEY",
+    "anthropic": "ANTHROPIC_API_KEY",
+    "gemini": "GEMINI_API_KEY",
+}
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names the environment variable."""
+
+
+def _env(name: str) -> AliasChoices:
+    return AliasChoices(name, name.lower())
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    temporal_address: str = Field("localhost:7233", validation_alias=_env("DURABATCH_TEMPORAL_ADDRESS"))
+    temporal_namespace: str = Field("default", validation_alias=_env("DURABATCH_TEMPORAL_NAMESPACE"))
+    task_queue: str = Field("durabatch", validation_alias=_env("DURABATCH_TASK_QUEUE"))
+    database_url: str = Field("", validation_alias=_env("DURABATCH_DATABASE_URL"))
+    data_dir: Path = Field(Path(".durabatch"), validation_alias=_env("DURABATCH_DATA_DIR"))
+    openai_base_url: str = Field("https://api.openai.com/v1", validation_alias=_env("DURABATCH_OPENAI_BASE_URL"))
+    anthropic_base_url: str = Field(
+        "https://api.anthropic.com", validation_alias=_env("DURABATCH_ANTHROPIC_BASE_URL")
+    )
+    gemini_base_url: str = Field(
+        "https://generativelanguage.googleapis.com", validation_alias=_env("DURABATCH_GEMINI_BASE_URL")
+    )
+    openai_api_key: SecretStr | None = Field(None, validation_alias=_env("OPENAI_API_KEY"))
+    anthropic_api_key: SecretStr | None = Field(None, validation_alias=_env("ANTHROPIC_API_KEY"))
+    gemini_api_key: SecretStr | None = Field(None, validation_alias=_env("GEMINI_API_KEY"))
+    prices_file: Path | None = Field(None, validation_alias=_env("DURABATCH_PRICES_FILE"))
+    otlp_endpoint: str = Field("", validation_alias=_env("DURABATCH_OTLP_ENDPOINT"))
+    metrics_address: str = Field("", validation_alias=_env("DURABATCH_METRICS_ADDRESS"))
+    log_level: str = Field("INFO", validation_alias=_env("DURABATCH_LOG_LEVEL"))
+
+    @field_validator("temporal_address", mode="after")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"expected HOST:PORT, got {value!r}")
+        return value
+
+    @field_validator("temporal_namespace", "task_queue", mode="after")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty")
+        return value
+
+    @field_validator("database_url", mode="after")
+    @classmethod
+    def _postgres_url(cls, value: str) -> str:
+        if value and urlparse(value).scheme not in ("postgres", "postgresql"):
+            raise ValueError(f"expected a postgresql:// URL (or empty for embedded PostgreSQL), got {value!r}")
+        return value
+
+    @field_validator("openai_base_url", "anthropic_base_url", "gemini_base_url", mode="after")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parsed = urlparse(value)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise ValueError(f"expected an http(s):// URL, got {value!r}")
+        return value.rstrip("/")
+
+    @field_validator("log_level", mode="after")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        if value.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise ValueError("expected DEBUG, INFO, WARNING or ERROR")
+        return value.upper()
+
+    def base_url(self, provider: str) -> str:
+        return {
+            "openai": self.openai_base_url,
+            "anthropic": self.anthropic_base_url,
+            "gemini": self.gemini_base_url,
+        }[provider]
+
+
+def _variable_for(field: str) -> str:
+    alias = Settings.model_fields[field].validation_alias
+    if isinstance(alias, AliasChoices):
+        first = alias.choices[0]
+        return first if isinstance(first, str) else field
+    return field
+
+
+def load_settings(environ: dict[str, str] | None = None) -> Settings:
+    """Read settings, turning a validation failure into one message that names each bad variable."""
+    source = dict(os.environ if environ is None else environ)
+    try:
+        return Settings.model_validate(
+            {k: v for k, v in source.items() if k.startswith("DURABATCH_") or k.endswith("_API_KEY")}
+        )
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            field = str(err["loc"][0]) if err["loc"] else "?"
+            name = field if field.isupper() else _variable_for(field)
+            problems.append(f"{name}: {err['msg'].removeprefix('Value error, ')}")
+        raise SettingsError("invalid settings: " + "; ".join(problems)) from None

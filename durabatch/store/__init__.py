@@ -1,0 +1,7 @@
+"""PostgreSQL store: pool, migrations and queries. Knows nothing of providers' wire formats."""
+
+from durabatch.store.errors import MigrationError, StoreError, StoreUnavailable
+from durabatch.store.migrate import migrate
+from durabatch.store.pool import Pool, create_pool
+
+__all__ = ["MigrationError", "Pool", "StoreError", "StoreUnavailable", "create_pool", "migrate"]

@@ -1,0 +1,98 @@
+-- durabatch schema, version 1. Forward-only: later changes go in new numbered files.
+-- Every table that refers to a batch or a request names the columns batch_id and custom_id,
+-- so operators can join them directly.
+
+CREATE TABLE batches (
+    batch_id              text PRIMARY KEY,
+    workflow_id           text NOT NULL,
+    provider              text NOT NULL,
+    endpoint              text NOT NULL,
+    model                 text,
+    status                text NOT NULL DEFAULT 'pending',
+    request_count         integer NOT NULL DEFAULT 0,
+    succeeded_count       integer NOT NULL DEFAULT 0,
+    failed_count          integer NOT NULL DEFAULT 0,
+    expired_count         integer NOT NULL DEFAULT 0,
+    cancelled_count       integer NOT NULL DEFAULT 0,
+    input_tokens          bigint NOT NULL DEFAULT 0,
+    output_tokens         bigint NOT NULL DEFAULT 0,
+    cached_tokens         bigint NOT NULL DEFAULT 0,
+    cost_usd              numeric(18, 8),
+    cost_unknown_count    integer NOT NULL DEFAULT 0,
+    created_at            timestamptz NOT NULL DEFAULT now(),
+    submitted_at          timestamptz,
+    ended_at              timestamptz,
+    results_fetched_at    timestamptz,
+    handler_dispatched_at timestamptz,
+    failure_reason        text,
+    metadata              jsonb NOT NULL DEFAULT '{}'::jsonb
+);
+CREATE INDEX batches_status_idx ON batches (status);
+
+CREATE TABLE provider_batches (
+    batch_id          text NOT NULL REFERENCES batches (batch_id) ON DELETE CASCADE,
+    shard             integer NOT NULL,
+    round             integer NOT NULL,
+    provider          text NOT NULL,
+    tag               text NOT NULL,
+    provider_batch_id text,
+    input_file_id     text,
+    output_file_id    text,
+    error_file_id     text,
+    provider_status   text,
+    request_count     integer NOT NULL DEFAULT 0,
+    attempt_started_at timestamptz NOT NULL DEFAULT now(),
+    submitted_at      timestamptz,
+    ended_at          timestamptz,
+    ingested_at       timestamptz,
+    updated_at        timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (batch_id, shard, round)
+);
+
+CREATE TABLE requests (
+    batch_id   text NOT NULL REFERENCES batches (batch_id) ON DELETE CASCADE,
+    custom_id  text NOT NULL,
+    line_no    integer NOT NULL,
+    shard      integer NOT NULL DEFAULT 0,
+    round      integer NOT NULL DEFAULT 0,
+    body       jsonb NOT NULL,
+    byte_size  integer NOT NULL,
+    status     text NOT NULL DEFAULT 'pending',
+    attempts   integer NOT NULL DEFAULT 0,
+    UNIQUE (batch_id, custom_id)
+);
+CREATE INDEX requests_shard_idx ON requests (batch_id, shard, round, line_no);
+
+CREATE TABLE results (
+    batch_id      text NOT NULL REFERENCES batches (batch_id) ON DELETE CASCADE,
+    custom_id     text NOT NULL,
+    round         integer NOT NULL DEFAULT 0,
+    outcome       text NOT NULL,
+    status_code   integer,
+    body          jsonb,
+    error         jsonb,
+    input_tokens  integer NOT NULL DEFAULT 0,
+    output_tokens integer NOT NULL DEFAULT 0,
+    cached_tokens integer NOT NULL DEFAULT 0,
+    cost_usd      numeric(18, 10),
+    recorded_at   timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (batch_id, custom_id, round)
+);
+
+CREATE TABLE handler_deliveries (
+    batch_id     text NOT NULL REFERENCES batches (batch_id) ON DELETE CASCADE,
+    handler_index integer NOT NULL,
+    handler_type text NOT NULL,
+    status       text NOT NULL DEFAULT 'pending',
+    attempts     integer NOT NULL DEFAULT 0,
+    last_error   text,
+    succeeded_at timestamptz,
+    updated_at   timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (batch_id, handler_index)
+);
+
+CREATE TABLE smoke_checks (
+    id         bigserial PRIMARY KEY,
+    note       text NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
