@@ -41,7 +41,9 @@ class Settings(BaseSettings):
     task_queue: str = Field("durabatch", validation_alias=_env("DURABATCH_TASK_QUEUE"))
     database_url: str = Field("", validation_alias=_env("DURABATCH_DATABASE_URL"))
     data_dir: Path = Field(Path(".durabatch"), validation_alias=_env("DURABATCH_DATA_DIR"))
-    openai_base_url: str = Field("https://api.openai.com/v1", validation_alias=_env("DURABATCH_OPENAI_BASE_URL"))
+    openai_base_url: str = Field(
+        "https://api.openai.com/v1", validation_alias=_env("DURABATCH_OPENAI_BASE_URL")
+    )
     anthropic_base_url: str = Field(
         "https://api.anthropic.com", validation_alias=_env("DURABATCH_ANTHROPIC_BASE_URL")
     )
@@ -75,7 +77,9 @@ class Settings(BaseSettings):
     @classmethod
     def _postgres_url(cls, value: str) -> str:
         if value and urlparse(value).scheme not in ("postgres", "postgresql"):
-            raise ValueError(f"expected a postgresql:// URL (or empty for embedded PostgreSQL), got {value!r}")
+            raise ValueError(
+                f"expected a postgresql:// URL (or empty for embedded PostgreSQL), got {value!r}"
+            )
         return value
 
     @field_validator("openai_base_url", "anthropic_base_url", "gemini_base_url", mode="after")

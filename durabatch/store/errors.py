@@ -1,8 +1,8 @@
 """Store errors: asyncpg failures are translated here, once, at the store's edge.
 
-    StoreError
-    ├── StoreUnavailable      the database cannot be reached (retryable)
-    └── MigrationError        a migration file failed to apply
+StoreError
+├── StoreUnavailable      the database cannot be reached (retryable)
+└── MigrationError        a migration file failed to apply
 """
 
 from __future__ import annotations

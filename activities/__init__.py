@@ -1,0 +1,1 @@
+"""Activities: thin and idempotent; they call durabatch.providers and durabatch.store."""

@@ -1,0 +1,177 @@
+"""Queries on `batches`: create, status changes, reconciliation and totals."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+
+__all__ = [
+    "BatchRow",
+    "as_float",
+    "create_batch",
+    "finish",
+    "get_batch",
+    "mark_handlers_dispatched",
+    "reconcile",
+    "set_status",
+    "totals",
+]
+
+BatchRow = asyncpg.Record
+
+
+async def create_batch(
+    conn: asyncpg.Connection,
+    *,
+    batch_id: str,
+    workflow_id: str,
+    provider: str,
+    endpoint: str,
+    model: str | None,
+    metadata: dict[str, str],
+) -> None:
+    """Insert the batch row, or leave an existing one (a retried staging) as it is."""
+    await conn.execute(
+        """INSERT INTO batches (batch_id, workflow_id, provider, endpoint, model, metadata)
+           VALUES ($1, $2, $3, $4, $5, $6)
+           ON CONFLICT (batch_id) DO NOTHING""",
+        batch_id,
+        workflow_id,
+        provider,
+        endpoint,
+        model,
+        metadata,
+    )
+
+
+async def get_batch(conn: asyncpg.Connection | asyncpg.Pool, batch_id: str) -> BatchRow | None:
+    row: BatchRow | None = await conn.fetchrow("SELECT * FROM batches WHERE batch_id = $1", batch_id)
+    return row
+
+
+async def set_status(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    batch_id: str,
+    status: str,
+    *,
+    failure_reason: str | None = None,
+    model: str | None = None,
+    request_count: int | None = None,
+) -> None:
+    await conn.execute(
+        """UPDATE batches SET
+               status = $2,
+               failure_reason = COALESCE($3, failure_reason),
+               model = COALESCE($4, model),
+               request_count = COALESCE($5, request_count),
+               submitted_at = CASE WHEN $2 IN ('submitted', 'in_progress') AND submitted_at IS NULL
+                                   THEN now() ELSE submitted_at END
+           WHERE batch_id = $1""",
+        batch_id,
+        status,
+        failure_reason,
+        model,
+        request_count,
+    )
+
+
+async def reconcile(conn: asyncpg.Connection, batch_id: str, *, outcome: str, code: str, reason: str) -> int:
+    """Give every request of its final round that has no result one, with `outcome` and the reason.
+
+    Returns how many requests were resolved this way. Safe to repeat: a second call finds none.
+    """
+    error = {"code": code, "message": reason}
+    status = await conn.execute(
+        """INSERT INTO results (batch_id, custom_id, round, outcome, error)
+           SELECT r.batch_id, r.custom_id, r.round, $2, $3
+             FROM requests r
+            WHERE r.batch_id = $1
+              AND NOT EXISTS (SELECT 1 FROM results x
+                               WHERE x.batch_id = r.batch_id AND x.custom_id = r.custom_id
+                                 AND x.round = r.round)
+           ON CONFLICT (batch_id, custom_id, round) DO NOTHING""",
+        batch_id,
+        outcome,
+        error,
+    )
+    await conn.execute(
+        """UPDATE requests r SET status = x.outcome
+             FROM results x
+            WHERE r.batch_id = $1 AND x.batch_id = r.batch_id AND x.custom_id = r.custom_id
+              AND x.round = r.round AND r.status IS DISTINCT FROM x.outcome""",
+        batch_id,
+    )
+    return int(status.split()[-1])
+
+
+async def totals(conn: asyncpg.Connection, batch_id: str) -> dict[str, Any]:
+    """Counts by outcome, tokens and cost over each request's final-round result; stores them on the batch."""
+    row = await conn.fetchrow(
+        """WITH final AS (
+               SELECT x.* FROM results x JOIN requests r
+                 ON r.batch_id = x.batch_id AND r.custom_id = x.custom_id AND r.round = x.round
+                WHERE x.batch_id = $1)
+           SELECT (SELECT count(*) FROM requests WHERE batch_id = $1) AS total,
+                  count(*) FILTER (WHERE outcome = 'succeeded') AS succeeded,
+                  count(*) FILTER (WHERE outcome = 'failed') AS failed,
+                  count(*) FILTER (WHERE outcome = 'expired') AS expired,
+                  count(*) FILTER (WHERE outcome = 'cancelled') AS cancelled,
+                  COALESCE(sum(input_tokens), 0) AS input_tokens,
+                  COALESCE(sum(output_tokens), 0) AS output_tokens,
+                  COALESCE(sum(cached_tokens), 0) AS cached_tokens,
+                  sum(cost_usd) AS cost_usd,
+                  count(*) FILTER (WHERE cost_usd IS NULL AND outcome = 'succeeded') AS cost_unknown
+             FROM final""",
+        batch_id,
+    )
+    assert row is not None
+    result = dict(row)
+    await conn.execute(
+        """UPDATE batches SET succeeded_count = $2, failed_count = $3, expired_count = $4,
+                  cancelled_count = $5, input_tokens = $6, output_tokens = $7, cached_tokens = $8,
+                  cost_usd = $9, cost_unknown_count = $10, request_count = $11
+            WHERE batch_id = $1""",
+        batch_id,
+        result["succeeded"],
+        result["failed"],
+        result["expired"],
+        result["cancelled"],
+        result["input_tokens"],
+        result["output_tokens"],
+        result["cached_tokens"],
+        result["cost_usd"],
+        result["cost_unknown"],
+        result["total"],
+    )
+    return result
+
+
+async def finish(
+    conn: asyncpg.Connection, batch_id: str, status: str, failure_reason: str | None
+) -> asyncpg.Record:
+    """Set the terminal status once (ended_at keeps the first end) and return the row."""
+    row = await conn.fetchrow(
+        """UPDATE batches SET status = $2,
+                  failure_reason = COALESCE($3, failure_reason),
+                  ended_at = COALESCE(ended_at, now()),
+                  results_fetched_at = COALESCE(results_fetched_at, now())
+            WHERE batch_id = $1 RETURNING *""",
+        batch_id,
+        status,
+        failure_reason,
+    )
+    assert row is not None
+    return row
+
+
+async def mark_handlers_dispatched(conn: asyncpg.Connection | asyncpg.Pool, batch_id: str) -> None:
+    await conn.execute(
+        "UPDATE batches SET handler_dispatched_at = COALESCE(handler_dispatched_at, now()) WHERE batch_id = $1",
+        batch_id,
+    )
+
+
+def as_float(value: Decimal | None) -> float | None:
+    return None if value is None else float(value)

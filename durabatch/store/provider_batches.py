@@ -1,0 +1,90 @@
+"""Queries on `provider_batches`: one row per provider submission of a shard in a round.
+
+The row is written before the provider is called, so a retried submit knows an attempt happened
+and when, and looks for the batch that attempt may have created instead of creating another.
+"""
+
+from __future__ import annotations
+
+import asyncpg
+
+__all__ = ["record_attempt", "record_status", "record_submitted"]
+
+
+async def record_attempt(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    *,
+    batch_id: str,
+    shard: int,
+    round_: int,
+    provider: str,
+    tag: str,
+    request_count: int,
+) -> asyncpg.Record:
+    """Insert the attempt row if it is new; return the row (existing or new)."""
+    row = await conn.fetchrow(
+        """INSERT INTO provider_batches (batch_id, shard, round, provider, tag, request_count)
+           VALUES ($1, $2, $3, $4, $5, $6)
+           ON CONFLICT (batch_id, shard, round) DO UPDATE SET updated_at = now()
+           RETURNING *""",
+        batch_id,
+        shard,
+        round_,
+        provider,
+        tag,
+        request_count,
+    )
+    assert row is not None
+    return row
+
+
+async def record_submitted(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    *,
+    batch_id: str,
+    shard: int,
+    round_: int,
+    provider_batch_id: str,
+    input_file_id: str | None,
+) -> None:
+    await conn.execute(
+        """UPDATE provider_batches SET provider_batch_id = $4, input_file_id = $5,
+                  submitted_at = COALESCE(submitted_at, now()), updated_at = now()
+            WHERE batch_id = $1 AND shard = $2 AND round = $3""",
+        batch_id,
+        shard,
+        round_,
+        provider_batch_id,
+        input_file_id,
+    )
+
+
+async def record_status(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    *,
+    batch_id: str,
+    shard: int,
+    round_: int,
+    provider_status: str,
+    terminal: bool,
+    output_file_id: str | None = None,
+    error_file_id: str | None = None,
+    ingested: bool = False,
+) -> None:
+    await conn.execute(
+        """UPDATE provider_batches SET provider_status = $4,
+                  ended_at = CASE WHEN $5 THEN COALESCE(ended_at, now()) ELSE ended_at END,
+                  output_file_id = COALESCE($6, output_file_id),
+                  error_file_id = COALESCE($7, error_file_id),
+                  ingested_at = CASE WHEN $8 THEN COALESCE(ingested_at, now()) ELSE ingested_at END,
+                  updated_at = now()
+            WHERE batch_id = $1 AND shard = $2 AND round = $3""",
+        batch_id,
+        shard,
+        round_,
+        provider_status,
+        terminal,
+        output_file_id,
+        error_file_id,
+        ingested,
+    )

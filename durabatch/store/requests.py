@@ -1,0 +1,68 @@
+"""Queries on `requests`: bulk staging with COPY and streaming a shard back out."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import asyncpg
+
+__all__ = ["STAGE_COLUMNS", "copy_requests", "delete_requests", "iter_shard", "mark_submitted", "shard_of"]
+
+STAGE_COLUMNS = ("batch_id", "custom_id", "line_no", "shard", "round", "body", "byte_size")
+
+
+async def delete_requests(conn: asyncpg.Connection, batch_id: str) -> None:
+    """Staging is redone whole on retry: clear what a crashed attempt may have left."""
+    await conn.execute("DELETE FROM requests WHERE batch_id = $1", batch_id)
+
+
+async def copy_requests(conn: asyncpg.Connection, records: Sequence[tuple[Any, ...]]) -> None:
+    """COPY rows shaped as STAGE_COLUMNS; `body` is a Python object (jsonb codec)."""
+    await conn.copy_records_to_table("requests", records=records, columns=list(STAGE_COLUMNS))
+
+
+async def iter_shard(
+    pool: asyncpg.Pool, batch_id: str, shard: int, round_: int, *, chunk: int = 2000
+) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+    """Yield (custom_id, body) of one shard in line order, a chunk at a time (keyset pagination,
+    so memory stays flat and no transaction is held open between chunks)."""
+    last = -1
+    while True:
+        rows = await pool.fetch(
+            """SELECT line_no, custom_id, body FROM requests
+                WHERE batch_id = $1 AND shard = $2 AND round = $3 AND line_no > $4
+                ORDER BY line_no LIMIT $5""",
+            batch_id,
+            shard,
+            round_,
+            last,
+            chunk,
+        )
+        if not rows:
+            return
+        for row in rows:
+            yield row["custom_id"], row["body"]
+        last = rows[-1]["line_no"]
+
+
+async def shard_of(conn: asyncpg.Connection | asyncpg.Pool, batch_id: str, shard: int, round_: int) -> int:
+    count: int = await conn.fetchval(
+        "SELECT count(*) FROM requests WHERE batch_id = $1 AND shard = $2 AND round = $3",
+        batch_id,
+        shard,
+        round_,
+    )
+    return count
+
+
+async def mark_submitted(
+    conn: asyncpg.Connection | asyncpg.Pool, batch_id: str, shard: int, round_: int
+) -> None:
+    await conn.execute(
+        """UPDATE requests SET status = 'submitted', attempts = attempts + 1
+            WHERE batch_id = $1 AND shard = $2 AND round = $3 AND status = 'pending'""",
+        batch_id,
+        shard,
+        round_,
+    )

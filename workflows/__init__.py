@@ -1,0 +1,1 @@
+"""Deterministic workflow code only. Imports durabatch.models and schedule logic, nothing with I/O."""
