@@ -41,7 +41,7 @@ async def test_result_writes_are_idempotent_and_drop_strays(pool: Pool) -> None:
     rows = [_result("copy2", f"r{i}") for i in range(6)] + [_result("copy2", "not-a-request")]
     async with pool.acquire() as conn:
         first = await results.write_results(conn, "copy2", 0, 0, rows)
-        again = await results.write_results(conn, "copy2", 0, 0, rows + [_result("copy2", "r1")])
+        again = await results.write_results(conn, "copy2", 0, 0, [*rows, _result("copy2", "r1")])
         resolved = await batches.reconcile(
             conn, "copy2", outcome="failed", code="missing", reason="not in output"
         )
