@@ -1,0 +1,353 @@
+"""OpenAI Batch API client (also OpenAI-compatible base URLs such as Azure OpenAI's v1 API).
+
+Flow (providers.md §2): stream the shard as JSONL into ``POST /files`` (multipart, purpose=batch),
+then ``POST /batches`` tagged with ``metadata.durabatch_tag`` so `find_submitted` can recognise a
+batch whose create response was lost. Results are the output file (part 0) and the error file
+(part 1), either of which may be null; each is streamed line by line with resume.
+
+Wire traps handled here (providers.md §7): a failed request is a non-2xx ``response.status_code``
+with top-level ``error: null``; ``completed`` may carry ``output_file_id: null``; the enqueued-token
+limit is a later ``failed`` batch with ``token_limit_exceeded`` (reported with ``retry_later``);
+cancelling an ended batch answers 409, which is not an error.
+
+Azure: a base URL on ``*.openai.azure.com`` (or ``azure=True``) authenticates with ``api-key``
+instead of ``Authorization: Bearer``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+from urllib.parse import urlparse
+
+import httpx
+
+from durabatch.providers.base import (
+    ProviderBatchRef,
+    ProviderLimits,
+    ProviderState,
+    ProviderStatus,
+    RequestCounts,
+    ResultCursor,
+    ResultLine,
+    ResultOutcome,
+    ShardSubmission,
+)
+from durabatch.providers.errors import BadRequest
+from durabatch.providers.formats import OPENAI_ENDPOINTS, check_endpoint
+from durabatch.providers.http import ProviderHttp
+from durabatch.providers.jsonl import dumps_line
+
+__all__ = ["OPENAI_LIMITS", "OPENAI_STATES", "OpenAIProvider", "openai_usage"]
+
+log = logging.getLogger(__name__)
+
+OPENAI_LIMITS = ProviderLimits(
+    max_requests=50_000,
+    # 200 MB (209,715,200 bytes) is the documented file limit; keep headroom for the line envelope.
+    max_bytes=200_000_000,
+    max_line_bytes=50_000_000,
+    endpoints=OPENAI_ENDPOINTS,
+)
+
+#: OpenAI batch status -> durabatch state (providers.md §2.5)
+OPENAI_STATES: dict[str, ProviderState] = {
+    "validating": "submitted",
+    "in_progress": "in_progress",
+    "finalizing": "finalizing",
+    "completed": "completed",
+    "failed": "failed",
+    "expired": "expired",
+    "cancelling": "in_progress",
+    "cancelled": "cancelled",
+}
+
+#: batch-level error codes that mean "quota, submit again later" rather than "bad input"
+_RETRY_LATER_CODES = frozenset({"token_limit_exceeded"})
+#: top-level per-line error codes that are not request failures
+_LINE_ERROR_OUTCOMES: dict[str, ResultOutcome] = {"batch_expired": "expired", "batch_cancelled": "cancelled"}
+_FIND_SKEW_SECONDS = 300
+_FIND_MAX_PAGES = 50
+_UPLOAD_CHUNK = 256 * 1024
+
+
+class OpenAIProvider:
+    """`BatchProvider` for OpenAI and OpenAI-compatible APIs."""
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        base_url: str,
+        api_key: Callable[[], str],
+        *,
+        name: str = "openai",
+        azure: bool | None = None,
+        limits: ProviderLimits = OPENAI_LIMITS,
+        download_attempts: int = 5,
+        retry_delay: float = 0.2,
+    ) -> None:
+        self.name = name
+        self.limits = limits
+        if azure is None:
+            azure = (urlparse(base_url).hostname or "").endswith(".openai.azure.com")
+        self._azure = azure
+        self._api_key = api_key
+        self._http = ProviderHttp(
+            name, http, base_url, self._auth, download_attempts=download_attempts, retry_delay=retry_delay
+        )
+
+    def _auth(self) -> dict[str, str]:
+        key = self._api_key()
+        return {"api-key": key} if self._azure else {"Authorization": f"Bearer {key}"}
+
+    # -- submit ------------------------------------------------------------------------------
+
+    async def submit(self, shard: ShardSubmission) -> ProviderBatchRef:
+        check_endpoint("openai", shard.endpoint)
+        file_id = await self._upload(shard)
+        batch = await self._http.json(
+            "POST",
+            "/batches",
+            json_body={
+                "input_file_id": file_id,
+                "endpoint": shard.endpoint,
+                "completion_window": "24h",
+                "metadata": _metadata(shard),
+            },
+            context="create batch",
+        )
+        log.info(
+            "openai batch %s created for %s",
+            batch.get("id"),
+            shard.tag,
+            extra={"action": "provider_submit", "batch_id": shard.batch_id, "provider": self.name},
+        )
+        return self._ref(batch)
+
+    async def _upload(self, shard: ShardSubmission) -> str:
+        boundary = secrets.token_hex(16)
+        filename = re.sub(r"[^A-Za-z0-9_.-]", "_", shard.tag)[:100] + ".jsonl"
+
+        async def body() -> AsyncIterator[bytes]:
+            # multipart/form-data written by hand so the file part can be streamed from the store.
+            yield (
+                f'--{boundary}\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nbatch\r\n'
+                f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
+                "Content-Type: application/jsonl\r\n\r\n"
+            ).encode()
+            buffer = bytearray()
+            async for request in shard.requests():
+                buffer += dumps_line(
+                    {
+                        "custom_id": request.custom_id,
+                        "method": "POST",
+                        "url": shard.endpoint,
+                        "body": request.body,
+                    }
+                )
+                if len(buffer) >= _UPLOAD_CHUNK:
+                    yield bytes(buffer)
+                    buffer.clear()
+            if buffer:
+                yield bytes(buffer)
+            yield f"\r\n--{boundary}--\r\n".encode()
+
+        uploaded = await self._http.json(
+            "POST",
+            "/files",
+            content=body(),
+            headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+            context="upload batch input file",
+        )
+        file_id = uploaded.get("id")
+        if not isinstance(file_id, str):
+            raise BadRequest("upload answered without a file id", provider=self.name)
+        return file_id
+
+    # -- find --------------------------------------------------------------------------------
+
+    async def find_submitted(self, shard: ShardSubmission) -> ProviderBatchRef | None:
+        """Newest-first scan of ``GET /batches`` for ``metadata.durabatch_tag == shard.tag``, stopping
+        at batches created well before the first attempt."""
+        not_before = shard.attempt_started_at - _FIND_SKEW_SECONDS if shard.attempt_started_at else None
+        after: str | None = None
+        for _ in range(_FIND_MAX_PAGES):
+            params: dict[str, str | int] = {"limit": 100}
+            if after:
+                params["after"] = after
+            page = await self._http.json("GET", "/batches", params=params, context="list batches")
+            data = [b for b in page.get("data") or [] if isinstance(b, dict)]
+            for batch in data:
+                metadata = batch.get("metadata") or {}
+                if isinstance(metadata, dict) and metadata.get("durabatch_tag") == shard.tag:
+                    return self._ref(batch)
+            if not data or not page.get("has_more"):
+                return None
+            oldest = data[-1].get("created_at")
+            if not_before is not None and isinstance(oldest, int | float) and oldest < not_before:
+                return None
+            after = str(data[-1].get("id"))
+        log.warning("openai find_submitted gave up after %d pages for %s", _FIND_MAX_PAGES, shard.tag)
+        return None
+
+    def _ref(self, batch: dict[str, Any]) -> ProviderBatchRef:
+        return ProviderBatchRef(
+            provider=self.name,
+            provider_batch_id=str(batch["id"]),
+            input_file_id=batch.get("input_file_id"),
+        )
+
+    # -- status ------------------------------------------------------------------------------
+
+    async def status(self, ref: ProviderBatchRef) -> ProviderStatus:
+        batch = await self._http.json("GET", f"/batches/{ref.provider_batch_id}", context="get batch")
+        return openai_status(batch)
+
+    # -- results -----------------------------------------------------------------------------
+
+    async def results(
+        self, ref: ProviderBatchRef, status: ProviderStatus, resume_from: ResultCursor | None = None
+    ) -> AsyncIterator[ResultLine]:
+        start = resume_from or ResultCursor()
+        parts = [status.output_location, status.error_location]
+        for part, file_id in enumerate(parts):
+            if part < start.part or not file_id:
+                continue
+            offset, lines = (start.offset, start.lines) if part == start.part else (0, 0)
+            async for item in self._http.stream_lines(
+                f"/files/{file_id}/content",
+                start_offset=offset,
+                start_lines=lines,
+                headers={"Accept": "application/binary"},
+                what=f"{'output' if part == 0 else 'error'} file {file_id}",
+            ):
+                line = openai_result(item.record)
+                if line is None:
+                    continue
+                line.cursor = ResultCursor(part=part, offset=item.offset, lines=item.lines)
+                yield line
+
+    # -- cancel / realtime -------------------------------------------------------------------
+
+    async def cancel(self, ref: ProviderBatchRef) -> None:
+        response = await self._http.request(
+            "POST", f"/batches/{ref.provider_batch_id}/cancel", allow=(400, 409), context="cancel batch"
+        )
+        if not response.is_success:
+            log.info(
+                "openai batch %s already ended; cancel ignored (HTTP %d)",
+                ref.provider_batch_id,
+                response.status_code,
+                extra={"action": "provider_cancel", "provider": self.name},
+            )
+
+    async def realtime(self, endpoint: str, body: dict[str, Any]) -> dict[str, Any]:
+        check_endpoint("openai", endpoint)
+        # base URL already ends in /v1; endpoints are named with it
+        return await self._http.json("POST", endpoint.removeprefix("/v1"), json_body=body, context=endpoint)
+
+
+def _metadata(shard: ShardSubmission) -> dict[str, str]:
+    return {
+        "durabatch_tag": shard.tag,
+        "durabatch_batch_id": shard.batch_id,
+        "durabatch_shard": str(shard.shard),
+        "durabatch_round": str(shard.round),
+    }
+
+
+def openai_status(batch: dict[str, Any]) -> ProviderStatus:
+    raw = str(batch.get("status"))
+    state = OPENAI_STATES.get(raw)
+    if state is None:
+        log.warning("unknown openai batch status %r, treated as in_progress", raw)
+        state = "in_progress"
+    counts = batch.get("request_counts") or {}
+    total, done, failed = (int(counts.get(k) or 0) for k in ("total", "completed", "failed"))
+    status = ProviderStatus(
+        state=state,
+        provider_status=raw,
+        counts=RequestCounts(
+            total=total, succeeded=done, failed=failed, processing=max(0, total - done - failed)
+        ),
+        output_location=batch.get("output_file_id"),
+        error_location=batch.get("error_file_id"),
+    )
+    errors = (batch.get("errors") or {}).get("data") or []
+    if errors and isinstance(errors[0], dict):
+        first = errors[0]
+        status.failure_code = first.get("code")
+        message = str(first.get("message") or "")
+        if first.get("line") is not None:
+            message = f"line {first['line']}: {message}"
+        if len(errors) > 1:
+            message += f" (and {len(errors) - 1} more errors)"
+        status.failure_message = message
+        status.retry_later = state == "failed" and first.get("code") in _RETRY_LATER_CODES
+    return status
+
+
+def openai_usage(body: dict[str, Any] | None) -> tuple[int, int, int]:
+    """(input, cached, output) tokens of a chat/completions/embeddings or responses body."""
+    usage = (body or {}).get("usage")
+    if not isinstance(usage, dict):
+        return 0, 0, 0
+    if "input_tokens" in usage or "output_tokens" in usage:  # Responses API
+        details = usage.get("input_tokens_details") or {}
+        return (
+            int(usage.get("input_tokens") or 0),
+            int(details.get("cached_tokens") or 0),
+            int(usage.get("output_tokens") or 0),
+        )
+    details = usage.get("prompt_tokens_details") or {}
+    return (
+        int(usage.get("prompt_tokens") or 0),
+        int(details.get("cached_tokens") or 0),
+        int(usage.get("completion_tokens") or 0),
+    )
+
+
+def openai_result(record: Any) -> ResultLine | None:
+    """One output/error file line as a ResultLine (cursor left default); None if not a result."""
+    if not isinstance(record, dict) or not isinstance(record.get("custom_id"), str):
+        if record is not None:
+            log.error("openai result line without custom_id skipped")
+        return None
+    custom_id = record["custom_id"]
+    error = record.get("error")
+    response = record.get("response")
+    if isinstance(error, dict):
+        outcome = _LINE_ERROR_OUTCOMES.get(str(error.get("code")), "failed")
+        return ResultLine(custom_id=custom_id, outcome=outcome, error=error)
+    if not isinstance(response, dict):
+        return ResultLine(
+            custom_id=custom_id,
+            outcome="failed",
+            error={"code": "missing_response", "message": "result line has neither response nor error"},
+        )
+    status_code = response.get("status_code")
+    body = response.get("body") if isinstance(response.get("body"), dict) else None
+    code = status_code if isinstance(status_code, int) else None
+    if code is not None and 200 <= code < 300:
+        tokens_in, cached, tokens_out = openai_usage(body)
+        return ResultLine(
+            custom_id=custom_id,
+            outcome="succeeded",
+            status_code=code,
+            body=body,
+            input_tokens=tokens_in,
+            cached_tokens=cached,
+            output_tokens=tokens_out,
+        )
+    # The HTTP failure of one request lives inside `response` (top-level error is null).
+    err = (body or {}).get("error")
+    return ResultLine(
+        custom_id=custom_id,
+        outcome="failed",
+        status_code=code,
+        body=body,
+        error=err if isinstance(err, dict) else {"code": f"http_{code}", "message": str(body)[:500]},
+    )
