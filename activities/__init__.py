@@ -1,1 +1,38 @@
 """Activities: thin and idempotent; they call durabatch.providers and durabatch.store."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from activities.deps import ActivityDeps
+from activities.finalize import FinalizeActivities
+from activities.handlers import HandlerActivities
+from activities.ingest import IngestActivities
+from activities.smoke import SmokeActivities
+from activities.staging import StagingActivities
+from activities.submission import SubmissionActivities
+
+__all__ = ["ActivityDeps", "all_activities"]
+
+
+def all_activities(deps: ActivityDeps) -> list[Callable[..., Any]]:
+    """Every activity durabatch registers, bound to its dependencies."""
+    staging = StagingActivities(deps)
+    submission = SubmissionActivities(deps)
+    ingest = IngestActivities(deps)
+    finalize = FinalizeActivities(deps)
+    handler = HandlerActivities(deps)
+    smoke = SmokeActivities(deps.pool)
+    return [
+        staging.stage_requests,
+        submission.submit_shard,
+        submission.poll_shards,
+        submission.cancel_provider_batches,
+        ingest.ingest_results,
+        finalize.finalize_batch,
+        handler.deliver_webhook,
+        handler.claim_handler,
+        handler.record_handler,
+        smoke.write_and_read,
+    ]

@@ -7,6 +7,8 @@ from typing import Any
 
 import asyncpg
 
+from durabatch.store.pool import Conn, Executor
+
 __all__ = [
     "BatchRow",
     "as_float",
@@ -23,7 +25,7 @@ BatchRow = asyncpg.Record
 
 
 async def create_batch(
-    conn: asyncpg.Connection,
+    conn: Conn,
     *,
     batch_id: str,
     workflow_id: str,
@@ -46,13 +48,13 @@ async def create_batch(
     )
 
 
-async def get_batch(conn: asyncpg.Connection | asyncpg.Pool, batch_id: str) -> BatchRow | None:
+async def get_batch(conn: Executor, batch_id: str) -> BatchRow | None:
     row: BatchRow | None = await conn.fetchrow("SELECT * FROM batches WHERE batch_id = $1", batch_id)
     return row
 
 
 async def set_status(
-    conn: asyncpg.Connection | asyncpg.Pool,
+    conn: Executor,
     batch_id: str,
     status: str,
     *,
@@ -77,8 +79,11 @@ async def set_status(
     )
 
 
-async def reconcile(conn: asyncpg.Connection, batch_id: str, *, outcome: str, code: str, reason: str) -> int:
-    """Give every request of its final round that has no result one, with `outcome` and the reason.
+async def reconcile(
+    conn: Conn, batch_id: str, *, outcome: str, code: str, reason: str, shard: int | None = None
+) -> int:
+    """Give every request (of `shard`, or all) that has no result for its final round one, with
+    `outcome` and the reason.
 
     Returns how many requests were resolved this way. Safe to repeat: a second call finds none.
     """
@@ -87,7 +92,7 @@ async def reconcile(conn: asyncpg.Connection, batch_id: str, *, outcome: str, co
         """INSERT INTO results (batch_id, custom_id, round, outcome, error)
            SELECT r.batch_id, r.custom_id, r.round, $2, $3
              FROM requests r
-            WHERE r.batch_id = $1
+            WHERE r.batch_id = $1 AND ($4::int IS NULL OR r.shard = $4)
               AND NOT EXISTS (SELECT 1 FROM results x
                                WHERE x.batch_id = r.batch_id AND x.custom_id = r.custom_id
                                  AND x.round = r.round)
@@ -95,6 +100,7 @@ async def reconcile(conn: asyncpg.Connection, batch_id: str, *, outcome: str, co
         batch_id,
         outcome,
         error,
+        shard,
     )
     await conn.execute(
         """UPDATE requests r SET status = x.outcome
@@ -106,7 +112,7 @@ async def reconcile(conn: asyncpg.Connection, batch_id: str, *, outcome: str, co
     return int(status.split()[-1])
 
 
-async def totals(conn: asyncpg.Connection, batch_id: str) -> dict[str, Any]:
+async def totals(conn: Conn, batch_id: str) -> dict[str, Any]:
     """Counts by outcome, tokens and cost over each request's final-round result; stores them on the batch."""
     row = await conn.fetchrow(
         """WITH final AS (
@@ -148,9 +154,7 @@ async def totals(conn: asyncpg.Connection, batch_id: str) -> dict[str, Any]:
     return result
 
 
-async def finish(
-    conn: asyncpg.Connection, batch_id: str, status: str, failure_reason: str | None
-) -> asyncpg.Record:
+async def finish(conn: Conn, batch_id: str, status: str, failure_reason: str | None) -> asyncpg.Record:
     """Set the terminal status once (ended_at keeps the first end) and return the row."""
     row = await conn.fetchrow(
         """UPDATE batches SET status = $2,
@@ -166,7 +170,7 @@ async def finish(
     return row
 
 
-async def mark_handlers_dispatched(conn: asyncpg.Connection | asyncpg.Pool, batch_id: str) -> None:
+async def mark_handlers_dispatched(conn: Executor, batch_id: str) -> None:
     await conn.execute(
         "UPDATE batches SET handler_dispatched_at = COALESCE(handler_dispatched_at, now()) WHERE batch_id = $1",
         batch_id,

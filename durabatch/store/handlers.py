@@ -6,19 +6,19 @@ just after a handler succeeded, finds `succeeded` here and skips the handler.
 
 from __future__ import annotations
 
-import asyncpg
+from durabatch.store.pool import Conn, Executor
 
 __all__ = ["begin_attempt", "delivery_status", "record_failure", "record_success"]
 
 
-async def delivery_status(conn: asyncpg.Connection | asyncpg.Pool, batch_id: str, index: int) -> str | None:
+async def delivery_status(conn: Executor, batch_id: str, index: int) -> str | None:
     status: str | None = await conn.fetchval(
         "SELECT status FROM handler_deliveries WHERE batch_id = $1 AND handler_index = $2", batch_id, index
     )
     return status
 
 
-async def begin_attempt(conn: asyncpg.Connection, batch_id: str, index: int, handler_type: str) -> str:
+async def begin_attempt(conn: Conn, batch_id: str, index: int, handler_type: str) -> str:
     """Count an attempt; returns the status before it ('succeeded' means: do not run again)."""
     async with conn.transaction():
         previous: str | None = await conn.fetchval(
@@ -41,7 +41,7 @@ async def begin_attempt(conn: asyncpg.Connection, batch_id: str, index: int, han
     return previous or "new"
 
 
-async def record_success(conn: asyncpg.Connection | asyncpg.Pool, batch_id: str, index: int) -> None:
+async def record_success(conn: Executor, batch_id: str, index: int) -> None:
     await conn.execute(
         """UPDATE handler_deliveries SET status = 'succeeded', succeeded_at = now(), last_error = NULL,
                   updated_at = now()
@@ -51,9 +51,7 @@ async def record_success(conn: asyncpg.Connection | asyncpg.Pool, batch_id: str,
     )
 
 
-async def record_failure(
-    conn: asyncpg.Connection | asyncpg.Pool, batch_id: str, index: int, error: str
-) -> None:
+async def record_failure(conn: Executor, batch_id: str, index: int, error: str) -> None:
     await conn.execute(
         """UPDATE handler_deliveries SET status = 'failed', last_error = $3, updated_at = now()
             WHERE batch_id = $1 AND handler_index = $2 AND status <> 'succeeded'""",

@@ -6,10 +6,11 @@ import json
 from typing import Any
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 from durabatch.store.errors import StoreUnavailable
 
-__all__ = ["Pool", "create_pool"]
+__all__ = ["Conn", "Executor", "Pool", "create_pool"]
 
 Pool = asyncpg.Pool
 
@@ -52,3 +53,9 @@ def _redact(dsn: str) -> str:
         netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
         return urlunsplit(parts._replace(netloc=netloc))
     return dsn
+
+
+#: A single connection, plain or borrowed from a pool.
+Conn = asyncpg.Connection | PoolConnectionProxy
+#: Anything that can run a one-off query: a connection or the pool itself.
+Executor = asyncpg.Connection | PoolConnectionProxy | asyncpg.Pool

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncpg
 
+from durabatch.store.pool import Executor
+
 __all__ = ["record_attempt", "record_status", "record_submitted"]
 
 
 async def record_attempt(
-    conn: asyncpg.Connection | asyncpg.Pool,
+    conn: Executor,
     *,
     batch_id: str,
     shard: int,
@@ -39,7 +41,7 @@ async def record_attempt(
 
 
 async def record_submitted(
-    conn: asyncpg.Connection | asyncpg.Pool,
+    conn: Executor,
     *,
     batch_id: str,
     shard: int,
@@ -60,7 +62,7 @@ async def record_submitted(
 
 
 async def record_status(
-    conn: asyncpg.Connection | asyncpg.Pool,
+    conn: Executor,
     *,
     batch_id: str,
     shard: int,

@@ -7,17 +7,19 @@ from typing import Any
 
 import asyncpg
 
+from durabatch.store.pool import Conn, Executor
+
 __all__ = ["STAGE_COLUMNS", "copy_requests", "delete_requests", "iter_shard", "mark_submitted", "shard_of"]
 
 STAGE_COLUMNS = ("batch_id", "custom_id", "line_no", "shard", "round", "body", "byte_size")
 
 
-async def delete_requests(conn: asyncpg.Connection, batch_id: str) -> None:
+async def delete_requests(conn: Conn, batch_id: str) -> None:
     """Staging is redone whole on retry: clear what a crashed attempt may have left."""
     await conn.execute("DELETE FROM requests WHERE batch_id = $1", batch_id)
 
 
-async def copy_requests(conn: asyncpg.Connection, records: Sequence[tuple[Any, ...]]) -> None:
+async def copy_requests(conn: Conn, records: Sequence[tuple[Any, ...]]) -> None:
     """COPY rows shaped as STAGE_COLUMNS; `body` is a Python object (jsonb codec)."""
     await conn.copy_records_to_table("requests", records=records, columns=list(STAGE_COLUMNS))
 
@@ -46,7 +48,7 @@ async def iter_shard(
         last = rows[-1]["line_no"]
 
 
-async def shard_of(conn: asyncpg.Connection | asyncpg.Pool, batch_id: str, shard: int, round_: int) -> int:
+async def shard_of(conn: Executor, batch_id: str, shard: int, round_: int) -> int:
     count: int = await conn.fetchval(
         "SELECT count(*) FROM requests WHERE batch_id = $1 AND shard = $2 AND round = $3",
         batch_id,
@@ -56,9 +58,7 @@ async def shard_of(conn: asyncpg.Connection | asyncpg.Pool, batch_id: str, shard
     return count
 
 
-async def mark_submitted(
-    conn: asyncpg.Connection | asyncpg.Pool, batch_id: str, shard: int, round_: int
-) -> None:
+async def mark_submitted(conn: Executor, batch_id: str, shard: int, round_: int) -> None:
     await conn.execute(
         """UPDATE requests SET status = 'submitted', attempts = attempts + 1
             WHERE batch_id = $1 AND shard = $2 AND round = $3 AND status = 'pending'""",

@@ -7,6 +7,8 @@ from typing import Any
 
 import asyncpg
 
+from durabatch.store.pool import Conn
+
 __all__ = ["RESULT_COLUMNS", "iter_results", "write_results"]
 
 RESULT_COLUMNS = (
@@ -25,7 +27,7 @@ RESULT_COLUMNS = (
 
 
 async def write_results(
-    conn: asyncpg.Connection, batch_id: str, shard: int, round_: int, records: Sequence[tuple[Any, ...]]
+    conn: Conn, batch_id: str, shard: int, round_: int, records: Sequence[tuple[Any, ...]]
 ) -> int:
     """Write result rows (shaped as RESULT_COLUMNS; body and error as Python objects) for one shard and round.
 

@@ -1,0 +1,55 @@
+"""finalize_batch: give every request exactly one outcome, sum tokens and cost, set the end status."""
+
+from __future__ import annotations
+
+from temporalio import activity
+
+from activities.deps import ActivityDeps
+from durabatch.models import BatchTotals, FinalizeInput, OutcomeCounts
+from durabatch.store import batches
+
+__all__ = ["FinalizeActivities"]
+
+_CODES = {"failed": "missing_result", "expired": "batch_expired", "cancelled": "batch_cancelled"}
+
+
+class FinalizeActivities:
+    def __init__(self, deps: ActivityDeps) -> None:
+        self._deps = deps
+
+    @activity.defn(name="finalize_batch")
+    async def finalize_batch(self, inp: FinalizeInput) -> BatchTotals:
+        async with self._deps.pool.acquire() as conn, conn.transaction():
+            resolved = await batches.reconcile(
+                conn,
+                inp.batch_id,
+                outcome=inp.unresolved_outcome,
+                code=_CODES[inp.unresolved_outcome],
+                reason=inp.unresolved_reason,
+            )
+            sums = await batches.totals(conn, inp.batch_id)
+            row = await batches.finish(conn, inp.batch_id, inp.status, inp.failure_reason)
+        if resolved:
+            activity.logger.info(
+                "force-resolved requests",
+                extra={"batch_id": inp.batch_id, "count": resolved, "outcome": inp.unresolved_outcome},
+            )
+        return BatchTotals(
+            status=inp.status,
+            counts=OutcomeCounts(
+                total=sums["total"],
+                succeeded=sums["succeeded"],
+                failed=sums["failed"],
+                expired=sums["expired"],
+                cancelled=sums["cancelled"],
+            ),
+            input_tokens=sums["input_tokens"],
+            output_tokens=sums["output_tokens"],
+            cached_tokens=sums["cached_tokens"],
+            cost_usd=batches.as_float(sums["cost_usd"]),
+            cost_unknown_requests=sums["cost_unknown"],
+            failure_reason=row["failure_reason"],
+            created_at=row["created_at"],
+            submitted_at=row["submitted_at"],
+            ended_at=row["ended_at"],
+        )

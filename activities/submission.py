@@ -1,0 +1,200 @@
+"""submit_shard, poll_shards, cancel_provider_batches: the provider side of a batch.
+
+submit_shard is idempotent: it records the attempt in `provider_batches` before calling the
+provider, and a retry (after a crash, a timeout, a lost response) first asks the provider for the
+batch that attempt created (`find_submitted`) instead of creating a second one.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import AsyncIterator
+
+from temporalio import activity
+
+from activities.deps import ActivityDeps
+from activities.errors import to_application_error
+from durabatch.models import CancelInput, PollInput, PollResult, ShardState, SubmitInput, SubmitResult
+from durabatch.providers import errors as perr
+from durabatch.providers.base import ProviderBatchRef, RequestLine, ShardSubmission
+from durabatch.store import batches, provider_batches, requests
+
+__all__ = ["SubmissionActivities", "ref_of", "shard_tag"]
+
+
+def shard_tag(workflow_id: str, shard: int, round_: int) -> str:
+    """Stable across retries and continue-as-new (the workflow id stays), and free of secrets."""
+    return f"durabatch:{workflow_id}:s{shard}:r{round_}"
+
+
+def ref_of(provider: str, shard: ShardState) -> ProviderBatchRef:
+    assert shard.provider_batch_id is not None
+    return ProviderBatchRef(
+        provider=provider,
+        provider_batch_id=shard.provider_batch_id,
+        input_file_id=shard.input_file_id,
+        extra=shard.ref_extra,
+    )
+
+
+class SubmissionActivities:
+    def __init__(self, deps: ActivityDeps) -> None:
+        self._deps = deps
+
+    @activity.defn(name="submit_shard")
+    async def submit_shard(self, inp: SubmitInput) -> SubmitResult:
+        pool = self._deps.pool
+        provider = self._deps.provider(inp.provider)
+        tag = shard_tag(inp.workflow_id, inp.shard, inp.round)
+        count = await requests.shard_of(pool, inp.batch_id, inp.shard, inp.round)
+        row = await provider_batches.record_attempt(
+            pool,
+            batch_id=inp.batch_id,
+            shard=inp.shard,
+            round_=inp.round,
+            provider=inp.provider,
+            tag=tag,
+            request_count=count,
+        )
+        if row["provider_batch_id"]:
+            # An earlier attempt got as far as recording the provider's id.
+            return SubmitResult(
+                provider_batch_id=row["provider_batch_id"], input_file_id=row["input_file_id"], reused=True
+            )
+        byte_size = await pool.fetchval(
+            "SELECT COALESCE(sum(byte_size), 0) FROM requests WHERE batch_id = $1 AND shard = $2 AND round = $3",
+            inp.batch_id,
+            inp.shard,
+            inp.round,
+        )
+
+        def stream() -> AsyncIterator[RequestLine]:
+            return self._request_lines(inp.batch_id, inp.shard, inp.round)
+
+        submission = ShardSubmission(
+            tag=tag,
+            batch_id=inp.batch_id,
+            shard=inp.shard,
+            round=inp.round,
+            endpoint=inp.endpoint,
+            model=inp.model,
+            request_count=count,
+            byte_size=int(byte_size),
+            requests=stream,
+            attempt_started_at=row["attempt_started_at"].timestamp(),
+        )
+        try:
+            ref = None
+            if activity.info().attempt > 1 or row["updated_at"] != row["attempt_started_at"]:
+                ref = await provider.find_submitted(submission)
+            reused = ref is not None
+            if ref is None:
+                ref = await provider.submit(submission)
+        except perr.ProviderError as exc:
+            raise to_application_error(exc) from exc
+        await provider_batches.record_submitted(
+            pool,
+            batch_id=inp.batch_id,
+            shard=inp.shard,
+            round_=inp.round,
+            provider_batch_id=ref.provider_batch_id,
+            input_file_id=ref.input_file_id,
+        )
+        await requests.mark_submitted(pool, inp.batch_id, inp.shard, inp.round)
+        await batches.set_status(pool, inp.batch_id, "submitted")
+        activity.logger.info(
+            "submitted shard",
+            extra={"batch_id": inp.batch_id, "shard": inp.shard, "provider_batch_id": ref.provider_batch_id},
+        )
+        return SubmitResult(
+            provider_batch_id=ref.provider_batch_id,
+            input_file_id=ref.input_file_id,
+            ref_extra=ref.extra,
+            reused=reused,
+        )
+
+    async def _request_lines(self, batch_id: str, shard: int, round_: int) -> AsyncIterator[RequestLine]:
+        async for custom_id, body in requests.iter_shard(self._deps.pool, batch_id, shard, round_):
+            yield RequestLine(custom_id=custom_id, body=body)
+
+    @activity.defn(name="poll_shards")
+    async def poll_shards(self, inp: PollInput) -> PollResult:
+        provider = self._deps.provider(inp.provider)
+        polled: list[ShardState] = []
+        for shard in inp.shards:
+            try:
+                status = await provider.status(ref_of(inp.provider, shard))
+            except perr.ProviderError as exc:
+                raise to_application_error(exc) from exc
+            fresh = shard.model_copy(
+                update={
+                    "provider_status": status.provider_status,
+                    "state": status.state,
+                    "succeeded": status.counts.succeeded,
+                    "failed": status.counts.failed,
+                    "failure_code": status.failure_code,
+                    "failure_message": status.failure_message,
+                }
+            )
+            await provider_batches.record_status(
+                self._deps.pool,
+                batch_id=inp.batch_id,
+                shard=shard.shard,
+                round_=shard.round,
+                provider_status=status.provider_status,
+                terminal=status.terminal,
+                output_file_id=status.output_location,
+                error_file_id=status.error_location,
+            )
+            polled.append(fresh)
+        overall = (
+            "finalizing"
+            if all(s.state in ("completed", "failed", "expired", "cancelled") for s in polled)
+            else "in_progress"
+        )
+        await self._deps.pool.execute(
+            "UPDATE batches SET status = $2 WHERE batch_id = $1 AND status IN ('pending', 'submitted', 'in_progress')",
+            inp.batch_id,
+            overall,
+        )
+        return PollResult(shards=polled)
+
+    @activity.defn(name="cancel_provider_batches")
+    async def cancel_provider_batches(self, inp: CancelInput) -> None:
+        """Best effort, and it also cancels a batch a cancelled submit may have created unseen."""
+        provider = self._deps.provider(inp.provider)
+        for shard in inp.shards:
+            try:
+                if shard.provider_batch_id:
+                    await provider.cancel(ref_of(inp.provider, shard))
+                    continue
+                row = await self._deps.pool.fetchrow(
+                    "SELECT * FROM provider_batches WHERE batch_id = $1 AND shard = $2 AND round = $3",
+                    inp.batch_id,
+                    shard.shard,
+                    shard.round,
+                )
+                if row is None:
+                    continue
+                submission = ShardSubmission(
+                    tag=row["tag"],
+                    batch_id=inp.batch_id,
+                    shard=shard.shard,
+                    round=shard.round,
+                    endpoint="",
+                    model=None,
+                    request_count=row["request_count"],
+                    byte_size=0,
+                    requests=functools.partial(self._request_lines, inp.batch_id, shard.shard, shard.round),
+                    attempt_started_at=row["attempt_started_at"].timestamp(),
+                )
+                found = await provider.find_submitted(submission)
+                if found is not None:
+                    await provider.cancel(found)
+            except perr.ProviderError as exc:
+                activity.logger.warning(
+                    "provider cancel failed",
+                    extra={"batch_id": inp.batch_id, "shard": shard.shard, "error": str(exc)},
+                )
+                if exc.retryable:
+                    raise to_application_error(exc) from exc

@@ -1,0 +1,74 @@
+"""Named activity-option presets: timeouts, heartbeats and retry policies, in one place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from temporalio.common import RetryPolicy
+
+__all__ = ["CANCEL", "FINALIZE", "HANDLER", "INGEST", "NON_RETRYABLE", "POLL", "STAGE", "SUBMIT", "Preset"]
+
+#: ApplicationError types the activities raise for failures a retry cannot fix.
+NON_RETRYABLE = ["InvalidInput", "ProviderRejected", "AuthenticationFailed", "QuotaExceeded"]
+
+
+@dataclass(frozen=True)
+class Preset:
+    start_to_close: timedelta
+    retry: RetryPolicy
+    heartbeat: timedelta | None = None
+
+
+STAGE = Preset(
+    start_to_close=timedelta(minutes=30),
+    heartbeat=timedelta(minutes=2),
+    retry=RetryPolicy(maximum_interval=timedelta(minutes=1), non_retryable_error_types=NON_RETRYABLE),
+)
+SUBMIT = Preset(
+    start_to_close=timedelta(minutes=15),
+    retry=RetryPolicy(
+        initial_interval=timedelta(seconds=2),
+        maximum_interval=timedelta(minutes=5),
+        non_retryable_error_types=NON_RETRYABLE,
+    ),
+)
+#: A poll that keeps failing is given up after a few tries; the workflow simply polls again later,
+#: so a provider outage is waited out on the poll schedule rather than in a tight retry loop.
+POLL = Preset(
+    start_to_close=timedelta(minutes=2),
+    retry=RetryPolicy(
+        initial_interval=timedelta(seconds=1),
+        maximum_interval=timedelta(seconds=30),
+        maximum_attempts=3,
+        non_retryable_error_types=NON_RETRYABLE,
+    ),
+)
+INGEST = Preset(
+    start_to_close=timedelta(hours=2),
+    heartbeat=timedelta(minutes=1),
+    retry=RetryPolicy(
+        initial_interval=timedelta(seconds=1),
+        maximum_interval=timedelta(minutes=2),
+        non_retryable_error_types=["AuthenticationFailed"],
+    ),
+)
+#: Provider-side cancel is best effort: a failing cancel is logged and never blocks the batch.
+CANCEL = Preset(
+    start_to_close=timedelta(minutes=1),
+    retry=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=3),
+)
+FINALIZE = Preset(
+    start_to_close=timedelta(minutes=10),
+    retry=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1)),
+)
+HANDLER = Preset(
+    start_to_close=timedelta(minutes=2),
+    retry=RetryPolicy(
+        initial_interval=timedelta(seconds=1),
+        backoff_coefficient=2.0,
+        maximum_interval=timedelta(minutes=1),
+        maximum_attempts=5,
+        non_retryable_error_types=["InvalidInput"],
+    ),
+)
