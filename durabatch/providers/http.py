@@ -47,6 +47,7 @@ from durabatch.providers.jsonl import LineSplitter, parse_line
 __all__ = [
     "DownloadedLine",
     "ProviderHttp",
+    "as_dict",
     "error_for_response",
     "parse_retry_after",
     "parse_timestamp",
@@ -170,7 +171,8 @@ def error_for_response(
         return RateLimited(message, retry_after=parse_retry_after(response.headers, body), **kwargs)
     if status == 402:
         return QuotaExceeded(message, **kwargs)
-    if status in (401, 403):
+    # Gemini answers a bad key with 400 INVALID_ARGUMENT and reason API_KEY_INVALID.
+    if status in (401, 403) or (status == 400 and "API_KEY_INVALID" in text):
         return AuthenticationFailed(message, **kwargs)
     if status == 404:
         return NotFound(message, **kwargs)
@@ -421,3 +423,8 @@ def _zone(zone: str | None) -> str:
     if zone is None or zone == "Z":
         return "+00:00"
     return zone if ":" in zone else zone[:3] + ":" + zone[3:]
+
+
+def as_dict(value: object) -> dict[str, Any]:
+    """`value` if it is a JSON object, else an empty one (wire fields may be null or missing)."""
+    return value if isinstance(value, dict) else {}

@@ -1,0 +1,308 @@
+"""Anthropic Message Batches API client (providers.md §3).
+
+Submit is one ``POST /v1/messages/batches`` whose JSON body ``{"requests": [...]}`` is streamed from
+the shard (never built whole in memory). Results are one JSONL stream at ``results_url``.
+
+Anthropic batches carry no metadata, so `find_submitted` cannot look for a tag. It matches what the
+submit attempt knew before the create call: batches created at or after ``attempt_started_at`` minus
+a small clock skew whose request count equals the shard's. If several match, the oldest is kept and
+the others are cancelled (they are duplicates of the same submit). Batch ids listed in
+``shard.exclude_batch_ids`` (batches other shards already own) are never matched or cancelled.
+
+Status: ``in_progress``/``canceling`` are running; ``ended`` becomes ``cancelled`` if a cancel was
+initiated, ``expired`` if requests expired, else ``completed``. Per-request counts other than
+``processing`` stay 0 until the batch ends (providers.md §7 pitfall 19).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+from urllib.parse import urlparse
+
+import httpx
+
+from durabatch.providers.base import (
+    ProviderBatchRef,
+    ProviderLimits,
+    ProviderState,
+    ProviderStatus,
+    RequestCounts,
+    ResultCursor,
+    ResultLine,
+    ResultOutcome,
+    ShardSubmission,
+)
+from durabatch.providers.errors import ProviderError, ProviderUnavailable
+from durabatch.providers.formats import ANTHROPIC_ENDPOINT, check_endpoint
+from durabatch.providers.http import ProviderHttp, as_dict, parse_timestamp
+from durabatch.providers.jsonl import dumps_line
+
+__all__ = [
+    "ANTHROPIC_LIMITS",
+    "ANTHROPIC_STATES",
+    "AnthropicProvider",
+    "anthropic_result",
+    "anthropic_status",
+]
+
+log = logging.getLogger(__name__)
+
+ANTHROPIC_VERSION = "2023-06-01"
+
+ANTHROPIC_LIMITS = ProviderLimits(
+    max_requests=100_000,
+    # 256 MB per batch request body; headroom for the JSON envelope
+    max_bytes=250_000_000,
+    # the Messages API request limit
+    max_line_bytes=32_000_000,
+    endpoints=frozenset({ANTHROPIC_ENDPOINT}),
+)
+
+#: Anthropic processing_status -> durabatch state; "ended" is refined by `anthropic_status`.
+ANTHROPIC_STATES: dict[str, ProviderState] = {
+    "in_progress": "in_progress",
+    "canceling": "in_progress",
+    "ended": "completed",
+}
+_RESULT_OUTCOMES: dict[str, ResultOutcome] = {
+    "succeeded": "succeeded",
+    "errored": "failed",
+    "canceled": "cancelled",
+    "expired": "expired",
+}
+#: tolerated difference between our clock and Anthropic's when matching created_at
+_CLOCK_SKEW_SECONDS = 120
+_FIND_MAX_PAGES = 50
+_CHUNK = 256 * 1024
+
+
+class AnthropicProvider:
+    """`BatchProvider` for Anthropic's Message Batches API."""
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        base_url: str,
+        api_key: Callable[[], str],
+        *,
+        name: str = "anthropic",
+        limits: ProviderLimits = ANTHROPIC_LIMITS,
+        download_attempts: int = 5,
+        retry_delay: float = 0.2,
+    ) -> None:
+        self.name = name
+        self.limits = limits
+        self._api_key = api_key
+        self._http = ProviderHttp(
+            name, http, base_url, self._auth, download_attempts=download_attempts, retry_delay=retry_delay
+        )
+
+    def _auth(self) -> dict[str, str]:
+        return {"x-api-key": self._api_key(), "anthropic-version": ANTHROPIC_VERSION}
+
+    async def submit(self, shard: ShardSubmission) -> ProviderBatchRef:
+        check_endpoint("anthropic", shard.endpoint)
+
+        async def body() -> AsyncIterator[bytes]:
+            buffer = bytearray(b'{"requests":[')
+            first = True
+            async for request in shard.requests():
+                if not first:
+                    buffer += b","
+                first = False
+                buffer += dumps_line({"custom_id": request.custom_id, "params": request.body})[:-1]
+                if len(buffer) >= _CHUNK:
+                    yield bytes(buffer)
+                    buffer.clear()
+            buffer += b"]}"
+            yield bytes(buffer)
+
+        batch = await self._http.json(
+            "POST",
+            "/v1/messages/batches",
+            content=body(),
+            headers={"Content-Type": "application/json"},
+            context="create message batch",
+        )
+        log.info(
+            "anthropic batch %s created for %s",
+            batch.get("id"),
+            shard.tag,
+            extra={"action": "provider_submit", "batch_id": shard.batch_id, "provider": self.name},
+        )
+        return ProviderBatchRef(provider=self.name, provider_batch_id=str(batch["id"]))
+
+    async def find_submitted(self, shard: ShardSubmission) -> ProviderBatchRef | None:
+        not_before = shard.attempt_started_at - _CLOCK_SKEW_SECONDS if shard.attempt_started_at else None
+        excluded = set(getattr(shard, "exclude_batch_ids", ()) or ())
+        candidates: list[tuple[float, str]] = []
+        after: str | None = None
+        for _ in range(_FIND_MAX_PAGES):
+            params: dict[str, str | int] = {"limit": 100}
+            if after:
+                params["after_id"] = after
+            page = await self._http.json("GET", "/v1/messages/batches", params=params, context="list batches")
+            data = [b for b in page.get("data") or [] if isinstance(b, dict)]
+            older_than_window = False
+            for batch in data:
+                created = parse_timestamp(batch.get("created_at")) or 0.0
+                if not_before is not None and created < not_before:
+                    older_than_window = True  # newest first: everything after this is older still
+                    break
+                if str(batch.get("id")) in excluded:
+                    continue
+                if _total(batch.get("request_counts") or {}) == shard.request_count:
+                    candidates.append((created, str(batch["id"])))
+            if older_than_window or not data or not page.get("has_more"):
+                break
+            after = str(page.get("last_id") or data[-1].get("id"))
+        if not candidates:
+            return None
+        candidates.sort()
+        keep = candidates[0][1]
+        for _, duplicate in candidates[1:]:
+            log.warning(
+                "anthropic batch %s duplicates %s for %s; cancelling it",
+                duplicate,
+                keep,
+                shard.tag,
+                extra={
+                    "action": "provider_cancel_duplicate",
+                    "batch_id": shard.batch_id,
+                    "provider": self.name,
+                },
+            )
+            try:
+                await self.cancel(ProviderBatchRef(provider=self.name, provider_batch_id=duplicate))
+            except ProviderError as exc:
+                log.warning("cancelling duplicate anthropic batch %s failed: %s", duplicate, exc)
+        return ProviderBatchRef(provider=self.name, provider_batch_id=keep)
+
+    async def status(self, ref: ProviderBatchRef) -> ProviderStatus:
+        batch = await self._http.json(
+            "GET", f"/v1/messages/batches/{ref.provider_batch_id}", context="get batch"
+        )
+        return anthropic_status(batch)
+
+    async def results(
+        self, ref: ProviderBatchRef, status: ProviderStatus, resume_from: ResultCursor | None = None
+    ) -> AsyncIterator[ResultLine]:
+        start = resume_from or ResultCursor()
+        url = status.output_location
+        if not url:
+            if status.terminal:
+                raise ProviderUnavailable(
+                    f"batch {ref.provider_batch_id} ended without results_url", provider=self.name
+                )
+            return
+        async for item in self._http.stream_lines(
+            self._results_url(url, ref),
+            start_offset=start.offset,
+            start_lines=start.lines,
+            headers={"Accept": "application/binary"},
+            what=f"results of {ref.provider_batch_id}",
+        ):
+            line = anthropic_result(item.record)
+            if line is None:
+                continue
+            line.cursor = ResultCursor(part=0, offset=item.offset, lines=item.lines)
+            yield line
+
+    def _results_url(self, url: str, ref: ProviderBatchRef) -> str:
+        # results_url is absolute. Our API key goes only to the configured origin: a results_url on
+        # another host is read from the configured base URL instead (same path).
+        base = urlparse(self._http.base_url)
+        target = urlparse(url)
+        if (target.scheme, target.netloc) != (base.scheme, base.netloc):
+            log.warning("anthropic results_url host %s differs from base URL; using base URL", target.netloc)
+            return target.path or f"/v1/messages/batches/{ref.provider_batch_id}/results"
+        return url
+
+    async def cancel(self, ref: ProviderBatchRef) -> None:
+        response = await self._http.request(
+            "POST",
+            f"/v1/messages/batches/{ref.provider_batch_id}/cancel",
+            allow=(400, 409),
+            context="cancel batch",
+        )
+        if not response.is_success:
+            log.info("anthropic batch %s already ended; cancel ignored", ref.provider_batch_id)
+
+    async def realtime(self, endpoint: str, body: dict[str, Any]) -> dict[str, Any]:
+        check_endpoint("anthropic", endpoint)
+        return await self._http.json("POST", endpoint, json_body=body, context=endpoint)
+
+
+def _total(counts: dict[str, Any]) -> int:
+    return sum(int(counts.get(k) or 0) for k in ("processing", "succeeded", "errored", "canceled", "expired"))
+
+
+def anthropic_status(batch: dict[str, Any]) -> ProviderStatus:
+    raw = str(batch.get("processing_status"))
+    state = ANTHROPIC_STATES.get(raw)
+    if state is None:
+        log.warning("unknown anthropic processing_status %r, treated as in_progress", raw)
+        state = "in_progress"
+    counts = batch.get("request_counts") or {}
+    succeeded = int(counts.get("succeeded") or 0)
+    errored, canceled, expired = (int(counts.get(k) or 0) for k in ("errored", "canceled", "expired"))
+    if state == "completed":
+        if batch.get("cancel_initiated_at"):
+            state = "cancelled"
+        elif expired:
+            state = "expired"
+    return ProviderStatus(
+        state=state,
+        provider_status=raw,
+        counts=RequestCounts(
+            total=_total(counts),
+            succeeded=succeeded,
+            failed=errored + canceled + expired,
+            processing=int(counts.get("processing") or 0),
+        ),
+        output_location=batch.get("results_url"),
+    )
+
+
+def anthropic_result(record: Any) -> ResultLine | None:
+    if not isinstance(record, dict) or not isinstance(record.get("custom_id"), str):
+        if record is not None:
+            log.error("anthropic result line without custom_id skipped")
+        return None
+    result = as_dict(record.get("result"))
+    kind = str(result.get("type"))
+    outcome = _RESULT_OUTCOMES.get(kind)
+    if outcome is None:
+        return ResultLine(
+            custom_id=record["custom_id"],
+            outcome="failed",
+            error={"type": "unknown_result", "message": f"unknown result type {kind!r}"},
+        )
+    if outcome == "succeeded":
+        message = as_dict(result.get("message"))
+        usage = message.get("usage") or {}
+        cached = int(usage.get("cache_read_input_tokens") or 0)
+        # input_tokens excludes cache reads and writes; durabatch counts all prompt tokens as input
+        total_in = (
+            int(usage.get("input_tokens") or 0) + cached + int(usage.get("cache_creation_input_tokens") or 0)
+        )
+        return ResultLine(
+            custom_id=record["custom_id"],
+            outcome="succeeded",
+            status_code=200,
+            body=message,
+            input_tokens=total_in,
+            cached_tokens=cached,
+            output_tokens=int(usage.get("output_tokens") or 0),
+        )
+    error: dict[str, Any] | None = None
+    if outcome == "failed":
+        wrapper = as_dict(result.get("error"))
+        # ErrorResponse {"type": "error", "error": {"type", "message"}, "request_id"}
+        inner = wrapper.get("error")
+        error = inner if isinstance(inner, dict) else wrapper
+    else:
+        error = {"type": kind}
+    return ResultLine(custom_id=record["custom_id"], outcome=outcome, error=error)

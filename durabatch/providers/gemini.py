@@ -1,0 +1,393 @@
+"""Gemini API batch mode client (Developer API, providers.md §4).
+
+durabatch names Gemini's one batch endpoint ``generateContent``; on the wire a batch is created
+with ``POST /v1beta/models/{model}:batchGenerateContent``. The model comes from the shard (or the
+first request's ``model``).
+
+Submit: shards under `INLINE_MAX_BYTES` go inline (``inputConfig.requests.requests[]`` with
+``metadata.key``), streamed as JSON; larger ones are uploaded as JSONL ``{"key", "request"}`` via the
+resumable Files API (one pass over the shard to measure it, a second to send it) and referenced by
+``inputConfig.fileName``. Creation is not idempotent, so the batch's ``displayName`` is the shard
+tag and `find_submitted` looks for it.
+
+Status: ``metadata.state`` (``BATCH_STATE_*``, also accepted as ``JOB_STATE_*``) maps through
+`GEMINI_STATES`; ``batchStats`` counts are int64 strings with zeros omitted. Results are read from
+``response`` or its mirror ``metadata.output``: a ``responsesFile`` (downloaded with
+``GET /v1beta/files/{id}:download?alt=media``, streamed, keyed by ``key``) or inline responses
+(keyed by ``metadata.key``; their cursor counts lines only, offset stays 0).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+
+from durabatch.providers.base import (
+    ProviderBatchRef,
+    ProviderLimits,
+    ProviderState,
+    ProviderStatus,
+    RequestCounts,
+    ResultCursor,
+    ResultLine,
+    ShardSubmission,
+)
+from durabatch.providers.errors import BadRequest, ProviderUnavailable
+from durabatch.providers.formats import GEMINI_ENDPOINT, check_endpoint, model_of
+from durabatch.providers.http import ProviderHttp, as_dict, parse_timestamp
+from durabatch.providers.jsonl import dumps_line
+
+__all__ = [
+    "GEMINI_LIMITS",
+    "GEMINI_STATES",
+    "INLINE_MAX_BYTES",
+    "GeminiProvider",
+    "gemini_result",
+    "gemini_status",
+]
+
+log = logging.getLogger(__name__)
+
+GEMINI_LIMITS = ProviderLimits(
+    # no documented per-batch request count; keep batches a reasonable size
+    max_requests=100_000,
+    # input files up to 2 GB
+    max_bytes=1_900_000_000,
+    # a generateContent request is limited to 20 MB
+    max_line_bytes=20_000_000,
+    endpoints=frozenset({GEMINI_ENDPOINT}),
+)
+#: shards smaller than this are sent inline (the documented inline limit is 20 MB)
+INLINE_MAX_BYTES = 10_000_000
+#: marks `ProviderStatus.output_location` when results are inline in the batch operation
+INLINE_RESULTS = "inline"
+
+GEMINI_STATES: dict[str, ProviderState] = {
+    "BATCH_STATE_UNSPECIFIED": "submitted",
+    "BATCH_STATE_PENDING": "submitted",
+    "BATCH_STATE_RUNNING": "in_progress",
+    "BATCH_STATE_SUCCEEDED": "completed",
+    "BATCH_STATE_FAILED": "failed",
+    "BATCH_STATE_CANCELLED": "cancelled",
+    "BATCH_STATE_EXPIRED": "expired",
+}
+_FIND_SKEW_SECONDS = 300
+_FIND_MAX_PAGES = 50
+_CHUNK = 256 * 1024
+_UPLOAD_MIME = "application/jsonl"
+
+
+class GeminiProvider:
+    """`BatchProvider` for the Gemini Developer API's batch mode."""
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        base_url: str,
+        api_key: Callable[[], str],
+        *,
+        name: str = "gemini",
+        limits: ProviderLimits = GEMINI_LIMITS,
+        inline_max_bytes: int = INLINE_MAX_BYTES,
+        download_attempts: int = 5,
+        retry_delay: float = 0.2,
+    ) -> None:
+        self.name = name
+        self.limits = limits
+        self.inline_max_bytes = inline_max_bytes
+        self._api_key = api_key
+        self._http = ProviderHttp(
+            name, http, base_url, self._auth, download_attempts=download_attempts, retry_delay=retry_delay
+        )
+
+    def _auth(self) -> dict[str, str]:
+        return {"x-goog-api-key": self._api_key()}
+
+    # -- submit ------------------------------------------------------------------------------
+
+    async def submit(self, shard: ShardSubmission) -> ProviderBatchRef:
+        check_endpoint("gemini", shard.endpoint)
+        model = (shard.model or await self._first_model(shard) or "").removeprefix("models/")
+        if not model:
+            raise BadRequest(
+                "Gemini batches need a model (none on the shard or its requests)", provider=self.name
+            )
+        if shard.byte_size and shard.byte_size < self.inline_max_bytes:
+            content, headers = self._inline_body(shard), {"Content-Type": "application/json"}
+        else:
+            file_name = await self._upload(shard)
+            batch = {"batch": {"displayName": shard.tag, "inputConfig": {"fileName": file_name}}}
+            content, headers = _once(dumps_line(batch)[:-1]), {"Content-Type": "application/json"}
+        operation = await self._http.json(
+            "POST",
+            f"/v1beta/models/{model}:batchGenerateContent",
+            content=content,
+            headers=headers,
+            context="create batch",
+        )
+        name = str(operation.get("name") or (operation.get("metadata") or {}).get("name"))
+        log.info(
+            "gemini batch %s created for %s",
+            name,
+            shard.tag,
+            extra={"action": "provider_submit", "batch_id": shard.batch_id, "provider": self.name},
+        )
+        return ProviderBatchRef(provider=self.name, provider_batch_id=name, extra={"model": model})
+
+    async def _first_model(self, shard: ShardSubmission) -> str | None:
+        async for request in shard.requests():
+            return model_of("gemini", request.body)
+        return None
+
+    async def _inline_body(self, shard: ShardSubmission) -> AsyncIterator[bytes]:
+        head = dumps_line({"displayName": shard.tag})[:-2]  # drop "}\n": the object continues
+        buffer = bytearray(b'{"batch":' + head + b',"inputConfig":{"requests":{"requests":[')
+        first = True
+        async for request in shard.requests():
+            if not first:
+                buffer += b","
+            first = False
+            buffer += dumps_line({"request": request.body, "metadata": {"key": request.custom_id}})[:-1]
+            if len(buffer) >= _CHUNK:
+                yield bytes(buffer)
+                buffer.clear()
+        buffer += b"]}}}}"
+        yield bytes(buffer)
+
+    async def _file_lines(self, shard: ShardSubmission) -> AsyncIterator[bytes]:
+        buffer = bytearray()
+        async for request in shard.requests():
+            buffer += dumps_line({"key": request.custom_id, "request": request.body})
+            if len(buffer) >= _CHUNK:
+                yield bytes(buffer)
+                buffer.clear()
+        if buffer:
+            yield bytes(buffer)
+
+    async def _upload(self, shard: ShardSubmission) -> str:
+        # The resumable protocol wants the size up front: measure in one streamed pass, send in another.
+        size = 0
+        async for chunk in self._file_lines(shard):
+            size += len(chunk)
+        start = await self._http.request(
+            "POST",
+            self._upload_root() + "/upload/v1beta/files",
+            json_body={"file": {"displayName": shard.tag, "mimeType": _UPLOAD_MIME}},
+            headers={
+                "X-Goog-Upload-Protocol": "resumable",
+                "X-Goog-Upload-Command": "start",
+                "X-Goog-Upload-Header-Content-Length": str(size),
+                "X-Goog-Upload-Header-Content-Type": _UPLOAD_MIME,
+            },
+            context="start upload",
+        )
+        upload_url = start.headers.get("x-goog-upload-url")
+        if not upload_url:
+            raise ProviderUnavailable("upload start answered without x-goog-upload-url", provider=self.name)
+        done = await self._http.request(
+            "POST",
+            upload_url,
+            content=self._file_lines(shard),
+            headers={
+                "X-Goog-Upload-Command": "upload, finalize",
+                "X-Goog-Upload-Offset": "0",
+                "Content-Length": str(size),
+                "Content-Type": _UPLOAD_MIME,
+            },
+            context="upload batch input file",
+        )
+        try:
+            name = done.json()["file"]["name"]
+        except (ValueError, KeyError, TypeError):
+            # Seen in the wild: 200 without a "file" key (providers.md §7 pitfall 22).
+            raise ProviderUnavailable("upload finished without a file name", provider=self.name) from None
+        return str(name)
+
+    def _upload_root(self) -> str:
+        # The upload path hangs off the host root, not off /v1beta.
+        return self._http.base_url.removesuffix("/v1beta")
+
+    # -- find / status -----------------------------------------------------------------------
+
+    async def find_submitted(self, shard: ShardSubmission) -> ProviderBatchRef | None:
+        not_before = shard.attempt_started_at - _FIND_SKEW_SECONDS if shard.attempt_started_at else None
+        token: str | None = None
+        for _ in range(_FIND_MAX_PAGES):
+            params: dict[str, str | int] = {"pageSize": 100}
+            if token:
+                params["pageToken"] = token
+            page = await self._http.json("GET", "/v1beta/batches", params=params, context="list batches")
+            operations = [op for op in page.get("operations") or [] if isinstance(op, dict)]
+            older = False
+            for op in operations:
+                meta = op.get("metadata") or {}
+                if meta.get("displayName") == shard.tag:
+                    model = str(meta.get("model") or "").removeprefix("models/")
+                    return ProviderBatchRef(
+                        provider=self.name,
+                        provider_batch_id=str(op.get("name") or meta.get("name")),
+                        extra={"model": model} if model else {},
+                    )
+                created = parse_timestamp(meta.get("createTime"))
+                if not_before is not None and created is not None and created < not_before:
+                    older = True
+            token = page.get("nextPageToken") or None
+            # list order is not documented, so stop only once a whole page predates the window
+            if not token or (older and all(_created(op) < (not_before or 0) for op in operations)):
+                return None
+        return None
+
+    async def status(self, ref: ProviderBatchRef) -> ProviderStatus:
+        operation = await self._http.json("GET", f"/v1beta/{ref.provider_batch_id}", context="get batch")
+        return gemini_status(operation)
+
+    # -- results -----------------------------------------------------------------------------
+
+    async def results(
+        self, ref: ProviderBatchRef, status: ProviderStatus, resume_from: ResultCursor | None = None
+    ) -> AsyncIterator[ResultLine]:
+        start = resume_from or ResultCursor()
+        location = status.output_location
+        if not location:
+            return
+        if location == INLINE_RESULTS:
+            operation = await self._http.json("GET", f"/v1beta/{ref.provider_batch_id}", context="get batch")
+            responses = _inline_responses(operation)
+            for index, item in enumerate(responses[start.lines :], start=start.lines + 1):
+                meta = as_dict(item.get("metadata"))
+                line = gemini_result(item, meta.get("key"))
+                if line is not None:
+                    line.cursor = ResultCursor(part=0, offset=0, lines=index)
+                    yield line
+            return
+        file_id = location.removeprefix("files/")
+        async for downloaded in self._http.stream_lines(
+            f"/v1beta/files/{file_id}:download?alt=media",
+            start_offset=start.offset,
+            start_lines=start.lines,
+            what=f"responses file {location}",
+        ):
+            record = downloaded.record
+            line = gemini_result(record, record.get("key") if isinstance(record, dict) else None)
+            if line is None:
+                continue
+            line.cursor = ResultCursor(part=0, offset=downloaded.offset, lines=downloaded.lines)
+            yield line
+
+    # -- cancel / realtime -------------------------------------------------------------------
+
+    async def cancel(self, ref: ProviderBatchRef) -> None:
+        response = await self._http.request(
+            "POST", f"/v1beta/{ref.provider_batch_id}:cancel", allow=(400, 409), context="cancel batch"
+        )
+        if not response.is_success:
+            log.info("gemini batch %s already ended; cancel ignored", ref.provider_batch_id)
+
+    async def realtime(self, endpoint: str, body: dict[str, Any]) -> dict[str, Any]:
+        check_endpoint("gemini", endpoint)
+        model = model_of("gemini", body)
+        if not model:
+            raise BadRequest("a Gemini real-time call needs body.model", provider=self.name)
+        payload = {k: v for k, v in body.items() if k != "model"}
+        return await self._http.json(
+            "POST", f"/v1beta/models/{model}:generateContent", json_body=payload, context=endpoint
+        )
+
+
+async def _once(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
+def _created(op: dict[str, Any]) -> float:
+    meta = op.get("metadata") or {}
+    return parse_timestamp(meta.get("createTime")) or 0.0
+
+
+def _output(operation: dict[str, Any]) -> dict[str, Any]:
+    response = operation.get("response")
+    if isinstance(response, dict) and (response.get("responsesFile") or response.get("inlinedResponses")):
+        return response
+    meta = operation.get("metadata") or {}
+    output = meta.get("output")
+    return output if isinstance(output, dict) else {}
+
+
+def _inline_responses(operation: dict[str, Any]) -> list[dict[str, Any]]:
+    inlined = _output(operation).get("inlinedResponses")
+    # double nesting on the wire: inlinedResponses.inlinedResponses (providers.md §7 pitfall 25)
+    if isinstance(inlined, dict):
+        inlined = inlined.get("inlinedResponses")
+    return [r for r in inlined or [] if isinstance(r, dict)]
+
+
+def _count(stats: dict[str, Any], key: str) -> int:
+    # int64 counts are JSON strings, and zero values are omitted
+    try:
+        return int(stats.get(key) or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def gemini_status(operation: dict[str, Any]) -> ProviderStatus:
+    meta = operation.get("metadata") or {}
+    raw = str(meta.get("state") or operation.get("state") or "BATCH_STATE_UNSPECIFIED")
+    state = GEMINI_STATES.get(raw.replace("JOB_STATE_", "BATCH_STATE_"))
+    if state is None:
+        log.warning("unknown gemini batch state %r, treated as in_progress", raw)
+        state = "in_progress"
+    stats = meta.get("batchStats") or {}
+    total = _count(stats, "requestCount")
+    succeeded = _count(stats, "successfulRequestCount")
+    failed = _count(stats, "failedRequestCount")
+    pending = (
+        _count(stats, "pendingRequestCount") if "pendingRequestCount" in stats else total - succeeded - failed
+    )
+    output = _output(operation)
+    location: str | None = None
+    if output.get("responsesFile"):
+        location = str(output["responsesFile"])
+    elif output.get("inlinedResponses"):
+        location = INLINE_RESULTS
+    status = ProviderStatus(
+        state=state,
+        provider_status=raw,
+        counts=RequestCounts(total=total, succeeded=succeeded, failed=failed, processing=max(0, pending)),
+        output_location=location,
+    )
+    error = operation.get("error")
+    if isinstance(error, dict) and state == "failed":
+        status.failure_code = str(error.get("status") or error.get("code") or "")
+        status.failure_message = str(error.get("message") or "")
+    return status
+
+
+def gemini_result(item: Any, key: Any) -> ResultLine | None:
+    if not isinstance(item, dict) or not isinstance(key, str):
+        if item is not None:
+            log.error("gemini result without key skipped")
+        return None
+    response = item.get("response")
+    if isinstance(response, dict):
+        usage = response.get("usageMetadata") or {}
+        return ResultLine(
+            custom_id=key,
+            outcome="succeeded",
+            status_code=200,
+            body=response,
+            # promptTokenCount already includes cachedContentTokenCount
+            input_tokens=int(usage.get("promptTokenCount") or 0),
+            cached_tokens=int(usage.get("cachedContentTokenCount") or 0),
+            output_tokens=int(usage.get("candidatesTokenCount") or 0)
+            + int(usage.get("thoughtsTokenCount") or 0),
+        )
+    error = item.get("error")
+    code = error.get("code") if isinstance(error, dict) else None
+    return ResultLine(
+        custom_id=key,
+        outcome="failed",
+        status_code=code if isinstance(code, int) else None,
+        error=error if isinstance(error, dict) else {"message": "result has neither response nor error"},
+    )
