@@ -215,3 +215,13 @@ def test_dockerignore_keeps_the_context_small() -> None:
         assert entry in ignored
     for needed in ("pyproject.toml", "durabatch", "workflows", "activities", "worker.py"):
         assert needed not in ignored
+
+
+def test_deploy_doc_names_every_setting_and_only_real_ones() -> None:
+    text = (ROOT / "docs" / "deploy.md").read_text()
+    known = setting_names()
+    mentioned = set(re.findall(r"\bDURABATCH_[A-Z0-9_]+\b", text))
+    assert mentioned <= known, f"docs/deploy.md names variables that are not settings: {mentioned - known}"
+    assert known <= mentioned | set(API_KEY_ENV.values()), known - mentioned
+    for name, kind in EXPECTED_SEARCH_ATTRIBUTES.items():
+        assert re.search(rf"search-attribute create .*--name {name}\s+--type {kind}\b", text), name
