@@ -1,0 +1,184 @@
+"""The admin API under `/_emulator/`: faults, stats, clock and batch control. No key needed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from durabatch.emulator.batches import Batch
+from durabatch.emulator.faults import Fault, FaultSpec
+from durabatch.emulator.state import STATE_KEY, EmulatorState
+from durabatch.emulator.timeline import Phase
+from durabatch.emulator.wire import json_ok, read_json
+
+__all__ = ["TARGETS", "register"]
+
+#: names accepted by `advance {"to": ...}`, in any provider's vocabulary
+TARGETS: dict[str, Phase] = {
+    "validating": Phase.VALIDATING,
+    "pending": Phase.VALIDATING,
+    "in_progress": Phase.RUNNING,
+    "running": Phase.RUNNING,
+    "finalizing": Phase.FINALIZING,
+    "cancelling": Phase.CANCELLING,
+    "canceling": Phase.CANCELLING,
+    "completed": Phase.COMPLETED,
+    "ended": Phase.COMPLETED,
+    "succeeded": Phase.COMPLETED,
+    "failed": Phase.FAILED,
+    "expired": Phase.EXPIRED,
+    "cancelled": Phase.CANCELLED,
+    "canceled": Phase.CANCELLED,
+}
+
+
+def _state(request: web.Request) -> EmulatorState:
+    return request.app[STATE_KEY]
+
+
+def _problem(status: int, message: str) -> web.Response:
+    return json_ok({"error": message}, status=status)
+
+
+def _fault_json(f: Fault) -> dict[str, Any]:
+    return {"id": f.id, "remaining": f.remaining, "fired": f.fired, **f.spec.model_dump()}
+
+
+async def add_fault(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    try:
+        spec = FaultSpec.model_validate(body)
+    except ValidationError as exc:
+        return _problem(400, str(exc))
+    return json_ok(_fault_json(_state(request).faults.add(spec)), status=201)
+
+
+async def list_faults(request: web.Request) -> web.Response:
+    return json_ok({"faults": [_fault_json(f) for f in _state(request).faults.all()]})
+
+
+async def clear_faults(request: web.Request) -> web.Response:
+    _state(request).faults.clear()
+    return json_ok({"deleted": True})
+
+
+async def delete_fault(request: web.Request) -> web.Response:
+    if not _state(request).faults.remove(request.match_info["fault_id"]):
+        return _problem(404, "no such fault")
+    return json_ok({"deleted": True})
+
+
+async def stats(request: web.Request) -> web.Response:
+    return json_ok(_state(request).stats.as_json())
+
+
+async def reset(request: web.Request) -> web.Response:
+    _state(request).reset()
+    return json_ok({"reset": True})
+
+
+async def advance_clock(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    seconds = body.get("seconds") if isinstance(body, dict) else None
+    if not isinstance(seconds, int | float) or seconds < 0:
+        return _problem(400, 'body must be {"seconds": <non-negative number>}')
+    state = _state(request)
+    state.clock.advance(float(seconds))
+    return json_ok({"offset_seconds": state.clock.offset})
+
+
+def _batch(request: web.Request) -> Batch | web.Response:
+    b = _state(request).batches.get(request.match_info["batch_id"])
+    if b is None:
+        return _problem(404, "no such batch")
+    return b
+
+
+def batch_view(b: Batch, state: EmulatorState) -> dict[str, Any]:
+    phase, k = b.progress(state.now())
+    tl = b.timeline
+    return {
+        "id": b.id,
+        "provider": b.provider,
+        "phase": phase.value,
+        "requests": b.n,
+        "processed": k,
+        "failed": b.failed_among(k),
+        "held": tl.held_since is not None,
+        "expires_at": tl.expires_at,
+        "stuck_finalizing": tl.stuck_finalizing,
+    }
+
+
+async def get_batch(request: web.Request) -> web.Response:
+    b = _batch(request)
+    if isinstance(b, web.Response):
+        return b
+    return json_ok(batch_view(b, _state(request)))
+
+
+async def hold(request: web.Request) -> web.Response:
+    b = _batch(request)
+    if isinstance(b, web.Response):
+        return b
+    state = _state(request)
+    b.timeline.hold(state.now())
+    return json_ok(batch_view(b, state))
+
+
+async def release(request: web.Request) -> web.Response:
+    b = _batch(request)
+    if isinstance(b, web.Response):
+        return b
+    state = _state(request)
+    b.timeline.release(state.now())
+    return json_ok(batch_view(b, state))
+
+
+async def advance(request: web.Request) -> web.Response:
+    b = _batch(request)
+    if isinstance(b, web.Response):
+        return b
+    state = _state(request)
+    body = await read_json(request)
+    if not isinstance(body, dict) or ("to" not in body and "seconds" not in body):
+        return _problem(400, 'body must be {"to": <state>} or {"seconds": <number>}')
+    if "seconds" in body:
+        b.timeline.skip(float(body["seconds"]), state.now())
+    if "to" in body:
+        target = TARGETS.get(str(body["to"]).lower().removeprefix("batch_state_").removeprefix("job_state_"))
+        if target is None:
+            return _problem(400, f"unknown state {body['to']!r}; one of {sorted(TARGETS)}")
+        if target == Phase.FAILED and not b.errors:
+            b.errors.append(
+                {
+                    "code": "batch_failed",
+                    "message": "Failed by the emulator admin API.",
+                    "param": None,
+                    "line": None,
+                }
+            )
+        b.timeline.force(target, state.now())
+    return json_ok(batch_view(b, state))
+
+
+async def health(request: web.Request) -> web.Response:
+    return json_ok({"ok": True})
+
+
+def register(app: web.Application) -> None:
+    r = app.router
+    r.add_get("/_emulator/health", health, name="admin.health")
+    r.add_post("/_emulator/faults", add_fault, name="admin.faults.add")
+    r.add_get("/_emulator/faults", list_faults, name="admin.faults.list")
+    r.add_delete("/_emulator/faults", clear_faults, name="admin.faults.clear")
+    r.add_delete("/_emulator/faults/{fault_id}", delete_fault, name="admin.faults.delete")
+    r.add_get("/_emulator/stats", stats, name="admin.stats")
+    r.add_post("/_emulator/reset", reset, name="admin.reset")
+    r.add_post("/_emulator/clock/advance", advance_clock, name="admin.clock")
+    r.add_post("/_emulator/batches/{batch_id:.+}/hold", hold, name="admin.hold")
+    r.add_post("/_emulator/batches/{batch_id:.+}/release", release, name="admin.release")
+    r.add_post("/_emulator/batches/{batch_id:.+}/advance", advance, name="admin.advance")
+    r.add_get("/_emulator/batches/{batch_id:.+}", get_batch, name="admin.batch")

@@ -1,0 +1,385 @@
+"""Gemini Developer API: batch mode (Operations), the Files API as batch uses it, and
+generateContent."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from durabatch.emulator.batches import Batch, RequestError, batch_markers, item_from_marker
+from durabatch.emulator.content import expected_chat_response
+from durabatch.emulator.errors import error_response
+from durabatch.emulator.files import StoredFile, stream_file
+from durabatch.emulator.results import gemini_inline_responses, gemini_result_lines
+from durabatch.emulator.state import STATE_KEY, EmulatorState, new_id
+from durabatch.emulator.timeline import Phase
+from durabatch.emulator.wire import base_url, drop_connection, json_ok, read_json, rfc3339
+
+__all__ = ["operation_json", "register"]
+
+BATCH_TYPE = "type.googleapis.com/google.ai.generativelanguage.v1beta.GenerateContentBatch"
+OUTPUT_TYPE = "type.googleapis.com/google.ai.generativelanguage.v1beta.GenerateContentBatchOutput"
+_STATES = {
+    Phase.VALIDATING: "BATCH_STATE_PENDING",
+    Phase.RUNNING: "BATCH_STATE_RUNNING",
+    Phase.FINALIZING: "BATCH_STATE_RUNNING",
+    Phase.CANCELLING: "BATCH_STATE_RUNNING",
+    Phase.COMPLETED: "BATCH_STATE_SUCCEEDED",
+    Phase.FAILED: "BATCH_STATE_FAILED",
+    Phase.EXPIRED: "BATCH_STATE_EXPIRED",
+    Phase.CANCELLED: "BATCH_STATE_CANCELLED",
+}
+#: the real API refuses `files.get` for names longer than this (js-genai#1227)
+MAX_FILE_ID = 40
+FILE_TTL = 48 * 3600
+
+
+def _state(request: web.Request) -> EmulatorState:
+    return request.app[STATE_KEY]
+
+
+def _err(request: web.Request, status: int, message: str, status_name: str | None = None) -> web.Response:
+    return error_response(request, status, message, type_=status_name)
+
+
+def _stats(batch: Batch, phase: Phase, k: int) -> dict[str, str]:
+    failed = batch.failed_among(k)
+    values = {
+        "requestCount": batch.n,
+        "successfulRequestCount": k - failed,
+        "failedRequestCount": failed,
+        "pendingRequestCount": 0 if batch.timeline.terminal else batch.n - k,
+    }
+    # int64 travels as a JSON string and proto3 JSON leaves zero values out.
+    return {name: str(v) for name, v in values.items() if v}
+
+
+def _output(batch: Batch, state: EmulatorState, k: int, origin: str) -> dict[str, Any]:
+    if batch.extra.get("inline"):
+        return {"inlinedResponses": {"inlinedResponses": gemini_inline_responses(batch, k)}}
+    f = batch.extra.get("output_file")
+    if not isinstance(f, StoredFile):
+        pad = state.config.output_padding_bytes
+        file_id = "batch-" + batch.id.removeprefix("batches/")
+        f = StoredFile(
+            file_id,
+            f"{file_id}.jsonl",
+            "GENERATED",
+            batch.timeline.entered[batch.timeline.phase],
+            lines=lambda: gemini_result_lines(batch, k, pad),
+        )
+        batch.extra["output_file"] = state.gemini_files.add(f)
+    return {"responsesFile": "files/" + f.id}
+
+
+def operation_json(batch: Batch, state: EmulatorState, origin: str) -> dict[str, Any]:
+    now = state.now()
+    phase, k = batch.progress(now)
+    tl = batch.timeline
+    meta: dict[str, Any] = {
+        "@type": BATCH_TYPE,
+        "model": batch.model,
+        "name": batch.id,
+        "displayName": batch.extra.get("display_name", ""),
+        "inputConfig": batch.extra["input_config"],
+        "createTime": rfc3339(batch.created_at),
+        "updateTime": rfc3339(tl.entered.get(phase, batch.created_at)),
+        "state": _STATES[phase],
+        "batchStats": _stats(batch, phase, k),
+    }
+    op: dict[str, Any] = {"name": batch.id, "metadata": meta}
+    if not tl.terminal:
+        return op
+    meta["endTime"] = rfc3339(tl.entered[phase])
+    op["done"] = True
+    if phase == Phase.FAILED:
+        op["error"] = batch.extra.get("error") or {"code": 13, "message": "Batch job failed."}
+        return op
+    output = _output(batch, state, k, origin)
+    meta["output"] = output
+    if phase == Phase.COMPLETED:
+        op["response"] = {"@type": OUTPUT_TYPE, **output}
+    elif phase == Phase.CANCELLED:
+        op["error"] = {"code": 1, "message": "The batch was cancelled."}
+    else:
+        op["error"] = {"code": 4, "message": "The batch expired before all requests were processed."}
+    return op
+
+
+def _request_error(req: Any) -> RequestError | None:
+    if not isinstance(req, dict) or not req.get("contents"):
+        return RequestError(
+            400, "* GenerateContentRequest.contents: contents is not specified", "INVALID_ARGUMENT"
+        )
+    return None
+
+
+async def create_batch(request: web.Request) -> web.Response:
+    state = _state(request)
+    model = "models/" + request.match_info["model"]
+    if (request.content_length or 0) > state.config.gemini_max_inline_bytes:
+        return _err(
+            request,
+            400,
+            f"Request payload size exceeds the limit: {state.config.gemini_max_inline_bytes} bytes.",
+        )
+    body = await read_json(request)
+    spec = body.get("batch") if isinstance(body, dict) else None
+    if not isinstance(spec, dict) or not isinstance(spec.get("inputConfig"), dict):
+        return _err(request, 400, "* GenerateContentBatch.input_config: input_config is required")
+    cfg = spec["inputConfig"]
+    created = state.now()
+    batch = Batch(
+        id=new_id("gemini_batch"),
+        provider="gemini",
+        endpoint=":generateContent",
+        model=model,
+        created_at=created,
+        items=[],
+        timeline=state.new_timeline(0, created),
+        extra={"display_name": str(spec.get("displayName") or ""), "input_config": cfg},
+    )
+    if "requests" in cfg:
+        reqs = (cfg.get("requests") or {}).get("requests") or []
+        batch.extra["inline"] = True
+        for i, r in enumerate(reqs):
+            meta = r.get("metadata") if isinstance(r, dict) else None
+            key = str((meta or {}).get("key", i)) if isinstance(meta, dict) else str(i)
+            req = r.get("request") if isinstance(r, dict) else None
+            item = item_from_marker(key, req if isinstance(req, dict) else {}, _request_error(req))
+            item.meta = meta if isinstance(meta, dict) else None
+            batch.items.append(item)
+    elif "fileName" in cfg:
+        f = state.gemini_files.get(str(cfg["fileName"]).removeprefix("files/"))
+        if f is None or f.data is None:
+            return _err(request, 404, f"File {cfg['fileName']} not found.", "NOT_FOUND")
+        _parse_file(batch, f.data)
+    else:
+        return _err(
+            request, 400, "* GenerateContentBatch.input_config: one of file_name or requests is required"
+        )
+    batch.timeline.n = batch.n
+    specs = state.faults.take_batch_faults("gemini") + batch_markers(batch.extra["display_name"])
+    for s in specs:
+        state.stats.faults_fired[s.fault] += 1
+        if s.fault == "token_limit_exceeded":
+            batch.timeline.fail_validation = True
+            batch.extra["error"] = {
+                "code": 8,
+                "message": f"Enqueued token limit reached for {model}. Please try again later.",
+            }
+    batch.apply_faults([s for s in specs if s.fault != "token_limit_exceeded"])
+    state.add_batch(batch, [batch.extra["display_name"]])
+    if state.faults.take(frozenset({"lose_create_response"}), "gemini", "batches.create"):
+        state.stats.faults_fired["lose_create_response"] += 1
+        return drop_connection(request)
+    return json_ok(operation_json(batch, state, base_url(request)))
+
+
+def _parse_file(batch: Batch, data: bytes) -> None:
+    for lineno, raw in enumerate(data.split(b"\n"), start=1):
+        raw = raw.removesuffix(b"\r")
+        if not raw.strip():
+            continue
+        try:
+            obj = json.loads(raw)
+        except ValueError:
+            obj = None
+        if not isinstance(obj, dict) or "request" not in obj:
+            batch.timeline.fail_validation = True
+            batch.extra["error"] = {"code": 3, "message": f"Invalid JSONL input at line {lineno}."}
+            batch.items = []
+            return
+        req = obj["request"]
+        key = str(obj.get("key", lineno))
+        batch.items.append(item_from_marker(key, req if isinstance(req, dict) else {}, _request_error(req)))
+
+
+def _lookup(request: web.Request) -> Batch | web.Response:
+    name = "batches/" + request.match_info["batch_id"]
+    batch = _state(request).get_batch("gemini", name)
+    if batch is None:
+        return _err(request, 404, f"Batch {name} not found.", "NOT_FOUND")
+    return batch
+
+
+async def get_batch(request: web.Request) -> web.Response:
+    batch = _lookup(request)
+    if isinstance(batch, web.Response):
+        return batch
+    return json_ok(operation_json(batch, _state(request), base_url(request)))
+
+
+async def list_batches(request: web.Request) -> web.Response:
+    state = _state(request)
+    ids = state.listing("gemini")
+    try:
+        size = int(request.query.get("pageSize", "50"))
+    except ValueError:
+        size = 50
+    size = max(1, min(1000, size))
+    token = request.query.get("pageToken")
+    if token:
+        ids = ids[ids.index(token) + 1 :] if token in ids else []
+    page = ids[:size]
+    origin = base_url(request)
+    body: dict[str, Any] = {"operations": [operation_json(state.batches[i], state, origin) for i in page]}
+    if len(ids) > size:
+        body["nextPageToken"] = page[-1]
+    return json_ok(body)
+
+
+async def cancel_batch(request: web.Request) -> web.Response:
+    state = _state(request)
+    batch = _lookup(request)
+    if isinstance(batch, web.Response):
+        return batch
+    if not batch.timeline.cancel_now(state.now()):
+        return _err(request, 400, f"Batch {batch.id} is already in a terminal state.", "FAILED_PRECONDITION")
+    return json_ok({})
+
+
+async def delete_batch(request: web.Request) -> web.Response:
+    state = _state(request)
+    batch = _lookup(request)
+    if isinstance(batch, web.Response):
+        return batch
+    batch.timeline.cancel_now(state.now())
+    batch.extra["deleted"] = True
+    return json_ok({})
+
+
+# ---------------------------------------------------------------- files
+
+
+def file_json(f: StoredFile, origin: str) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "name": "files/" + f.id,
+        "displayName": f.display_name or f.filename,
+        "mimeType": f.mime_type,
+        "sizeBytes": str(f.size),
+        "createTime": rfc3339(f.created_at),
+        "updateTime": rfc3339(f.created_at),
+        "expirationTime": rfc3339(f.created_at + FILE_TTL),
+        "uri": f"{origin}/v1beta/files/{f.id}",
+        "state": "ACTIVE",
+        "source": "GENERATED" if f.purpose == "GENERATED" else "UPLOADED",
+    }
+    if f.purpose == "GENERATED":
+        body["downloadUri"] = f"{origin}/v1beta/files/{f.id}:download?alt=media"
+    return body
+
+
+async def upload(request: web.Request) -> web.Response:
+    state = _state(request)
+    command = request.headers.get("X-Goog-Upload-Command", "").lower()
+    upload_id = request.query.get("upload_id")
+    if upload_id is None:
+        if "start" not in command:
+            return _err(request, 400, "Only resumable uploads are supported (X-Goog-Upload-Command: start).")
+        meta = await read_json(request)
+        file_meta = meta.get("file", {}) if isinstance(meta, dict) else {}
+        file_meta.setdefault(
+            "mimeType", request.headers.get("X-Goog-Upload-Header-Content-Type", "application/jsonl")
+        )
+        upload_id = new_id("gemini_file")
+        state.uploads[upload_id] = (file_meta, bytearray())
+        url = f"{base_url(request)}/upload/v1beta/files?upload_id={upload_id}&upload_protocol=resumable"
+        return web.Response(status=200, headers={"X-Goog-Upload-URL": url, "X-Goog-Upload-Status": "active"})
+    session = state.uploads.get(upload_id)
+    if session is None:
+        return _err(request, 404, "Upload session not found.", "NOT_FOUND")
+    file_meta, buf = session
+    offset = int(request.headers.get("X-Goog-Upload-Offset", len(buf)))
+    del buf[offset:]
+    buf.extend(await request.read())
+    if "finalize" not in command:
+        return web.Response(status=200, headers={"X-Goog-Upload-Status": "active"})
+    del state.uploads[upload_id]
+    name = str(file_meta.get("name") or "").removeprefix("files/") or upload_id
+    f = StoredFile(
+        name,
+        str(file_meta.get("displayName") or name),
+        "UPLOADED",
+        state.now(),
+        mime_type=str(file_meta.get("mimeType")),
+        data=bytes(buf),
+        display_name=file_meta.get("displayName"),
+    )
+    state.gemini_files.add(f)
+    resp = json_ok({"file": file_json(f, base_url(request))})
+    resp.headers["X-Goog-Upload-Status"] = "final"
+    return resp
+
+
+async def get_file(request: web.Request) -> web.Response:
+    file_id = request.match_info["file_id"]
+    if len(file_id) > MAX_FILE_ID:
+        return _err(
+            request,
+            400,
+            f"File ID {file_id} cannot be more than {MAX_FILE_ID} characters.",
+            "INVALID_ARGUMENT",
+        )
+    f = _state(request).gemini_files.get(file_id)
+    if f is None:
+        return _err(
+            request,
+            403,
+            f"You do not have permission to access the File {file_id} or it may not exist.",
+            "PERMISSION_DENIED",
+        )
+    return json_ok(file_json(f, base_url(request)))
+
+
+async def delete_file(request: web.Request) -> web.Response:
+    if not _state(request).gemini_files.delete(request.match_info["file_id"]):
+        return _err(request, 404, "File not found.", "NOT_FOUND")
+    return json_ok({})
+
+
+async def download_file(request: web.Request) -> web.StreamResponse:
+    state = _state(request)
+    f = state.gemini_files.get(request.match_info["file_id"])
+    if f is None or f.purpose != "GENERATED":
+        return _err(request, 404, "File not found or not downloadable.", "NOT_FOUND")
+    state.stats.downloads["gemini"] += 1
+    cut = None
+    fault = state.faults.take(frozenset({"truncate_download"}), "gemini", "files.download")
+    if fault is not None:
+        state.stats.faults_fired["truncate_download"] += 1
+        cut = fault.spec.after_bytes if fault.spec.after_bytes is not None else f.size // 2
+    return await stream_file(request, f, content_type="application/jsonl", honour_range=True, cut_after=cut)
+
+
+async def generate_content(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    if not isinstance(body, dict):
+        return _err(request, 400, "Invalid JSON payload received.")
+    err = _request_error(body)
+    if err is not None:
+        return _err(request, 400, err.message)
+    model = "models/" + request.match_info["model"]
+    return json_ok(expected_chat_response("gemini", "", body, model=model))
+
+
+def register(app: web.Application) -> None:
+    r = app.router
+    seg = "{model:[^/:]+}"
+    r.add_post(f"/v1beta/models/{seg}:batchGenerateContent", create_batch, name="gemini:batches.create")
+    r.add_post(
+        f"/v1beta/models/{seg}:generateContent", generate_content, name="gemini:models.generateContent"
+    )
+    r.add_get("/v1beta/batches", list_batches, name="gemini:batches.list")
+    r.add_get("/v1beta/batches/{batch_id:[^/:]+}", get_batch, name="gemini:batches.retrieve")
+    r.add_post("/v1beta/batches/{batch_id:[^/:]+}:cancel", cancel_batch, name="gemini:batches.cancel")
+    r.add_delete("/v1beta/batches/{batch_id:[^/:]+}", delete_batch, name="gemini:batches.delete")
+    r.add_post("/upload/v1beta/files", upload, name="gemini:files.upload")
+    r.add_get("/v1beta/files/{file_id:[^/:]+}", get_file, name="gemini:files.retrieve")
+    r.add_delete("/v1beta/files/{file_id:[^/:]+}", delete_file, name="gemini:files.delete")
+    r.add_get("/v1beta/files/{file_id:[^/:]+}:download", download_file, name="gemini:files.download")
+    r.add_get(
+        "/download/v1beta/files/{file_id:[^/:]+}:download", download_file, name="gemini:files.download2"
+    )

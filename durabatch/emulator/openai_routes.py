@@ -1,0 +1,550 @@
+"""OpenAI: Files, Batches, and the real-time chat completions and embeddings endpoints."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import BodyPartReader, web
+
+from durabatch.emulator.batches import Batch, Item, RequestError, batch_markers, item_from_marker
+from durabatch.emulator.content import expected_chat_response
+from durabatch.emulator.errors import error_response
+from durabatch.emulator.faults import FaultSpec
+from durabatch.emulator.files import StoredFile, stream_file
+from durabatch.emulator.results import openai_error_lines, openai_output_lines
+from durabatch.emulator.state import STATE_KEY, EmulatorState, new_id
+from durabatch.emulator.timeline import TERMINAL, Phase
+from durabatch.emulator.wire import drop_connection, json_ok, read_json
+
+__all__ = ["batch_json", "register"]
+
+ENDPOINTS = frozenset(
+    {
+        "/v1/responses",
+        "/v1/chat/completions",
+        "/v1/embeddings",
+        "/v1/completions",
+        "/v1/moderations",
+        "/v1/images/generations",
+        "/v1/images/edits",
+        "/v1/videos",
+    }
+)
+FILE_PURPOSES = frozenset({"assistants", "batch", "fine-tune", "vision", "user_data", "evals"})
+MAX_ERRORS = 1000
+DEFAULT_FILE_TTL = 30 * 86400
+
+
+def _state(request: web.Request) -> EmulatorState:
+    return request.app[STATE_KEY]
+
+
+def _missing(request: web.Request, param: str) -> web.Response:
+    return error_response(
+        request,
+        400,
+        f"Missing required parameter: '{param}'.",
+        param=param,
+        code="missing_required_parameter",
+    )
+
+
+# ---------------------------------------------------------------- files
+
+
+def file_json(f: StoredFile) -> dict[str, Any]:
+    expires = f.created_at + DEFAULT_FILE_TTL if f.purpose in ("batch", "batch_output") else None
+    return {
+        "id": f.id,
+        "object": "file",
+        "bytes": f.size,
+        "created_at": int(f.created_at),
+        "expires_at": None if expires is None else int(expires),
+        "filename": f.filename,
+        "purpose": f.purpose,
+        "status": "processed",
+        "status_details": None,
+    }
+
+
+def _no_file(request: web.Request, file_id: str) -> web.Response:
+    return error_response(request, 404, f"No such File object: {file_id}", param="id")
+
+
+async def create_file(request: web.Request) -> web.Response:
+    state = _state(request)
+    if not request.content_type.startswith("multipart/"):
+        return error_response(request, 400, "Expected a multipart/form-data request.")
+    reader = await request.multipart()
+    fields: dict[str, str] = {}
+    data: bytes | None = None
+    filename = "upload.jsonl"
+    while (part := await reader.next()) is not None:
+        if not isinstance(part, BodyPartReader):
+            continue
+        if part.name == "file":
+            filename = part.filename or filename
+            data = bytes(await part.read())
+        elif part.name:
+            fields[part.name] = await part.text()
+    if data is None:
+        return _missing(request, "file")
+    purpose = fields.get("purpose")
+    if not purpose:
+        return _missing(request, "purpose")
+    if purpose not in FILE_PURPOSES:
+        return error_response(
+            request, 400, f"Invalid value for 'purpose': '{purpose}'.", param="purpose", code="invalid_value"
+        )
+    if len(data) > state.config.openai_max_upload_bytes:
+        return error_response(request, 400, "File is too large.")
+    if purpose == "batch" and not filename.endswith(".jsonl"):
+        return error_response(request, 400, "Invalid file format for Batch API. Must be .jsonl")
+    f = StoredFile(new_id("openai_file"), filename, purpose, state.now(), data=data)
+    state.openai_files.add(f)
+    return json_ok(file_json(f))
+
+
+async def retrieve_file(request: web.Request) -> web.Response:
+    f = _state(request).openai_files.get(request.match_info["file_id"])
+    if f is None:
+        return _no_file(request, request.match_info["file_id"])
+    return json_ok(file_json(f))
+
+
+async def list_files(request: web.Request) -> web.Response:
+    state = _state(request)
+    q = request.query
+    files = sorted(state.openai_files.files.values(), key=lambda f: f.created_at)
+    if q.get("order", "desc") == "desc":
+        files.reverse()
+    if "purpose" in q:
+        files = [f for f in files if f.purpose == q["purpose"]]
+    if "after" in q:
+        ids = [f.id for f in files]
+        files = files[ids.index(q["after"]) + 1 :] if q["after"] in ids else []
+    limit = max(1, min(10_000, int(q.get("limit", "10000"))))
+    page = files[:limit]
+    return json_ok(
+        {
+            "object": "list",
+            "data": [file_json(f) for f in page],
+            "first_id": page[0].id if page else None,
+            "last_id": page[-1].id if page else None,
+            "has_more": len(files) > limit,
+        }
+    )
+
+
+async def delete_file(request: web.Request) -> web.Response:
+    file_id = request.match_info["file_id"]
+    if not _state(request).openai_files.delete(file_id):
+        return _no_file(request, file_id)
+    return json_ok({"id": file_id, "object": "file", "deleted": True})
+
+
+async def file_content(request: web.Request) -> web.StreamResponse:
+    state = _state(request)
+    file_id = request.match_info["file_id"]
+    f = state.openai_files.get(file_id)
+    if f is None:
+        return _no_file(request, file_id)
+    state.stats.downloads["openai"] += 1
+    cut = _truncation(request, f.size)
+    return await stream_file(
+        request, f, content_type="application/octet-stream", honour_range=True, cut_after=cut
+    )
+
+
+def _truncation(request: web.Request, size: int) -> int | None:
+    state = _state(request)
+    fault = state.faults.take(
+        frozenset({"truncate_download"}), request["emulator_provider"], request["emulator_operation"]
+    )
+    if fault is None:
+        return None
+    state.stats.faults_fired["truncate_download"] += 1
+    return fault.spec.after_bytes if fault.spec.after_bytes is not None else size // 2
+
+
+# ---------------------------------------------------------------- batches
+
+
+def _parse_input(batch: Batch, data: bytes, state: EmulatorState) -> None:
+    """Validate the input file like the real batch validator; failures go to `batch.errors`."""
+    cfg = state.config
+    if len(data) > cfg.openai_max_batch_file_bytes:
+        batch.fail_with(
+            "file_too_large",
+            f"The batch input file is larger than the {cfg.openai_max_batch_file_bytes} maximum "
+            f"for the {batch.model or 'requested'} model.",
+        )
+        return
+    seen: set[str] = set()
+    model: str | None = None
+    for lineno, raw in enumerate(data.split(b"\n"), start=1):
+        raw = raw.removesuffix(b"\r")
+        if not raw.strip():
+            continue
+        if len(batch.errors) >= MAX_ERRORS:
+            break
+        try:
+            obj = json.loads(raw)
+        except ValueError:
+            obj = None
+        if not isinstance(obj, dict):
+            batch.fail_with("invalid_json_line", "This line is not parseable as valid JSON.", lineno)
+            continue
+        missing = [k for k in ("custom_id", "method", "url", "body") if k not in obj]
+        if missing:
+            batch.fail_with(
+                "missing_required_parameter",
+                f"Missing required parameter: '{missing[0]}'.",
+                lineno,
+                missing[0],
+            )
+            continue
+        cid, body = str(obj["custom_id"]), obj["body"]
+        if obj["method"] != "POST":
+            batch.fail_with(
+                "invalid_method", "Only POST requests are supported in a batch.", lineno, "method"
+            )
+        elif obj["url"] != batch.endpoint:
+            batch.fail_with(
+                "url_mismatch",
+                f"The URL provided for this request does not match the batch endpoint {batch.endpoint}.",
+                lineno,
+                "url",
+            )
+        elif cid in seen:
+            batch.fail_with(
+                "duplicate_custom_id",
+                "The custom_id for this request is a duplicate of another request. The custom_id "
+                "parameter must be unique for each request in a batch.",
+                lineno,
+                "custom_id",
+            )
+        elif not isinstance(body, dict):
+            batch.fail_with("invalid_body", "The body of this request must be a JSON object.", lineno, "body")
+        elif model is not None and body.get("model") != model:
+            batch.fail_with(
+                "model_mismatch",
+                "The provided model does not match the model of other requests in the file. Each "
+                "input file can only include requests to a single model.",
+                lineno,
+                "body.model",
+            )
+        else:
+            model = model or body.get("model")
+            seen.add(cid)
+            batch.items.append(item_from_marker(cid, body, _request_error(batch.endpoint, body)))
+    batch.model = model
+    if not batch.items and not batch.errors:
+        batch.fail_with("empty_file", "The batch input file is empty.")
+    elif len(batch.items) > cfg.openai_max_requests:
+        batch.fail_with(
+            "too_many_tasks",
+            f"The batch input file has {len(batch.items)} requests, more than the limit of "
+            f"{cfg.openai_max_requests} requests per batch.",
+        )
+    if batch.errors:
+        batch.items = []
+
+
+def _request_error(endpoint: str, body: dict[str, Any]) -> RequestError | None:
+    needed = "input" if endpoint == "/v1/embeddings" else "messages"
+    if endpoint in ("/v1/chat/completions", "/v1/embeddings") and needed not in body:
+        return RequestError(
+            400,
+            f"Missing required parameter: '{needed}'.",
+            "invalid_request_error",
+            "missing_required_parameter",
+            needed,
+        )
+    return None
+
+
+def _ensure_files(batch: Batch, processed: int, state: EmulatorState) -> None:
+    if batch.files_made or batch.timeline.phase not in TERMINAL:
+        return
+    batch.files_made = True
+    phase = batch.timeline.phase
+    if phase == Phase.FAILED:
+        return
+    pad = state.config.output_padding_bytes
+    fails = batch.failed_among(processed)
+    at = batch.timeline.entered.get(phase, state.now())
+    if processed - fails > 0:
+        out = StoredFile(
+            new_id("openai_file"),
+            f"{batch.id}_output.jsonl",
+            "batch_output",
+            at,
+            lines=lambda: openai_output_lines(batch, processed, pad),
+        )
+        batch.output_file_id = state.openai_files.add(out).id
+    if fails > 0 or (processed < batch.n and phase in (Phase.EXPIRED, Phase.CANCELLED)):
+        err = StoredFile(
+            new_id("openai_file"),
+            f"{batch.id}_error.jsonl",
+            "batch_output",
+            at,
+            lines=lambda: openai_error_lines(batch, processed, pad),
+        )
+        batch.error_file_id = state.openai_files.add(err).id
+
+
+def batch_json(batch: Batch, state: EmulatorState) -> dict[str, Any]:
+    phase, k = batch.progress(state.now())
+    _ensure_files(batch, k, state)
+    entered = batch.timeline.entered
+
+    def ts(p: Phase) -> int | None:
+        return int(entered[p]) if p in entered else None
+
+    n = batch.n
+    failed = batch.failed_among(k)
+    completed = k - failed
+    if phase == Phase.EXPIRED:
+        failed += n - k
+    total = 0 if phase in (Phase.VALIDATING, Phase.FAILED) else n
+    if total == 0:
+        completed = failed = 0
+    tin, tout = batch.in_tok_prefix[k], batch.out_tok_prefix[k]
+    body: dict[str, Any] = {
+        "id": batch.id,
+        "object": "batch",
+        "endpoint": batch.endpoint,
+        "errors": {"object": "list", "data": batch.errors} if phase == Phase.FAILED else None,
+        "input_file_id": batch.extra["input_file_id"],
+        "completion_window": "24h",
+        "status": phase.value,
+        "output_file_id": batch.output_file_id,
+        "error_file_id": batch.error_file_id,
+        "created_at": int(batch.created_at),
+        "in_progress_at": ts(Phase.RUNNING),
+        "expires_at": int(batch.timeline.expires_at),
+        "finalizing_at": ts(Phase.FINALIZING),
+        "completed_at": ts(Phase.COMPLETED),
+        "failed_at": ts(Phase.FAILED),
+        "expired_at": ts(Phase.EXPIRED),
+        "cancelling_at": ts(Phase.CANCELLING),
+        "cancelled_at": ts(Phase.CANCELLED),
+        "request_counts": {"total": total, "completed": completed, "failed": failed},
+        "usage": {
+            "input_tokens": tin,
+            "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens": tout,
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": tin + tout,
+        },
+        "metadata": batch.metadata,
+    }
+    if batch.model:
+        body["model"] = batch.model
+    return body
+
+
+def _metadata_error(request: web.Request, metadata: Any) -> web.Response | None:
+    if metadata is None:
+        return None
+    ok = (
+        isinstance(metadata, dict)
+        and len(metadata) <= 16
+        and all(isinstance(k, str) and len(k) <= 64 for k in metadata)
+        and all(isinstance(v, str) and len(v) <= 512 for v in metadata.values())
+    )
+    if ok:
+        return None
+    return error_response(
+        request,
+        400,
+        "Invalid 'metadata': at most 16 string pairs, keys up to 64 and values up to 512 characters.",
+        param="metadata",
+        code="invalid_value",
+    )
+
+
+def _over_token_limit(batch: Batch, state: EmulatorState) -> bool:
+    limit = state.config.openai_enqueued_token_limit
+    if limit is None:
+        return False
+    now = state.now()
+    enqueued = 0
+    for bid in state.order["openai"]:
+        other = state.batches[bid]
+        other.timeline.refresh(now)
+        if other.model == batch.model and not other.timeline.terminal and not other.timeline.fail_validation:
+            enqueued += int(other.extra.get("enqueued_tokens", 0))
+    return enqueued + int(batch.extra["enqueued_tokens"]) > limit
+
+
+async def create_batch(request: web.Request) -> web.Response:
+    state = _state(request)
+    body = await read_json(request)
+    if not isinstance(body, dict):
+        return error_response(request, 400, "We could not parse the JSON body of your request.")
+    for param in ("input_file_id", "endpoint", "completion_window"):
+        if not body.get(param):
+            return _missing(request, param)
+    if body["completion_window"] != "24h":
+        return error_response(
+            request,
+            400,
+            "Invalid value for 'completion_window': expected '24h'.",
+            param="completion_window",
+            code="invalid_value",
+        )
+    if body["endpoint"] not in ENDPOINTS:
+        return error_response(
+            request,
+            400,
+            f"Invalid value for 'endpoint': '{body['endpoint']}'.",
+            param="endpoint",
+            code="invalid_value",
+        )
+    if (bad := _metadata_error(request, body.get("metadata"))) is not None:
+        return bad
+    f = state.openai_files.get(str(body["input_file_id"]))
+    if f is None or f.data is None:
+        return error_response(
+            request, 404, f"No such File object: {body['input_file_id']}", param="input_file_id"
+        )
+    if f.purpose != "batch":
+        return error_response(
+            request,
+            400,
+            f"File {f.id} has purpose '{f.purpose}'; batches need purpose 'batch'.",
+            param="input_file_id",
+        )
+    metadata: dict[str, str] | None = body.get("metadata")
+    created = state.now()
+    batch = Batch(
+        id=new_id("openai_batch"),
+        provider="openai",
+        endpoint=body["endpoint"],
+        model=None,
+        created_at=created,
+        items=[],
+        timeline=state.new_timeline(0, created),
+        metadata=metadata,
+        extra={"input_file_id": f.id},
+    )
+    _parse_input(batch, f.data, state)
+    batch.timeline.n = batch.n
+    specs = state.faults.take_batch_faults("openai")
+    specs += batch_markers(*(metadata or {}).values())
+    for s in specs:
+        state.stats.faults_fired[s.fault] += 1
+    batch.apply_faults(specs)
+    if not batch.errors:
+        batch.extra["enqueued_tokens"] = batch.estimated_input_tokens()
+        if _over_token_limit(batch, state):
+            batch.apply_faults([FaultSpec(fault="token_limit_exceeded")])
+    state.add_batch(batch, list((metadata or {}).values()))
+    if _lose_response(request, state):
+        return drop_connection(request)
+    return json_ok(batch_json(batch, state))
+
+
+def _lose_response(request: web.Request, state: EmulatorState) -> bool:
+    fault = state.faults.take(
+        frozenset({"lose_create_response"}), request["emulator_provider"], "batches.create"
+    )
+    if fault is None:
+        return False
+    state.stats.faults_fired["lose_create_response"] += 1
+    return True
+
+
+def _no_batch(request: web.Request, batch_id: str) -> web.Response:
+    return error_response(request, 404, f"No batch found with id '{batch_id}'.")
+
+
+async def retrieve_batch(request: web.Request) -> web.Response:
+    state = _state(request)
+    batch = state.get_batch("openai", request.match_info["batch_id"])
+    if batch is None:
+        return _no_batch(request, request.match_info["batch_id"])
+    return json_ok(batch_json(batch, state))
+
+
+async def cancel_batch(request: web.Request) -> web.Response:
+    state = _state(request)
+    batch = state.get_batch("openai", request.match_info["batch_id"])
+    if batch is None:
+        return _no_batch(request, request.match_info["batch_id"])
+    if not batch.timeline.cancel(state.now()):
+        return error_response(
+            request, 409, f"Cannot cancel a batch with status '{batch.timeline.phase.value}'."
+        )
+    return json_ok(batch_json(batch, state))
+
+
+async def list_batches(request: web.Request) -> web.Response:
+    state = _state(request)
+    ids = state.listing("openai")
+    after = request.query.get("after")
+    if after:
+        ids = ids[ids.index(after) + 1 :] if after in ids else []
+    try:
+        limit = int(request.query.get("limit", "20"))
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= 100:
+        return error_response(
+            request, 400, "Invalid 'limit': must be between 1 and 100.", param="limit", code="invalid_value"
+        )
+    page = ids[:limit]
+    return json_ok(
+        {
+            "object": "list",
+            "data": [batch_json(state.batches[i], state) for i in page],
+            "first_id": page[0] if page else None,
+            "last_id": page[-1] if page else None,
+            "has_more": len(ids) > limit,
+        }
+    )
+
+
+# ---------------------------------------------------------------- real time
+
+
+async def chat_completions(request: web.Request) -> web.Response:
+    return await _realtime(request, "/v1/chat/completions", "messages")
+
+
+async def embeddings(request: web.Request) -> web.Response:
+    return await _realtime(request, "/v1/embeddings", "input")
+
+
+async def _realtime(request: web.Request, endpoint: str, needed: str) -> web.Response:
+    body = await read_json(request)
+    if not isinstance(body, dict):
+        return error_response(request, 400, "We could not parse the JSON body of your request.")
+    for param in ("model", needed):
+        if param not in body:
+            return _missing(request, param)
+    if body.get("stream"):
+        return error_response(request, 400, "Streaming is not supported by the emulator.", param="stream")
+    item: Item = item_from_marker(str(body.get("user") or ""), body)
+    if item.error is not None:
+        e = item.error
+        return error_response(request, e.status, e.message, type_=e.type, code=e.code)
+    return json_ok(expected_chat_response("openai", endpoint, body))
+
+
+def register(app: web.Application) -> None:
+    r = app.router
+    r.add_post("/v1/files", create_file, name="openai:files.create")
+    r.add_get("/v1/files", list_files, name="openai:files.list")
+    r.add_get("/v1/files/{file_id}", retrieve_file, name="openai:files.retrieve")
+    r.add_delete("/v1/files/{file_id}", delete_file, name="openai:files.delete")
+    r.add_get("/v1/files/{file_id}/content", file_content, name="openai:files.content")
+    r.add_post("/v1/batches", create_batch, name="openai:batches.create")
+    r.add_get("/v1/batches", list_batches, name="openai:batches.list")
+    r.add_get("/v1/batches/{batch_id}", retrieve_batch, name="openai:batches.retrieve")
+    r.add_post("/v1/batches/{batch_id}/cancel", cancel_batch, name="openai:batches.cancel")
+    r.add_post("/v1/chat/completions", chat_completions, name="openai:chat.completions")
+    r.add_post("/v1/embeddings", embeddings, name="openai:embeddings")

@@ -1,0 +1,125 @@
+"""Everything the emulator holds in memory: batches, files, faults, counters."""
+
+from __future__ import annotations
+
+import secrets
+import string
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from durabatch.emulator.batches import Batch
+from durabatch.emulator.clock import Clock
+from durabatch.emulator.config import EmulatorConfig
+from durabatch.emulator.content import Provider
+from durabatch.emulator.faults import FaultRegistry
+from durabatch.emulator.files import FileStore
+from durabatch.emulator.timeline import Timeline
+
+__all__ = ["STATE_KEY", "EmulatorState", "Stats", "new_id"]
+
+_B62 = string.ascii_letters + string.digits
+_LOWER = string.ascii_lowercase + string.digits
+
+
+def new_id(kind: str) -> str:
+    """Ids in each provider's style."""
+    if kind == "openai_batch":
+        return "batch_" + secrets.token_hex(16)
+    if kind == "openai_file":
+        return "file-" + "".join(secrets.choice(_B62) for _ in range(22))
+    if kind == "anthropic_batch":
+        return "msgbatch_01" + "".join(secrets.choice(_B62) for _ in range(22))
+    if kind == "gemini_batch":
+        return "batches/" + "".join(secrets.choice(_LOWER) for _ in range(36))
+    if kind == "gemini_file":
+        return "".join(secrets.choice(_LOWER) for _ in range(12))
+    raise ValueError(kind)
+
+
+@dataclass
+class Stats:
+    batches_created: Counter[str] = field(default_factory=Counter)
+    batches_by_tag: dict[str, Counter[str]] = field(default_factory=dict)
+    downloads: Counter[str] = field(default_factory=Counter)
+    requests: Counter[str] = field(default_factory=Counter)
+    faults_fired: Counter[str] = field(default_factory=Counter)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "batches_created": dict(self.batches_created),
+            "batches_by_tag": {p: dict(c) for p, c in self.batches_by_tag.items()},
+            "downloads": dict(self.downloads),
+            "requests": dict(self.requests),
+            "faults_fired": dict(self.faults_fired),
+        }
+
+
+class EmulatorState:
+    """In-process view of the emulator, shared by every route (and by tests via `emu.state`)."""
+
+    def __init__(self, config: EmulatorConfig, clock: Clock | None = None) -> None:
+        self.config = config
+        self.clock = clock or Clock()
+        self.faults = FaultRegistry()
+        self.stats = Stats()
+        self.openai_files = FileStore()
+        self.gemini_files = FileStore()
+        self.batches: dict[str, Batch] = {}
+        #: creation order per provider, for newest-first listing
+        self.order: dict[str, list[str]] = {"openai": [], "anthropic": [], "gemini": []}
+        #: Gemini resumable uploads in progress: upload id -> (metadata, received bytes)
+        self.uploads: dict[str, tuple[dict[str, Any], bytearray]] = {}
+
+    @property
+    def api_keys(self) -> frozenset[str]:
+        return frozenset(self.config.api_keys)
+
+    def now(self) -> float:
+        return self.clock.now()
+
+    def new_timeline(self, n: int, created_at: float) -> Timeline:
+        c = self.config
+        return Timeline(
+            created_at=created_at,
+            n=n,
+            validating_s=c.validating_seconds,
+            per_request_s=c.ms_per_request / 1000.0,
+            finalizing_s=c.finalizing_seconds,
+            expire_after_s=c.expire_after_seconds,
+        )
+
+    def add_batch(self, batch: Batch, tags: list[str]) -> None:
+        batch.index()
+        self.batches[batch.id] = batch
+        self.order[batch.provider].append(batch.id)
+        self.stats.batches_created[batch.provider] += 1
+        by_tag = self.stats.batches_by_tag.setdefault(batch.provider, Counter())
+        for t in tags:
+            by_tag[t] += 1
+
+    def get_batch(self, provider: Provider, batch_id: str) -> Batch | None:
+        b = self.batches.get(batch_id)
+        if b is None or b.provider != provider or b.extra.get("deleted"):
+            return None
+        return b
+
+    def listing(self, provider: Provider) -> list[str]:
+        """Ids newest first, deleted ones left out."""
+        return [i for i in reversed(self.order[provider]) if not self.batches[i].extra.get("deleted")]
+
+    def reset(self) -> None:
+        self.faults.clear()
+        self.stats = Stats()
+        self.openai_files.clear()
+        self.gemini_files.clear()
+        self.batches.clear()
+        for v in self.order.values():
+            v.clear()
+        self.uploads.clear()
+        self.clock.reset()
+
+
+STATE_KEY = web.AppKey("emulator_state", EmulatorState)
