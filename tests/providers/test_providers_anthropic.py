@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import httpx
 
@@ -21,7 +22,7 @@ def _provider(handler) -> AnthropicProvider:
     return AnthropicProvider(mock_client(handler), "http://a.test", lambda: SECRET, retry_delay=0.001)
 
 
-def _batch(id: str, created: str, processing: int = 3, **fields) -> dict:
+def _batch(id: str, created: str, processing: int = 3, **fields) -> dict[str, Any]:
     return {
         "id": id,
         "type": "message_batch",
@@ -41,7 +42,7 @@ def _batch(id: str, created: str, processing: int = 3, **fields) -> dict:
 
 
 async def test_submit_streams_requests_body() -> None:
-    seen = {}
+    seen: dict[str, Any] = {}
 
     async def handler(request: httpx.Request) -> httpx.Response:
         assert request.headers["x-api-key"] == SECRET

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from durabatch.providers.formats import (
@@ -33,7 +35,7 @@ def test_known_providers() -> None:
         {"custom_id": "r1", "body": OPENAI_BODY},
     ],
 )
-def test_openai_shapes(line: dict) -> None:
+def test_openai_shapes(line: dict[str, Any]) -> None:
     req = normalize_line(line, 1, "openai", CHAT)
     assert req.custom_id == "r1"
     assert req.body == OPENAI_BODY

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import httpx
 
@@ -18,7 +19,7 @@ def _provider(handler, **kw) -> GeminiProvider:
     return GeminiProvider(mock_client(handler), "http://g.test", lambda: SECRET, retry_delay=0.001, **kw)
 
 
-def _op(state: str, **extra) -> dict:
+def _op(state: str, **extra) -> dict[str, Any]:
     return {
         "name": "batches/abc",
         "metadata": {"name": "batches/abc", "displayName": "t", "state": state, **extra},
@@ -26,7 +27,7 @@ def _op(state: str, **extra) -> dict:
 
 
 async def test_submit_inline() -> None:
-    seen = {}
+    seen: dict[str, Any] = {}
 
     async def handler(request: httpx.Request) -> httpx.Response:
         assert request.headers["x-goog-api-key"] == SECRET
@@ -50,7 +51,7 @@ async def test_submit_inline() -> None:
 
 
 async def test_submit_file_upload() -> None:
-    seen: dict = {}
+    seen: dict[str, Any] = {}
 
     async def handler(request: httpx.Request) -> httpx.Response:
         if request.url.path == "/upload/v1beta/files" and "upload_id" not in request.url.params:

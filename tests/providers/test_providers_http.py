@@ -44,9 +44,9 @@ async def test_status_classification(status: int, cls: type, retryable: bool) ->
         body = {"error": {"message": f"boom for {SECRET}", "type": "x_error", "param": None, "code": None}}
         return httpx.Response(status, json=body, headers={"x-request-id": "req_123"})
 
-    with pytest.raises(cls) as info:
+    with pytest.raises(errors.ProviderError) as info:
         await _http(handler).request("GET", "/batches")
-    err = info.value
+    err: errors.ProviderError = info.value
     assert type(err) is cls
     assert err.retryable is retryable
     assert err.status_code == status

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import httpx
 import pytest
@@ -20,7 +21,7 @@ def _provider(handler, **kwargs) -> OpenAIProvider:
     )
 
 
-def _batch(**fields) -> dict:
+def _batch(**fields) -> dict[str, Any]:
     base = {
         "id": "batch_1",
         "object": "batch",
@@ -35,7 +36,7 @@ def _batch(**fields) -> dict:
 
 
 async def test_submit_streams_multipart_and_tags_metadata() -> None:
-    seen: dict = {}
+    seen: dict[str, Any] = {}
 
     async def handler(request: httpx.Request) -> httpx.Response:
         assert request.headers["authorization"] == f"Bearer {SECRET}"
