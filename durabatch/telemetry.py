@@ -4,8 +4,9 @@ Three independent pieces, each configured once per process by whoever owns the p
 the CLI); nothing here runs at import time.
 
 * **Logs**: `configure_logging(level)` installs one handler that writes one JSON object per line.
-  Fields passed in `extra` (`batch_id`, `workflow_id`, `action`, ...) become top-level keys, and the
-  `workflow_id` that `activity.logger` / `workflow.logger` attach is lifted to the top level too.
+  Fields passed in `extra` (`batch_id`, `workflow_id`, `action`, ...) become top-level keys; the
+  `workflow_id` that `activity.logger` / `workflow.logger` attach is lifted to the top level too, and
+  `batch_id` is derived from a `batch-<batch_id>` workflow id when not given.
   Keys that name secrets are masked, and the values of the provider API key variables are masked
   wherever they appear, so a key pasted into a message or an exception still never reaches the log.
 * **Traces**: `tracing_interceptors(settings)` builds the tracer provider (exporting by OTLP/HTTP
@@ -75,6 +76,10 @@ _SECRET_KEY = re.compile(r"(api[_-]?key|secret|password|passwd|authorization|cre
 #: Keys lifted to the top level from the dicts that Temporal's activity and workflow loggers attach.
 _TEMPORAL_FIELDS = ("workflow_id", "run_id", "workflow_run_id", "workflow_type", "activity_type", "attempt")
 
+#: A batch's workflow id is `batch-<batch_id>` (DESIGN.md), so a record with only the workflow id
+#: still gets its batch id.
+_BATCH_PREFIX = "batch-"
+
 #: Secret values shorter than this are not masked: masking "x" everywhere would mangle every line.
 _MIN_SECRET_LEN = 8
 
@@ -106,6 +111,9 @@ class JsonFormatter(logging.Formatter):
                         entry.setdefault(field, value[field])
                 continue
             entry[key] = MASK if _SECRET_KEY.search(key) else value
+        workflow_id = entry.get("workflow_id")
+        if "batch_id" not in entry and isinstance(workflow_id, str) and workflow_id.startswith(_BATCH_PREFIX):
+            entry["batch_id"] = workflow_id.removeprefix(_BATCH_PREFIX)
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         elif record.exc_text:

@@ -14,6 +14,7 @@ import pytest
 from temporalio import activity, workflow
 
 with workflow.unsafe.imports_passed_through():
+    from opentelemetry import trace
     from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -58,11 +59,10 @@ def test_log_lines_are_json_with_extra_fields(log_lines: io.StringIO) -> None:
 
 def test_log_lifts_workflow_id_from_temporal_logger_extra(log_lines: io.StringIO) -> None:
     details = {"workflow_id": "batch-b2", "activity_type": "poll_shards", "namespace": "default"}
-    logging.getLogger("durabatch.test").warning(
-        "poll", extra={"temporal_activity": details, "batch_id": "b2"}
-    )
+    logging.getLogger("durabatch.test").warning("poll", extra={"temporal_activity": details})
     [entry] = records(log_lines)
     assert entry["workflow_id"] == "batch-b2"
+    assert entry["batch_id"] == "b2", "derived from the workflow id"
     assert entry["activity_type"] == "poll_shards"
     assert "temporal_activity" not in entry
 
@@ -124,7 +124,10 @@ def test_span_helper_records_errors(spans: InMemorySpanExporter) -> None:
     assert [e.name for e in failed.events] == ["exception"]
 
 
-def test_span_without_provider_is_a_no_op() -> None:
+def test_span_without_provider_is_a_no_op(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Another test (a worker run) may have installed a provider, here and as OpenTelemetry's global.
+    monkeypatch.setattr(telemetry, "_provider", None)
+    monkeypatch.setattr(trace, "_TRACER_PROVIDER", None)
     with span("store.query") as current:
         assert not current.is_recording()
 
