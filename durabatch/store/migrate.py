@@ -14,6 +14,7 @@ from importlib import resources
 import asyncpg
 
 from durabatch.store.errors import MigrationError
+from durabatch.store.pool import Conn
 
 __all__ = ["MIGRATION_LOCK_KEY", "Migration", "available_migrations", "migrate"]
 
@@ -46,7 +47,7 @@ def available_migrations() -> list[Migration]:
     return found
 
 
-async def migrate(conn: asyncpg.Connection) -> list[str]:
+async def migrate(conn: Conn) -> list[str]:
     """Apply every pending migration; returns the names applied by this call (empty if none)."""
     applied_now: list[str] = []
     await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_KEY)
