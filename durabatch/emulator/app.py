@@ -19,7 +19,7 @@ from durabatch.emulator.errors import (
 )
 from durabatch.emulator.faults import Fault
 from durabatch.emulator.state import STATE_KEY, EmulatorState
-from durabatch.emulator.wire import drop_connection
+from durabatch.emulator.wire import OPERATION, PROVIDER, REQUEST_ID, drop_connection
 
 __all__ = ["build_app"]
 _PRE_FAULTS = frozenset({"http_error", "slow", "drop_connection"})
@@ -97,7 +97,7 @@ def _http_error(request: web.Request, fault: Fault) -> web.Response:
     headers: dict[str, str] = {}
     if spec.retry_after is not None:
         headers["Retry-After"] = f"{spec.retry_after:g}"
-    if request["emulator_provider"] == "gemini":
+    if request[PROVIDER] == "gemini":
         details = []
         if spec.retry_after is not None:
             details.append(
@@ -117,12 +117,12 @@ async def _emulator_middleware(request: web.Request, handler: Handler) -> web.St
         return await handler(request)
     state = request.app[STATE_KEY]
     provider, operation = name.split(":", 1)
-    request["emulator_provider"] = provider
-    request["emulator_operation"] = operation
+    request[PROVIDER] = provider
+    request[OPERATION] = operation
     if provider == "openai":
-        request["request_id"] = openai_request_id()
+        request[REQUEST_ID] = openai_request_id()
     elif provider == "anthropic":
-        request["request_id"] = anthropic_request_id()
+        request[REQUEST_ID] = anthropic_request_id()
     state.stats.requests[name] += 1
     denied = _auth_error(request, provider, state)
     if denied is not None:
@@ -138,10 +138,10 @@ async def _emulator_middleware(request: web.Request, handler: Handler) -> web.St
 
 
 async def _add_request_id(request: web.Request, response: web.StreamResponse) -> None:
-    rid = request.get("request_id")
+    rid = request.get(REQUEST_ID)
     if rid is None:
         return
-    if request.get("emulator_provider") == "anthropic":
+    if request.get(PROVIDER) == "anthropic":
         response.headers["request-id"] = rid
     else:
         response.headers["x-request-id"] = rid

@@ -9,6 +9,8 @@ from typing import Any
 
 from aiohttp import web
 
+from durabatch.emulator.wire import PROVIDER, REQUEST_ID
+
 __all__ = [
     "anthropic_error_body",
     "anthropic_request_id",
@@ -138,10 +140,10 @@ def error_response(
     headers: dict[str, str] | None = None,
 ) -> web.Response:
     """An error in the shape of the provider that owns `request`'s route."""
-    provider = request.get("emulator_provider", "openai")
+    provider = request.get(PROVIDER, "openai")
     body: dict[str, Any]
     if provider == "anthropic":
-        body = anthropic_error_body(status, message, request_id=request.get("request_id"), type_=type_)
+        body = anthropic_error_body(status, message, request_id=request.get(REQUEST_ID), type_=type_)
     elif provider == "gemini":
         body = gemini_error_body(status, message, status_name=type_)
     else:

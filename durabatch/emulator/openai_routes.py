@@ -15,7 +15,7 @@ from durabatch.emulator.files import StoredFile, stream_file
 from durabatch.emulator.results import openai_error_lines, openai_output_lines
 from durabatch.emulator.state import STATE_KEY, EmulatorState, new_id
 from durabatch.emulator.timeline import TERMINAL, Phase
-from durabatch.emulator.wire import drop_connection, json_ok, read_json
+from durabatch.emulator.wire import OPERATION, PROVIDER, drop_connection, json_ok, read_json
 
 __all__ = ["batch_json", "register"]
 
@@ -159,9 +159,7 @@ async def file_content(request: web.Request) -> web.StreamResponse:
 
 def _truncation(request: web.Request, size: int) -> int | None:
     state = _state(request)
-    fault = state.faults.take(
-        frozenset({"truncate_download"}), request["emulator_provider"], request["emulator_operation"]
-    )
+    fault = state.faults.take(frozenset({"truncate_download"}), request[PROVIDER], request[OPERATION])
     if fault is None:
         return None
     state.stats.faults_fired["truncate_download"] += 1
@@ -449,9 +447,7 @@ async def create_batch(request: web.Request) -> web.Response:
 
 
 def _lose_response(request: web.Request, state: EmulatorState) -> bool:
-    fault = state.faults.take(
-        frozenset({"lose_create_response"}), request["emulator_provider"], "batches.create"
-    )
+    fault = state.faults.take(frozenset({"lose_create_response"}), request[PROVIDER], "batches.create")
     if fault is None:
         return False
     state.stats.faults_fired["lose_create_response"] += 1

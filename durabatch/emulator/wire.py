@@ -8,7 +8,21 @@ from typing import Any
 
 from aiohttp import web
 
-__all__ = ["base_url", "drop_connection", "json_ok", "read_json", "rfc3339"]
+__all__ = [
+    "OPERATION",
+    "PROVIDER",
+    "REQUEST_ID",
+    "base_url",
+    "drop_connection",
+    "json_ok",
+    "read_json",
+    "rfc3339",
+]
+
+#: set by the middleware on every provider route
+PROVIDER = web.RequestKey("emulator_provider", str)
+OPERATION = web.RequestKey("emulator_operation", str)
+REQUEST_ID = web.RequestKey("emulator_request_id", str)
 
 
 def drop_connection(request: web.Request) -> web.Response:
