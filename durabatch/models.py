@@ -72,6 +72,8 @@ class HandlerSpec(_Model):
     secret_env: str | None = None
     name: str | None = None
     task_queue: str | None = None
+    #: attempts before the handler is reported failed (it can then be redispatched); default 5
+    max_attempts: int | None = None
 
 
 class OutcomeCounts(_Model):

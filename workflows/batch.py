@@ -413,7 +413,7 @@ class BatchWorkflow:
                     await self._activity(
                         "deliver_webhook",
                         handler_input,
-                        options.HANDLER,
+                        options.handler_preset(spec.max_attempts),
                         HandlerResult,
                         summary=f"POST webhook {state.target}",
                     )
@@ -437,7 +437,7 @@ class BatchWorkflow:
             handler_input,
             task_queue=task_queue or workflow.info().task_queue,
             start_to_close_timeout=options.HANDLER.start_to_close,
-            retry_policy=options.HANDLER.retry,
+            retry_policy=options.handler_preset(handler_input.handler.max_attempts).retry,
             summary=f"handler {name}",
         )
         await self._activity(

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
 from temporalio.common import RetryPolicy
 
-__all__ = ["CANCEL", "FINALIZE", "HANDLER", "INGEST", "NON_RETRYABLE", "POLL", "STAGE", "SUBMIT", "Preset"]
+__all__ = [
+    "CANCEL",
+    "FINALIZE",
+    "HANDLER",
+    "INGEST",
+    "NON_RETRYABLE",
+    "POLL",
+    "STAGE",
+    "SUBMIT",
+    "Preset",
+    "handler_preset",
+]
 
 #: ApplicationError types the activities raise for failures a retry cannot fix.
 NON_RETRYABLE = ["InvalidInput", "ProviderRejected", "AuthenticationFailed", "QuotaExceeded"]
@@ -72,3 +83,10 @@ HANDLER = Preset(
         non_retryable_error_types=["InvalidInput"],
     ),
 )
+
+
+def handler_preset(max_attempts: int | None) -> Preset:
+    """HANDLER with the handler's own attempt budget, when it sets one."""
+    if not max_attempts:
+        return HANDLER
+    return replace(HANDLER, retry=replace(HANDLER.retry, maximum_attempts=max_attempts))

@@ -1,0 +1,107 @@
+"""A real stack for workflow tests: the dev server, a migrated database, the emulator over HTTP and
+an in-process worker on its own task queue, with the provider settings pointed at the emulator."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from temporalio.client import Client, WorkflowHandle
+
+from activities import ActivityDeps
+from durabatch.emulator import EmulatorConfig, run_emulator
+from durabatch.emulator.server import RunningEmulator
+from durabatch.models import BatchInput, BatchSummary, workflow_id_for
+from durabatch.providers.registry import build_provider
+from durabatch.settings import Settings
+from durabatch.store.pool import Pool
+from worker import worker_for
+
+API_KEY = "sk-test-durabatch-0123456789"
+
+
+@dataclass
+class Stack:
+    client: Client
+    pool: Pool
+    emulator: RunningEmulator
+    settings: Settings
+    http: httpx.AsyncClient
+
+    async def admin(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = await self.http.request(method, f"{self.emulator.url}/_emulator{path}", **kwargs)
+        response.raise_for_status()
+        return response.json()
+
+    async def fault(self, **spec: Any) -> Any:
+        return await self.admin("POST", "/faults", json=spec)
+
+    async def start(self, **fields: Any) -> WorkflowHandle[Any, BatchSummary]:
+        inp = BatchInput(**{"poll_schedule_seconds": [1.0], **fields})
+        assert inp.batch_id
+        return await self.client.start_workflow(
+            "BatchWorkflow",
+            inp,
+            id=workflow_id_for(inp.batch_id),
+            task_queue=self.settings.task_queue,
+            result_type=BatchSummary,
+        )
+
+    async def run(self, **fields: Any) -> BatchSummary:
+        return await (await self.start(**fields)).result()
+
+
+def emulator_config(**overrides: Any) -> EmulatorConfig:
+    cfg = EmulatorConfig(
+        api_keys=[API_KEY], validating_seconds=0.1, ms_per_request=1.0, finalizing_seconds=0.1
+    )
+    for k, v in overrides.items():
+        setattr(cfg, k, v)
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def api_keys() -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY")}
+    os.environ.update(dict.fromkeys(saved, API_KEY))
+    yield
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@pytest.fixture(scope="module")
+async def stack(
+    temporal_client: Client, pool: Pool, database_url: str, api_keys: None
+) -> AsyncIterator[Stack]:
+    import uuid
+
+    async with run_emulator(emulator_config()) as emu, httpx.AsyncClient(timeout=30) as http:
+        settings = Settings(
+            task_queue=f"wf-{uuid.uuid4().hex[:8]}",
+            database_url=database_url,
+            openai_base_url=f"{emu.url}/v1",
+            anthropic_base_url=emu.url,
+            gemini_base_url=emu.url,
+        )
+        deps = ActivityDeps(pool=pool, settings=settings, http=http, provider_factory=build_provider)
+        async with worker_for(temporal_client, settings, deps):
+            yield Stack(client=temporal_client, pool=pool, emulator=emu, settings=settings, http=http)
+
+
+def chat_requests(n: int, prefix: str = "r", model: str = "gpt-4o-mini") -> list[dict[str, Any]]:
+    return [
+        {
+            "custom_id": f"{prefix}{i}",
+            "method": "POST",
+            "url": "/v1/chat/completions",
+            "body": {"model": model, "messages": [{"role": "user", "content": f"question number {i}"}]},
+        }
+        for i in range(n)
+    ]
