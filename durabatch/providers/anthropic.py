@@ -136,7 +136,7 @@ class AnthropicProvider:
 
     async def find_submitted(self, shard: ShardSubmission) -> ProviderBatchRef | None:
         not_before = shard.attempt_started_at - _CLOCK_SKEW_SECONDS if shard.attempt_started_at else None
-        excluded = set(getattr(shard, "exclude_batch_ids", ()) or ())
+        excluded = shard.exclude_batch_ids
         candidates: list[tuple[float, str]] = []
         after: str | None = None
         for _ in range(_FIND_MAX_PAGES):

@@ -28,7 +28,9 @@ __all__ = [
 ]
 
 #: durabatch's view of a provider batch's state (providers map their own statuses into these).
-ProviderState = Literal["submitted", "in_progress", "finalizing", "completed", "failed", "expired", "cancelled"]
+ProviderState = Literal[
+    "submitted", "in_progress", "finalizing", "completed", "failed", "expired", "cancelled"
+]
 TERMINAL_STATES: frozenset[str] = frozenset({"completed", "failed", "expired", "cancelled"})
 
 ResultOutcome = Literal["succeeded", "failed", "expired", "cancelled"]
@@ -75,6 +77,10 @@ class ShardSubmission:
     #: when the first submit attempt was recorded (unix seconds); Anthropic, which has no metadata,
     #: matches batches created after it.
     attempt_started_at: float = 0.0
+    #: provider batch ids already owned by other shards or batches. Anthropic's `find_submitted`
+    #: matches by creation time and request count only, so it must never claim (or cancel as a
+    #: duplicate) a batch listed here; pass every id the store knows for this provider.
+    exclude_batch_ids: frozenset[str] = frozenset()
 
 
 class ProviderBatchRef(BaseModel):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -80,7 +81,7 @@ async def test_find_submitted_keeps_oldest_and_cancels_duplicates() -> None:
         return httpx.Response(200, json={"data": data, "has_more": True, "last_id": data[-1]["id"]})
 
     shard = make_shard(endpoint="/v1/messages", bodies=[("a", PARAMS)] * 3, attempt_started_at=1767225600)
-    object.__setattr__(shard, "exclude_batch_ids", frozenset({"msgbatch_owned_by_other_shard"}))
+    shard = replace(shard, exclude_batch_ids=frozenset({"msgbatch_owned_by_other_shard"}))
     found = await _provider(handler).find_submitted(shard)
     assert found is not None and found.provider_batch_id == "msgbatch_old"
     assert cancelled == ["msgbatch_new"]

@@ -413,3 +413,21 @@ async def test_openai_stuck_finalizing_is_not_terminal(emu: RunningEmulator, htt
     await asyncio.sleep(0.4)
     status = await client.status(ref)
     assert status.state == "finalizing" and not status.terminal
+
+
+async def test_anthropic_same_size_shard_of_another_owner_is_left_alone(
+    emu: RunningEmulator, http: httpx.AsyncClient
+) -> None:
+    client = client_for("anthropic", emu, http)
+    started = time.time()
+    other = await client.submit(shard_for("anthropic", 3, tag="db_b1_s1_r0", prefix="other"))
+    await admin(http, emu, other, "hold")
+    shard = shard_for("anthropic", 3, attempt_started_at=started)
+    await add_fault(http, emu, fault="lose_create_response", provider="anthropic", count=1)
+    with pytest.raises(errors.RetryableProviderError):
+        await client.submit(shard)
+    shard = replace(shard, exclude_batch_ids=frozenset({other.provider_batch_id}))
+    found = await client.find_submitted(shard)
+    assert found is not None and found.provider_batch_id != other.provider_batch_id
+    await admin(http, emu, other, "release")
+    assert (await wait_terminal(client, other)).state == "completed"

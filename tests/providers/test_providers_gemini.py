@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -38,7 +39,7 @@ async def test_submit_inline() -> None:
     shard = make_shard(
         endpoint="generateContent", bodies=[("k1", REQ), ("k2", REQ)], model="gemini-2.5-flash"
     )
-    object.__setattr__(shard, "byte_size", 100)
+    shard = replace(shard, byte_size=100)
     ref = await _provider(handler).submit(shard)
     assert ref.provider_batch_id == "batches/abc"
     assert seen["path"] == "/v1beta/models/gemini-2.5-flash:batchGenerateContent"
