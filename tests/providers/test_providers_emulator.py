@@ -431,3 +431,13 @@ async def test_anthropic_same_size_shard_of_another_owner_is_left_alone(
     assert found is not None and found.provider_batch_id != other.provider_batch_id
     await admin(http, emu, other, "release")
     assert (await wait_terminal(client, other)).state == "completed"
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_realtime_call(provider: str, emu: RunningEmulator, http: httpx.AsyncClient) -> None:
+    client = client_for(provider, emu, http)
+    body = body_for(provider, "hello")
+    if provider == "gemini":
+        body["model"] = MODEL[provider]
+    answer = await client.realtime(ENDPOINT[provider], body)
+    assert isinstance(answer, dict) and answer
