@@ -110,13 +110,63 @@ def _http_error(request: web.Request, fault: Fault) -> web.Response:
     return error_response(request, spec.status, headers=headers)
 
 
+def _is_gemini(request: web.Request) -> bool:
+    return "x-goog-api-key" in request.headers or "key" in request.query
+
+
+#: `/v1` paths that both OpenAI and Gemini (SDK default version `v1`) use: the key header decides
+DUAL_ROUTES: list[tuple[str, str, str, Handler, Handler]] = [
+    ("GET", "/v1/batches", "batches.list", openai_routes.list_batches, gemini_routes.list_batches),
+    (
+        "GET",
+        "/v1/batches/{batch_id:[^/:]+}",
+        "batches.retrieve",
+        openai_routes.retrieve_batch,
+        gemini_routes.get_batch,
+    ),
+    (
+        "DELETE",
+        "/v1/batches/{batch_id:[^/:]+}",
+        "batches.delete",
+        openai_routes.no_such_route,
+        gemini_routes.delete_batch,
+    ),
+    (
+        "GET",
+        "/v1/files/{file_id:[^/:]+}",
+        "files.retrieve",
+        openai_routes.retrieve_file,
+        gemini_routes.get_file,
+    ),
+    (
+        "DELETE",
+        "/v1/files/{file_id:[^/:]+}",
+        "files.delete",
+        openai_routes.delete_file,
+        gemini_routes.delete_file,
+    ),
+]
+
+
+def _dual(openai_handler: Handler, gemini_handler: Handler) -> Handler:
+    async def handle(request: web.Request) -> web.StreamResponse:
+        if request[PROVIDER] == "gemini":
+            return await gemini_handler(request)
+        return await openai_handler(request)
+
+    return handle
+
+
 @web.middleware
 async def _emulator_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     name = request.match_info.route.name
     if not name or ":" not in name:
         return await handler(request)
     state = request.app[STATE_KEY]
-    provider, operation = name.split(":", 1)
+    provider, operation = name.split(":")[:2]
+    if provider == "dual":
+        provider = "gemini" if _is_gemini(request) else "openai"
+    name = f"{provider}:{operation}"
     request[PROVIDER] = provider
     request[OPERATION] = operation
     if provider == "openai":
@@ -153,8 +203,11 @@ def build_app(state: EmulatorState) -> web.Application:
     app = web.Application(middlewares=[_emulator_middleware], client_max_size=2**31)
     app[STATE_KEY] = state
     app.on_response_prepare.append(_add_request_id)
+    # Gemini first: its `:download`/`:cancel` paths must win over OpenAI's `{id}` patterns.
+    gemini_routes.register(app)
+    for method, path, operation, openai_handler, gemini_handler in DUAL_ROUTES:
+        app.router.add_route(method, path, _dual(openai_handler, gemini_handler), name=f"dual:{operation}")
     openai_routes.register(app)
     anthropic_routes.register(app)
-    gemini_routes.register(app)
     admin_routes.register(app)
     return app

@@ -286,7 +286,7 @@ async def upload(request: web.Request) -> web.Response:
         )
         upload_id = new_id("gemini_file")
         state.uploads[upload_id] = (file_meta, bytearray())
-        url = f"{base_url(request)}/upload/v1beta/files?upload_id={upload_id}&upload_protocol=resumable"
+        url = f"{base_url(request)}{request.path}?upload_id={upload_id}&upload_protocol=resumable"
         return web.Response(status=200, headers={"X-Goog-Upload-URL": url, "X-Goog-Upload-Status": "active"})
     session = state.uploads.get(upload_id)
     if session is None:
@@ -366,20 +366,21 @@ async def generate_content(request: web.Request) -> web.Response:
 
 
 def register(app: web.Application) -> None:
+    """Gemini routes under `/v1beta` and, where OpenAI does not use the same path, `/v1` (the
+    google-genai SDK's default version); app.DUAL_ROUTES holds the shared `/v1` paths."""
     r = app.router
-    seg = "{model:[^/:]+}"
-    r.add_post(f"/v1beta/models/{seg}:batchGenerateContent", create_batch, name="gemini:batches.create")
-    r.add_post(
-        f"/v1beta/models/{seg}:generateContent", generate_content, name="gemini:models.generateContent"
-    )
+    seg, bid, fid = "{model:[^/:]+}", "{batch_id:[^/:]+}", "{file_id:[^/:]+}"
+    for v in ("v1beta", "v1"):
+        r.add_post(f"/{v}/models/{seg}:batchGenerateContent", create_batch, name=f"gemini:batches.create:{v}")
+        r.add_post(
+            f"/{v}/models/{seg}:generateContent", generate_content, name=f"gemini:models.generateContent:{v}"
+        )
+        r.add_post(f"/{v}/batches/{bid}:cancel", cancel_batch, name=f"gemini:batches.cancel:{v}")
+        r.add_post(f"/upload/{v}/files", upload, name=f"gemini:files.upload:{v}")
+        r.add_get(f"/{v}/files/{fid}:download", download_file, name=f"gemini:files.download:{v}")
+        r.add_get(f"/download/{v}/files/{fid}:download", download_file, name=f"gemini:files.download:dl-{v}")
     r.add_get("/v1beta/batches", list_batches, name="gemini:batches.list")
-    r.add_get("/v1beta/batches/{batch_id:[^/:]+}", get_batch, name="gemini:batches.retrieve")
-    r.add_post("/v1beta/batches/{batch_id:[^/:]+}:cancel", cancel_batch, name="gemini:batches.cancel")
-    r.add_delete("/v1beta/batches/{batch_id:[^/:]+}", delete_batch, name="gemini:batches.delete")
-    r.add_post("/upload/v1beta/files", upload, name="gemini:files.upload")
-    r.add_get("/v1beta/files/{file_id:[^/:]+}", get_file, name="gemini:files.retrieve")
-    r.add_delete("/v1beta/files/{file_id:[^/:]+}", delete_file, name="gemini:files.delete")
-    r.add_get("/v1beta/files/{file_id:[^/:]+}:download", download_file, name="gemini:files.download")
-    r.add_get(
-        "/download/v1beta/files/{file_id:[^/:]+}:download", download_file, name="gemini:files.download2"
-    )
+    r.add_get(f"/v1beta/batches/{bid}", get_batch, name="gemini:batches.retrieve")
+    r.add_delete(f"/v1beta/batches/{bid}", delete_batch, name="gemini:batches.delete")
+    r.add_get(f"/v1beta/files/{fid}", get_file, name="gemini:files.retrieve")
+    r.add_delete(f"/v1beta/files/{fid}", delete_file, name="gemini:files.delete")

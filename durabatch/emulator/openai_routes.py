@@ -531,16 +531,18 @@ async def _realtime(request: web.Request, endpoint: str, needed: str) -> web.Res
     return json_ok(expected_chat_response("openai", endpoint, body))
 
 
+async def no_such_route(request: web.Request) -> web.Response:
+    return error_response(request, 404, f"Invalid URL ({request.method} {request.path})")
+
+
 def register(app: web.Application) -> None:
+    """OpenAI routes that no other provider shares (see app.DUAL_ROUTES for the others)."""
     r = app.router
+    fid, bid = "{file_id:[^/:]+}", "{batch_id:[^/:]+}"
     r.add_post("/v1/files", create_file, name="openai:files.create")
     r.add_get("/v1/files", list_files, name="openai:files.list")
-    r.add_get("/v1/files/{file_id}", retrieve_file, name="openai:files.retrieve")
-    r.add_delete("/v1/files/{file_id}", delete_file, name="openai:files.delete")
-    r.add_get("/v1/files/{file_id}/content", file_content, name="openai:files.content")
+    r.add_get(f"/v1/files/{fid}/content", file_content, name="openai:files.content")
     r.add_post("/v1/batches", create_batch, name="openai:batches.create")
-    r.add_get("/v1/batches", list_batches, name="openai:batches.list")
-    r.add_get("/v1/batches/{batch_id}", retrieve_batch, name="openai:batches.retrieve")
-    r.add_post("/v1/batches/{batch_id}/cancel", cancel_batch, name="openai:batches.cancel")
+    r.add_post(f"/v1/batches/{bid}/cancel", cancel_batch, name="openai:batches.cancel")
     r.add_post("/v1/chat/completions", chat_completions, name="openai:chat.completions")
     r.add_post("/v1/embeddings", embeddings, name="openai:embeddings")
