@@ -28,6 +28,7 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -210,13 +211,26 @@ class ProviderHttp:
         self.retry_delay = retry_delay
         self.max_retry_delay = max_retry_delay
 
+    def _same_origin(self, url: str) -> bool:
+        target, base = urlsplit(url), urlsplit(self.base_url)
+        return (target.scheme, target.netloc) == (base.scheme, base.netloc)
+
     def url(self, path: str) -> str:
         if path.startswith(("http://", "https://")):
             return path
         return self.base_url + ("" if path.startswith("/") else "/") + path
 
-    def headers(self, extra: Mapping[str, str] | None = None) -> tuple[dict[str, str], list[str]]:
-        """Request headers (auth first) and the secret values in them, for redaction."""
+    def headers(
+        self, extra: Mapping[str, str] | None = None, url: str | None = None
+    ) -> tuple[dict[str, str], list[str]]:
+        """Request headers (auth first) and the secret values in them, for redaction.
+
+        Absolute URLs handed out by the provider (upload URLs, results URLs) get the API key only
+        when they point at the configured base URL's origin: a key never leaves for another host.
+        """
+        if url is not None and not self._same_origin(url):
+            log.warning("%s: not sending credentials to %s", self.provider, urlsplit(url).netloc)
+            return dict(extra or {}), []
         auth = self._auth()
         merged = {**auth, **(extra or {})}
         return merged, list(auth.values())
@@ -234,7 +248,7 @@ class ProviderHttp:
         context: str = "",
     ) -> httpx.Response:
         """Send one call; return the response (body read) if 2xx or in `allow`, else raise."""
-        req_headers, secrets = self.headers(headers)
+        req_headers, secrets = self.headers(headers, self.url(path))
         try:
             response = await self.http.request(
                 method,
@@ -330,7 +344,9 @@ class ProviderHttp:
         what: str,
     ) -> AsyncGenerator[DownloadedLine | _Restart, None]:
         # identity encoding: Range offsets count the bytes on the wire, so they must be the bytes we split.
-        req_headers, secrets = self.headers({"Accept-Encoding": "identity", **(extra_headers or {})})
+        req_headers, secrets = self.headers(
+            {"Accept-Encoding": "identity", **(extra_headers or {})}, self.url(url)
+        )
         ranged = use_range and offset > 0
         if ranged:
             req_headers["Range"] = f"bytes={offset}-"

@@ -208,3 +208,16 @@ async def test_download_errors_classified() -> None:
 
     with pytest.raises(errors.NotFound):
         [item async for item in _http(handler).stream_lines("/f")]
+
+
+async def test_no_credentials_for_other_hosts() -> None:
+    seen: dict[str, str | None] = {}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen[request.url.host] = request.headers.get("authorization")
+        return httpx.Response(200, json={})
+
+    http = _http(handler)
+    await http.request("POST", "https://elsewhere.test/upload?id=1")
+    await http.request("GET", "http://p.test/v1/batches")
+    assert seen == {"elsewhere.test": None, "p.test": f"Bearer {SECRET}"}
