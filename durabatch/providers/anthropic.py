@@ -17,6 +17,7 @@ initiated, ``expired`` if requests expired, else ``completed``. Per-request coun
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 from urllib.parse import urlparse
@@ -34,7 +35,7 @@ from durabatch.providers.base import (
     ResultOutcome,
     ShardSubmission,
 )
-from durabatch.providers.errors import ProviderError, ProviderUnavailable
+from durabatch.providers.errors import NotFound, ProviderError, ProviderUnavailable
 from durabatch.providers.formats import ANTHROPIC_ENDPOINT, check_endpoint
 from durabatch.providers.http import ProviderHttp, as_dict, parse_timestamp
 from durabatch.providers.jsonl import dumps_line
@@ -75,6 +76,8 @@ _RESULT_OUTCOMES: dict[str, ResultOutcome] = {
 #: tolerated difference between our clock and Anthropic's when matching created_at
 _CLOCK_SKEW_SECONDS = 120
 _FIND_MAX_PAGES = 50
+#: how long after create a 404 on the batch is treated as retryable
+_FRESH_404_SECONDS = 120
 _CHUNK = 256 * 1024
 
 
@@ -132,7 +135,11 @@ class AnthropicProvider:
             shard.tag,
             extra={"action": "provider_submit", "batch_id": shard.batch_id, "provider": self.name},
         )
-        return ProviderBatchRef(provider=self.name, provider_batch_id=str(batch["id"]))
+        return ProviderBatchRef(
+            provider=self.name,
+            provider_batch_id=str(batch["id"]),
+            extra={"submitted_at": f"{time.time():.3f}"},
+        )
 
     async def find_submitted(self, shard: ShardSubmission) -> ProviderBatchRef | None:
         not_before = shard.attempt_started_at - _CLOCK_SKEW_SECONDS if shard.attempt_started_at else None
@@ -181,9 +188,22 @@ class AnthropicProvider:
         return ProviderBatchRef(provider=self.name, provider_batch_id=keep)
 
     async def status(self, ref: ProviderBatchRef) -> ProviderStatus:
-        batch = await self._http.json(
-            "GET", f"/v1/messages/batches/{ref.provider_batch_id}", context="get batch"
-        )
+        try:
+            batch = await self._http.json(
+                "GET", f"/v1/messages/batches/{ref.provider_batch_id}", context="get batch"
+            )
+        except NotFound as exc:
+            # A batch can be briefly unknown right after create (providers.md §7 pitfall 18).
+            submitted = float(ref.extra.get("submitted_at") or 0)
+            if submitted and time.time() - submitted < _FRESH_404_SECONDS:
+                raise ProviderUnavailable(
+                    f"batch not visible yet: {exc.message}",
+                    provider=self.name,
+                    status_code=exc.status_code,
+                    request_id=exc.request_id,
+                    retry_after=5.0,
+                ) from None
+            raise
         return anthropic_status(batch)
 
     async def results(

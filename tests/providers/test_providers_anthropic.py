@@ -7,7 +7,9 @@ from dataclasses import replace
 from typing import Any
 
 import httpx
+import pytest
 
+from durabatch.providers import errors
 from durabatch.providers.anthropic import AnthropicProvider, anthropic_result, anthropic_status
 from durabatch.providers.base import ProviderBatchRef, ProviderStatus
 from tests.providers.conftest import SECRET, make_shard, mock_client
@@ -186,3 +188,19 @@ async def test_cancel_after_end_is_fine() -> None:
         )
 
     await _provider(handler).cancel(ProviderBatchRef(provider="anthropic", provider_batch_id="b"))
+
+
+async def test_404_right_after_create_is_retryable() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            return httpx.Response(200, json=_batch("msgbatch_1", "2026-01-01T00:00:00Z"))
+        return httpx.Response(
+            404, json={"type": "error", "error": {"type": "not_found_error", "message": "nope"}}
+        )
+
+    provider = _provider(handler)
+    ref = await provider.submit(make_shard(endpoint="/v1/messages", bodies=[("a", PARAMS)]))
+    with pytest.raises(errors.ProviderUnavailable):
+        await provider.status(ref)
+    with pytest.raises(errors.NotFound):
+        await provider.status(ProviderBatchRef(provider="anthropic", provider_batch_id="msgbatch_1"))
