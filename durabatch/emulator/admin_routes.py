@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict, fields
 from typing import Any
 
 from aiohttp import web
 from pydantic import ValidationError
 
 from durabatch.emulator.batches import Batch
+from durabatch.emulator.config import EmulatorConfig
 from durabatch.emulator.faults import Fault, FaultSpec
 from durabatch.emulator.state import STATE_KEY, EmulatorState
 from durabatch.emulator.timeline import Phase
@@ -164,6 +166,22 @@ async def advance(request: web.Request) -> web.Response:
     return json_ok(batch_view(b, state))
 
 
+_TUNABLE = {f.name for f in fields(EmulatorConfig)} - {"api_keys"}
+
+
+async def patch_config(request: web.Request) -> web.Response:
+    """Change config fields at run time (timings, limits, padding); later batches see them."""
+    body = await read_json(request)
+    cfg = _state(request).config
+    if not isinstance(body, dict) or not set(body) <= _TUNABLE:
+        return _problem(400, f"body must be an object with keys among {sorted(_TUNABLE)}")
+    for key, value in body.items():
+        if value is not None and not isinstance(value, int | float):
+            return _problem(400, f"{key} must be a number or null")
+        setattr(cfg, key, value)
+    return json_ok(asdict(cfg))
+
+
 async def health(request: web.Request) -> web.Response:
     return json_ok({"ok": True})
 
@@ -176,6 +194,7 @@ def register(app: web.Application) -> None:
     r.add_delete("/_emulator/faults", clear_faults, name="admin.faults.clear")
     r.add_delete("/_emulator/faults/{fault_id}", delete_fault, name="admin.faults.delete")
     r.add_get("/_emulator/stats", stats, name="admin.stats")
+    r.add_patch("/_emulator/config", patch_config, name="admin.config")
     r.add_post("/_emulator/reset", reset, name="admin.reset")
     r.add_post("/_emulator/clock/advance", advance_clock, name="admin.clock")
     r.add_post("/_emulator/batches/{batch_id:.+}/hold", hold, name="admin.hold")

@@ -6,6 +6,7 @@ time they are downloaded, so a 200 MB output file costs CPU, not memory.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -113,7 +114,8 @@ async def stream_file(
 ) -> web.StreamResponse:
     """Stream `f`, honouring `Range: bytes=N-` when asked, optionally cutting the connection after
     `cut_after` body bytes (the `truncate_download` fault)."""
-    size = f.size
+    # Sizing a generated file means generating it once: keep that off the event loop.
+    size = await asyncio.to_thread(lambda: f.size)
     rng = parse_range_start(request.headers.get("Range"), size) if honour_range else None
     start, end = 0, size - 1
     resp = web.StreamResponse(status=200)

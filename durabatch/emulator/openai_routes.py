@@ -151,19 +151,19 @@ async def file_content(request: web.Request) -> web.StreamResponse:
     if f is None:
         return _no_file(request, file_id)
     state.stats.downloads["openai"] += 1
-    cut = _truncation(request, f.size)
+    cut = _truncation(request, f)
     return await stream_file(
         request, f, content_type="application/octet-stream", honour_range=True, cut_after=cut
     )
 
 
-def _truncation(request: web.Request, size: int) -> int | None:
+def _truncation(request: web.Request, f: StoredFile) -> int | None:
     state = _state(request)
     fault = state.faults.take(frozenset({"truncate_download"}), request[PROVIDER], request[OPERATION])
     if fault is None:
         return None
     state.stats.faults_fired["truncate_download"] += 1
-    return fault.spec.after_bytes if fault.spec.after_bytes is not None else size // 2
+    return fault.spec.after_bytes if fault.spec.after_bytes is not None else f.size // 2
 
 
 # ---------------------------------------------------------------- batches
