@@ -124,3 +124,20 @@ def temporal_client(temporal_env: WorkflowEnvironment) -> Client:
 @pytest.fixture
 def task_queue() -> str:
     return f"tq-{uuid.uuid4().hex[:10]}"
+
+
+# ---------------------------------------------------------------- emulator (owned by the emulator's engineer)
+
+
+@pytest.fixture
+async def emulator() -> AsyncIterator[object]:
+    """A fresh provider emulator on a free loopback port, key "test-key", with fast timings
+    (validating 0.05 s, 1 ms per request, finalizing 0.05 s). Yields a RunningEmulator: `.url`
+    (OpenAI base URL is `.url + "/v1"`), `.state` for in-process inspection."""
+    from durabatch.emulator import EmulatorConfig, run_emulator
+
+    config = EmulatorConfig(
+        api_keys=["test-key"], validating_seconds=0.05, ms_per_request=1.0, finalizing_seconds=0.05
+    )
+    async with run_emulator(config, host="127.0.0.1", port=0) as emu:
+        yield emu
