@@ -1,21 +1,23 @@
-"""OpenAI: Files, Batches, and the real-time chat completions and embeddings endpoints."""
+"""OpenAI: Batches (validation, lifecycle, result files) and the real-time chat completions and
+embeddings endpoints. The Files API is in `openai_files`."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
-from aiohttp import BodyPartReader, web
+from aiohttp import web
 
+from durabatch.emulator import openai_files
 from durabatch.emulator.batches import Batch, Item, RequestError, batch_markers, item_from_marker
 from durabatch.emulator.content import expected_chat_response
 from durabatch.emulator.errors import error_response
 from durabatch.emulator.faults import FaultSpec
-from durabatch.emulator.files import StoredFile, stream_file
+from durabatch.emulator.files import StoredFile
 from durabatch.emulator.results import openai_error_lines, openai_output_lines
 from durabatch.emulator.state import STATE_KEY, EmulatorState, new_id
 from durabatch.emulator.timeline import TERMINAL, Phase
-from durabatch.emulator.wire import OPERATION, PROVIDER, drop_connection, json_ok, read_json
+from durabatch.emulator.wire import PROVIDER, drop_connection, json_ok, read_json
 
 __all__ = ["batch_json", "register"]
 
@@ -31,9 +33,7 @@ ENDPOINTS = frozenset(
         "/v1/videos",
     }
 )
-FILE_PURPOSES = frozenset({"assistants", "batch", "fine-tune", "vision", "user_data", "evals"})
 MAX_ERRORS = 1000
-DEFAULT_FILE_TTL = 30 * 86400
 
 
 def _state(request: web.Request) -> EmulatorState:
@@ -48,122 +48,6 @@ def _missing(request: web.Request, param: str) -> web.Response:
         param=param,
         code="missing_required_parameter",
     )
-
-
-# ---------------------------------------------------------------- files
-
-
-def file_json(f: StoredFile) -> dict[str, Any]:
-    expires = f.created_at + DEFAULT_FILE_TTL if f.purpose in ("batch", "batch_output") else None
-    return {
-        "id": f.id,
-        "object": "file",
-        "bytes": f.size,
-        "created_at": int(f.created_at),
-        "expires_at": None if expires is None else int(expires),
-        "filename": f.filename,
-        "purpose": f.purpose,
-        "status": "processed",
-        "status_details": None,
-    }
-
-
-def _no_file(request: web.Request, file_id: str) -> web.Response:
-    return error_response(request, 404, f"No such File object: {file_id}", param="id")
-
-
-async def create_file(request: web.Request) -> web.Response:
-    state = _state(request)
-    if not request.content_type.startswith("multipart/"):
-        return error_response(request, 400, "Expected a multipart/form-data request.")
-    reader = await request.multipart()
-    fields: dict[str, str] = {}
-    data: bytes | None = None
-    filename = "upload.jsonl"
-    while (part := await reader.next()) is not None:
-        if not isinstance(part, BodyPartReader):
-            continue
-        if part.name == "file":
-            filename = part.filename or filename
-            data = bytes(await part.read())
-        elif part.name:
-            fields[part.name] = await part.text()
-    if data is None:
-        return _missing(request, "file")
-    purpose = fields.get("purpose")
-    if not purpose:
-        return _missing(request, "purpose")
-    if purpose not in FILE_PURPOSES:
-        return error_response(
-            request, 400, f"Invalid value for 'purpose': '{purpose}'.", param="purpose", code="invalid_value"
-        )
-    if len(data) > state.config.openai_max_upload_bytes:
-        return error_response(request, 400, "File is too large.")
-    if purpose == "batch" and not filename.endswith(".jsonl"):
-        return error_response(request, 400, "Invalid file format for Batch API. Must be .jsonl")
-    f = StoredFile(new_id("openai_file"), filename, purpose, state.now(), data=data)
-    state.openai_files.add(f)
-    return json_ok(file_json(f))
-
-
-async def retrieve_file(request: web.Request) -> web.Response:
-    f = _state(request).openai_files.get(request.match_info["file_id"])
-    if f is None:
-        return _no_file(request, request.match_info["file_id"])
-    return json_ok(file_json(f))
-
-
-async def list_files(request: web.Request) -> web.Response:
-    state = _state(request)
-    q = request.query
-    files = sorted(state.openai_files.files.values(), key=lambda f: f.created_at)
-    if q.get("order", "desc") == "desc":
-        files.reverse()
-    if "purpose" in q:
-        files = [f for f in files if f.purpose == q["purpose"]]
-    if "after" in q:
-        ids = [f.id for f in files]
-        files = files[ids.index(q["after"]) + 1 :] if q["after"] in ids else []
-    limit = max(1, min(10_000, int(q.get("limit", "10000"))))
-    page = files[:limit]
-    return json_ok(
-        {
-            "object": "list",
-            "data": [file_json(f) for f in page],
-            "first_id": page[0].id if page else None,
-            "last_id": page[-1].id if page else None,
-            "has_more": len(files) > limit,
-        }
-    )
-
-
-async def delete_file(request: web.Request) -> web.Response:
-    file_id = request.match_info["file_id"]
-    if not _state(request).openai_files.delete(file_id):
-        return _no_file(request, file_id)
-    return json_ok({"id": file_id, "object": "file", "deleted": True})
-
-
-async def file_content(request: web.Request) -> web.StreamResponse:
-    state = _state(request)
-    file_id = request.match_info["file_id"]
-    f = state.openai_files.get(file_id)
-    if f is None:
-        return _no_file(request, file_id)
-    state.stats.downloads["openai"] += 1
-    cut = _truncation(request, f)
-    return await stream_file(
-        request, f, content_type="application/octet-stream", honour_range=True, cut_after=cut
-    )
-
-
-def _truncation(request: web.Request, f: StoredFile) -> int | None:
-    state = _state(request)
-    fault = state.faults.take(frozenset({"truncate_download"}), request[PROVIDER], request[OPERATION])
-    if fault is None:
-        return None
-    state.stats.faults_fired["truncate_download"] += 1
-    return fault.spec.after_bytes if fault.spec.after_bytes is not None else f.size // 2
 
 
 # ---------------------------------------------------------------- batches
@@ -539,9 +423,9 @@ def register(app: web.Application) -> None:
     """OpenAI routes that no other provider shares (see app.DUAL_ROUTES for the others)."""
     r = app.router
     fid, bid = "{file_id:[^/:]+}", "{batch_id:[^/:]+}"
-    r.add_post("/v1/files", create_file, name="openai:files.create")
-    r.add_get("/v1/files", list_files, name="openai:files.list")
-    r.add_get(f"/v1/files/{fid}/content", file_content, name="openai:files.content")
+    r.add_post("/v1/files", openai_files.create_file, name="openai:files.create")
+    r.add_get("/v1/files", openai_files.list_files, name="openai:files.list")
+    r.add_get(f"/v1/files/{fid}/content", openai_files.file_content, name="openai:files.content")
     r.add_post("/v1/batches", create_batch, name="openai:batches.create")
     r.add_post(f"/v1/batches/{bid}/cancel", cancel_batch, name="openai:batches.cancel")
     r.add_post("/v1/chat/completions", chat_completions, name="openai:chat.completions")
