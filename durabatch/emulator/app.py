@@ -97,6 +97,10 @@ def _http_error(request: web.Request, fault: Fault) -> web.Response:
     headers: dict[str, str] = {}
     if spec.retry_after is not None:
         headers["Retry-After"] = f"{spec.retry_after:g}"
+    if spec.retry_after_ms is not None:
+        headers["retry-after-ms"] = str(spec.retry_after_ms)
+    if spec.should_retry is not None:
+        headers["x-should-retry"] = "true" if spec.should_retry else "false"
     if request[PROVIDER] == "gemini":
         details = []
         if spec.retry_after is not None:

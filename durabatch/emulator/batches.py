@@ -33,7 +33,7 @@ DUPLICATE = 4
 _FAIL_MARKER = re.compile(r"__fail_(\d{3})")
 _BATCH_MARKER = re.compile(
     r"__(token_limit_exceeded|all_fail|stuck_finalizing|missing_results|"
-    r"malformed_output_lines|duplicate_output_lines|request_errors)"
+    r"malformed_output_lines|duplicate_output_lines|request_errors|crlf_lines)"
 )
 
 _REQUEST_MESSAGES = {
@@ -136,6 +136,8 @@ class Batch:
             elif s.fault == "duplicate_output_lines":
                 for it in self.items[: s.requests]:
                     it.quirks |= DUPLICATE
+            elif s.fault == "crlf_lines":
+                self.extra["line_end"] = b"\r\n"
             elif s.fault == "stuck_finalizing":
                 self.timeline.stuck_finalizing = True
             elif s.fault == "expire_after":

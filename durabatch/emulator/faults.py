@@ -6,7 +6,7 @@ Two kinds:
   `http_error`, `slow`, `drop_connection`, `truncate_download`, `lose_create_response`;
 * **batch faults** are taken by the next matching batch when it is created and shape its life:
   `token_limit_exceeded`, `all_fail`, `request_errors`, `malformed_output_lines`,
-  `duplicate_output_lines`, `missing_results`, `stuck_finalizing`, `expire_after`.
+  `duplicate_output_lines`, `missing_results`, `stuck_finalizing`, `expire_after`, `crlf_lines`.
 
 Batch faults can also be asked for per batch with a marker (`__<fault name>` in an OpenAI metadata
 value, a Gemini displayName or an Anthropic batch's first custom_id), and per request with a marker
@@ -43,6 +43,7 @@ BATCH_FAULTS = frozenset(
         "missing_results",
         "stuck_finalizing",
         "expire_after",
+        "crlf_lines",
     }
 )
 #: operations that stream a results body; `truncate_download` only matches these
@@ -62,6 +63,7 @@ FaultName = Literal[
     "missing_results",
     "stuck_finalizing",
     "expire_after",
+    "crlf_lines",
 ]
 ProviderName = Literal["openai", "anthropic", "gemini"]
 
@@ -79,6 +81,10 @@ class FaultSpec(BaseModel):
     status: int = Field(default=503, ge=400, le=599)
     #: http_error 429/503: value of the Retry-After header in seconds (None = no header)
     retry_after: float | None = None
+    #: http_error: value of the `retry-after-ms` header the Stainless SDKs prefer (None = no header)
+    retry_after_ms: int | None = None
+    #: http_error: value of `x-should-retry` (true/false), which the SDKs obey before the status
+    should_retry: bool | None = None
     #: slow: seconds to wait before answering
     delay_seconds: float = Field(default=1.0, ge=0)
     #: truncate_download: bytes of the body sent before the connection closes (default: half)

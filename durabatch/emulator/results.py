@@ -32,7 +32,7 @@ def _hash(*parts: str) -> str:
     return hashlib.sha256("\x00".join(parts).encode()).hexdigest()
 
 
-def _encode(item: Item, line: dict[str, Any], padding: int) -> Iterator[bytes]:
+def _encode(batch: Batch, item: Item, line: dict[str, Any], padding: int) -> Iterator[bytes]:
     if item.quirks & MISSING:
         return
     if padding:
@@ -40,9 +40,10 @@ def _encode(item: Item, line: dict[str, Any], padding: int) -> Iterator[bytes]:
     raw = json.dumps(line, separators=(",", ":"), ensure_ascii=False).encode()
     if item.quirks & MALFORMED:
         raw = raw[: max(1, len(raw) // 2)]
-    yield raw + b"\n"
+    end: bytes = batch.extra.get("line_end", b"\n")
+    yield raw + end
     if item.quirks & DUPLICATE:
-        yield raw + b"\n"
+        yield raw + end
 
 
 def _openai_line(batch: Batch, item: Item, response: Any, error: Any) -> dict[str, Any]:
@@ -63,13 +64,17 @@ def _openai_response(batch: Batch, item: Item) -> dict[str, Any]:
 def openai_output_lines(batch: Batch, processed: int, padding: int) -> Iterator[bytes]:
     for item in batch.items[:processed]:
         if item.error is None:
-            yield from _encode(item, _openai_line(batch, item, _openai_response(batch, item), None), padding)
+            yield from _encode(
+                batch, item, _openai_line(batch, item, _openai_response(batch, item), None), padding
+            )
 
 
 def openai_error_lines(batch: Batch, processed: int, padding: int) -> Iterator[bytes]:
     for item in batch.items[:processed]:
         if item.error is not None:
-            yield from _encode(item, _openai_line(batch, item, _openai_response(batch, item), None), padding)
+            yield from _encode(
+                batch, item, _openai_line(batch, item, _openai_response(batch, item), None), padding
+            )
     if batch.timeline.phase == Phase.EXPIRED:
         err = {"code": "batch_expired", "message": EXPIRED_MESSAGE}
     elif batch.timeline.phase == Phase.CANCELLED:
@@ -77,7 +82,7 @@ def openai_error_lines(batch: Batch, processed: int, padding: int) -> Iterator[b
     else:
         return
     for item in batch.items[processed:]:
-        yield from _encode(item, _openai_line(batch, item, None, dict(err)), padding)
+        yield from _encode(batch, item, _openai_line(batch, item, None, dict(err)), padding)
 
 
 def anthropic_result_lines(batch: Batch, processed: int, padding: int) -> Iterator[bytes]:
@@ -95,7 +100,7 @@ def anthropic_result_lines(batch: Batch, processed: int, padding: int) -> Iterat
                 "type": "errored",
                 "error": anthropic_error_body(e.status, e.message, request_id=None),
             }
-        yield from _encode(item, {"custom_id": item.cid, "result": result}, padding)
+        yield from _encode(batch, item, {"custom_id": item.cid, "result": result}, padding)
 
 
 def _gemini_error(item: Item) -> dict[str, Any]:
@@ -112,7 +117,7 @@ def gemini_result_lines(batch: Batch, processed: int, padding: int) -> Iterator[
             line["response"] = expected_chat_response("gemini", "", item.body, model=model)
         else:
             line["error"] = _gemini_error(item)
-        yield from _encode(item, line, padding)
+        yield from _encode(batch, item, line, padding)
 
 
 def gemini_inline_responses(batch: Batch, processed: int) -> list[dict[str, Any]]:

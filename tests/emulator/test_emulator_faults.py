@@ -329,3 +329,28 @@ async def test_gemini_batch_fault_by_display_name(http: httpx.AsyncClient) -> No
     inline = op["response"]["inlinedResponses"]["inlinedResponses"]
     assert inline[0]["metadata"] == {"key": "a"} and inline[0]["error"]["status"] == "INTERNAL"
     assert op["metadata"]["output"] == {k: v for k, v in op["response"].items() if k != "@type"}
+
+
+async def test_crlf_line_endings(http: httpx.AsyncClient) -> None:
+    await add_fault(http, fault="crlf_lines", provider="anthropic", count=1)
+    r = await http.post(
+        "/v1/messages/batches",
+        headers=ANTHROPIC_H,
+        json={
+            "requests": [
+                {"custom_id": f"a{i}", "params": {"model": "c", "max_tokens": 5, "messages": []}}
+                for i in range(3)
+            ]
+        },
+    )
+    bid = r.json()["id"]
+    await http.post(f"/_emulator/batches/{bid}/advance", json={"to": "ended"})
+    raw = (await http.get(f"/v1/messages/batches/{bid}/results", headers=ANTHROPIC_H)).content
+    assert raw.count(b"\r\n") == 3 and raw.endswith(b"\r\n")
+
+
+async def test_retry_headers_on_http_error(http: httpx.AsyncClient) -> None:
+    await add_fault(http, fault="http_error", status=503, retry_after_ms=250, should_retry=False, count=1)
+    r = await http.get("/v1/batches", headers=OPENAI_H)
+    assert r.status_code == 503
+    assert r.headers["retry-after-ms"] == "250" and r.headers["x-should-retry"] == "false"
