@@ -103,16 +103,18 @@ class StagingActivities:
         count = 0
         total_bytes = 0
         buffer: list[tuple[Any, ...]] = []
+        # The batch row is written outside the staging transaction so that a batch whose input is
+        # refused still has a row to end `failed` on.
+        await batches.create_batch(
+            self._deps.pool,
+            batch_id=inp.batch_id,
+            workflow_id=inp.workflow_id,
+            provider=inp.provider,
+            endpoint=inp.endpoint,
+            model=inp.model,
+            metadata=inp.metadata,
+        )
         async with self._deps.pool.acquire() as conn, conn.transaction():
-            await batches.create_batch(
-                conn,
-                batch_id=inp.batch_id,
-                workflow_id=inp.workflow_id,
-                provider=inp.provider,
-                endpoint=inp.endpoint,
-                model=inp.model,
-                metadata=inp.metadata,
-            )
             await requests.delete_requests(conn, inp.batch_id)
             async for line_no, raw in source:
                 obj = _decode(raw, line_no)

@@ -71,6 +71,15 @@ class SubmissionActivities:
         def stream() -> AsyncIterator[RequestLine]:
             return self._request_lines(inp.batch_id, inp.shard, inp.round)
 
+        # Batches the store already owns can never be this attempt's: providers without metadata
+        # (Anthropic) match by size and time, and must not claim another shard's batch.
+        known = await pool.fetch(
+            """SELECT provider_batch_id FROM provider_batches
+                WHERE provider = $1 AND provider_batch_id IS NOT NULL
+                  AND attempt_started_at > $2 - interval '1 hour'""",
+            inp.provider,
+            row["attempt_started_at"],
+        )
         submission = ShardSubmission(
             tag=tag,
             batch_id=inp.batch_id,
@@ -82,6 +91,7 @@ class SubmissionActivities:
             byte_size=int(byte_size),
             requests=stream,
             attempt_started_at=row["attempt_started_at"].timestamp(),
+            exclude_batch_ids=frozenset(r["provider_batch_id"] for r in known),
         )
         try:
             ref = None

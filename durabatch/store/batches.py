@@ -25,7 +25,7 @@ BatchRow = asyncpg.Record
 
 
 async def create_batch(
-    conn: Conn,
+    conn: Executor,
     *,
     batch_id: str,
     workflow_id: str,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -105,3 +106,11 @@ def chat_requests(n: int, prefix: str = "r", model: str = "gpt-4o-mini") -> list
         }
         for i in range(n)
     ]
+
+
+def write_jsonl(path: Path, requests: list[dict[str, Any]]) -> str:
+    """Big batches go through a file: inline requests are for small batches only."""
+    import json
+
+    path.write_text("".join(json.dumps(r) + "\n" for r in requests))
+    return str(path)

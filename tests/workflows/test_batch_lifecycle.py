@@ -1,0 +1,148 @@
+"""BatchWorkflow's hard paths on the real stack: cancel in progress, expiry, outages, lost responses."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from pathlib import Path
+
+from durabatch.models import StatusQuery
+from tests.workflows.conftest import Stack, chat_requests, write_jsonl
+from tests.workflows.test_batch_workflow import assert_one_outcome_each, outcomes
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex[:10]
+
+
+async def wait_status(handle, predicate, timeout: float = 30.0) -> StatusQuery:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        status = await handle.query("status", result_type=StatusQuery)
+        if predicate(status):
+            return status
+        assert loop.time() < deadline, f"status never matched; last: {status}"
+        await asyncio.sleep(0.2)
+
+
+async def test_cancel_in_progress_keeps_partial_results(stack: Stack, tmp_path: Path) -> None:
+    batch_id = new_id()
+    # 4,000 requests at 1 ms each: in progress for about 4 s
+    uri = write_jsonl(tmp_path / "in.jsonl", chat_requests(4000))
+    handle = await stack.start(
+        batch_id=batch_id, provider="openai", endpoint="/v1/chat/completions", requests_uri=uri
+    )
+    await wait_status(handle, lambda s: s.counts.succeeded > 0 and s.status == "in_progress")
+    await handle.signal("cancel", {"reason": "enough"})
+    summary = await handle.result()
+    assert summary.status == "cancelled"
+    c = summary.counts
+    assert c.total == 4000 and c.succeeded > 0 and c.cancelled > 0
+    assert c.succeeded + c.cancelled + c.failed == 4000
+    await assert_one_outcome_each(stack, batch_id)
+
+
+async def test_temporal_cancellation_does_the_same_as_the_signal(stack: Stack, tmp_path: Path) -> None:
+    batch_id = new_id()
+    uri = write_jsonl(tmp_path / "in.jsonl", chat_requests(4000))
+    handle = await stack.start(
+        batch_id=batch_id, provider="openai", endpoint="/v1/chat/completions", requests_uri=uri
+    )
+    await wait_status(handle, lambda s: s.counts.succeeded > 0)
+    await handle.cancel()
+    summary = await handle.result()
+    assert summary.status == "cancelled"
+    assert summary.counts.succeeded > 0 and summary.counts.cancelled > 0
+    await assert_one_outcome_each(stack, batch_id)
+
+
+async def test_max_age_expires_batch_keeping_partial_results(stack: Stack, tmp_path: Path) -> None:
+    batch_id = new_id()
+    # 5,000 requests take ~5 s at the emulator; a max age of 2 s ends the batch first
+    uri = write_jsonl(tmp_path / "in.jsonl", chat_requests(5000))
+    summary = await stack.run(
+        batch_id=batch_id,
+        provider="openai",
+        endpoint="/v1/chat/completions",
+        requests_uri=uri,
+        max_age_seconds=2,
+    )
+    assert summary.status == "expired"
+    by = await outcomes(stack, batch_id)
+    assert by.get("expired", 0) + by.get("cancelled", 0) > 0
+    assert sum(by.values()) == 5000
+    assert summary.failure_reason and "max age" in summary.failure_reason
+    await assert_one_outcome_each(stack, batch_id)
+
+
+async def test_provider_expiry_with_partial_results(stack: Stack, tmp_path: Path) -> None:
+    batch_id = new_id()
+    await stack.fault(fault="expire_after", provider="openai", seconds=1.5, count=1)
+    uri = write_jsonl(tmp_path / "in.jsonl", chat_requests(3000))
+    summary = await stack.run(
+        batch_id=batch_id, provider="openai", endpoint="/v1/chat/completions", requests_uri=uri
+    )
+    # the provider's own expiry: the provider batch ends `expired` with partial output
+    assert summary.status == "expired"
+    assert summary.counts.succeeded > 0 and summary.counts.expired > 0
+    assert summary.counts.succeeded + summary.counts.expired == 3000
+    await assert_one_outcome_each(stack, batch_id)
+
+
+async def test_provider_outage_during_polling_is_waited_out(stack: Stack) -> None:
+    batch_id = new_id()
+    await stack.fault(
+        fault="http_error", status=503, provider="openai", operation="batches.retrieve", count=5
+    )
+    summary = await stack.run(
+        batch_id=batch_id, provider="openai", endpoint="/v1/chat/completions", requests=chat_requests(20)
+    )
+    assert summary.status == "completed" and summary.counts.succeeded == 20
+    faults = await stack.admin("GET", "/faults")
+    assert all(f["remaining"] == 0 for f in faults["faults"] if f["operation"] == "batches.retrieve")
+    await stack.admin("DELETE", "/faults")
+
+
+async def test_lost_create_response_creates_no_second_provider_batch(stack: Stack) -> None:
+    batch_id = new_id()
+    before = await stack.admin("GET", "/stats")
+    await stack.fault(fault="lose_create_response", provider="openai", count=1)
+    summary = await stack.run(
+        batch_id=batch_id, provider="openai", endpoint="/v1/chat/completions", requests=chat_requests(10)
+    )
+    after = await stack.admin("GET", "/stats")
+    assert summary.status == "completed" and summary.counts.succeeded == 10
+    assert (
+        after["faults_fired"].get("lose_create_response", 0)
+        == before["faults_fired"].get("lose_create_response", 0) + 1
+    )
+    assert after["batches_created"]["openai"] == before["batches_created"].get("openai", 0) + 1
+    await assert_one_outcome_each(stack, batch_id)
+
+
+async def test_cut_download_is_resumed_without_duplicates(stack: Stack) -> None:
+    batch_id = new_id()
+    await stack.fault(fault="truncate_download", provider="openai", count=2)
+    summary = await stack.run(
+        batch_id=batch_id, provider="openai", endpoint="/v1/chat/completions", requests=chat_requests(500)
+    )
+    assert summary.status == "completed" and summary.counts.succeeded == 500
+    await assert_one_outcome_each(stack, batch_id)
+    await stack.admin("DELETE", "/faults")
+
+
+async def test_bad_input_fails_before_anything_is_sent(stack: Stack) -> None:
+    batch_id = new_id()
+    before = await stack.admin("GET", "/stats")
+    requests = chat_requests(5)
+    requests[3]["custom_id"] = requests[1]["custom_id"]
+    summary = await stack.run(
+        batch_id=batch_id, provider="openai", endpoint="/v1/chat/completions", requests=requests
+    )
+    after = await stack.admin("GET", "/stats")
+    assert summary.status == "failed"
+    assert "line 4" in (summary.failure_reason or "") and "duplicate custom_id" in (
+        summary.failure_reason or ""
+    )
+    assert after["batches_created"] == before["batches_created"]
