@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -56,7 +57,7 @@ def start_emulator() -> tuple[subprocess.Popen[str], str]:
     return proc, line.rsplit(" ", 1)[1]
 
 
-async def create_batch(s: aiohttp.ClientSession, url: str, n: int) -> dict:
+async def create_batch(s: aiohttp.ClientSession, url: str, n: int) -> dict[str, Any]:
     lines = "".join(
         json.dumps(
             {
@@ -76,7 +77,7 @@ async def create_batch(s: aiohttp.ClientSession, url: str, n: int) -> dict:
         file_id = (await r.json())["id"]
     body = {"input_file_id": file_id, "endpoint": "/v1/chat/completions", "completion_window": "24h"}
     async with s.post(f"{url}/v1/batches", json=body, headers=H) as r:
-        batch = await r.json()
+        batch: dict[str, Any] = await r.json()
     while batch["status"] not in ("completed", "failed"):
         await asyncio.sleep(0.05)
         async with s.get(f"{url}/v1/batches/{batch['id']}", headers=H) as r:
@@ -103,13 +104,13 @@ async def _hammer(url: str, batch_id: str, seconds: float, concurrency: int) -> 
 
 
 def _client_process(
-    url: str, batch_id: str, seconds: float, concurrency: int, out: multiprocessing.Queue
+    url: str, batch_id: str, seconds: float, concurrency: int, out: multiprocessing.Queue[int]
 ) -> None:
     out.put(asyncio.run(_hammer(url, batch_id, seconds, concurrency)))
 
 
 def status_throughput(url: str, batch_id: str, seconds: float, concurrency: int, clients: int) -> float:
-    q: multiprocessing.Queue = multiprocessing.Queue()
+    q: multiprocessing.Queue[int] = multiprocessing.Queue()
     procs = [
         multiprocessing.Process(target=_client_process, args=(url, batch_id, seconds, concurrency, q))
         for _ in range(clients)
@@ -120,7 +121,7 @@ def status_throughput(url: str, batch_id: str, seconds: float, concurrency: int,
     total = sum(q.get() for _ in procs)
     for p in procs:
         p.join()
-    return total / (time.monotonic() - t)
+    return float(total) / (time.monotonic() - t)
 
 
 async def stream_big_file(url: str, pid: int, target_mb: int) -> None:

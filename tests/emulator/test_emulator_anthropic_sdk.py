@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import anthropic
 import httpx
 import pytest
@@ -47,9 +49,9 @@ async def test_lifecycle_and_results(client: anthropic.AsyncAnthropic) -> None:
         assert got.message.model_dump(exclude_none=True) == anthropic.types.Message.model_validate(
             expected_chat_response("anthropic", "/v1/messages", r["params"])
         ).model_dump(exclude_none=True)
-    assert results["bad"].type == "errored"
-    assert results["bad"].error.error.type == "invalid_request_error"
-    assert results["boom__fail_500"].error.error.type == "api_error"
+    bad, boom = results["bad"], results["boom__fail_500"]
+    assert bad.type == "errored" and bad.error.error.type == "invalid_request_error"
+    assert boom.type == "errored" and boom.error.error.type == "api_error"
 
     deleted = await client.messages.batches.delete(batch.id)
     assert deleted.type == "message_batch_deleted"
@@ -102,7 +104,7 @@ async def test_envelope_validation_is_synchronous(client: anthropic.AsyncAnthrop
     with pytest.raises(anthropic.BadRequestError):
         await client.messages.batches.create(requests=[req("has space")])
     with pytest.raises(anthropic.BadRequestError) as exc:
-        await client.messages.batches.create(requests=[{"custom_id": "x"}])  # type: ignore[list-item]
+        await client.messages.batches.create(requests=[cast(Any, {"custom_id": "x"})])
     assert "requests.0.params: Field required" in str(exc.value)
 
 

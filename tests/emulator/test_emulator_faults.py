@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import httpx
 import pytest
@@ -22,7 +23,9 @@ from tests.emulator.helpers import (
 TERMINAL = {"completed", "failed", "expired", "cancelled"}
 
 
-async def _completed_batch(http: httpx.AsyncClient, n: int = 5, metadata=None, prefix: str = "r") -> dict:
+async def _completed_batch(
+    http: httpx.AsyncClient, n: int = 5, metadata: dict[str, str] | None = None, prefix: str = "r"
+) -> dict[str, Any]:
     b = await openai_batch(http, [chat_line(f"{prefix}{i}", f"text {i}") for i in range(n)], metadata)
     return await openai_wait(http, b["id"], TERMINAL)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from typing import Any
 
 import pytest
 from google import genai
@@ -29,7 +30,7 @@ def client(emu: RunningEmulator, request: pytest.FixtureRequest) -> genai.Client
     return make_client(emu, api_version=request.param)
 
 
-def contents(text: str) -> list[dict]:
+def contents(text: str) -> list[dict[str, Any]]:
     return [{"role": "user", "parts": [{"text": text}]}]
 
 
@@ -63,7 +64,9 @@ async def test_inline_lifecycle(client: genai.Client) -> None:
 
 
 async def test_file_lifecycle_results_in_input_order(client: genai.Client) -> None:
-    lines = [{"key": f"r{i}", "request": {"contents": contents(f"q {i}")}} for i in range(8)]
+    lines: list[dict[str, Any]] = [
+        {"key": f"r{i}", "request": {"contents": contents(f"q {i}")}} for i in range(8)
+    ]
     lines.append({"key": "oops__fail_500", "request": {"contents": contents("z")}})
     data = b"".join(json.dumps(x).encode() + b"\n" for x in lines)
     uploaded = await client.aio.files.upload(
@@ -93,12 +96,13 @@ async def test_cancel(client: genai.Client, emu: RunningEmulator) -> None:
     emu.state.config.ms_per_request = 20.0
     src = [types.InlinedRequest(contents=contents(f"c{i}"), metadata={"key": f"c{i}"}) for i in range(100)]
     job = await client.aio.batches.create(model=MODEL, src=src)
-    assert job.name is not None
+    name = job.name
+    assert name is not None
     await wait_for(
-        lambda: client.aio.batches.get(name=job.name), lambda j: j.state == types.JobState.JOB_STATE_RUNNING
+        lambda: client.aio.batches.get(name=name), lambda j: j.state == types.JobState.JOB_STATE_RUNNING
     )
-    await client.aio.batches.cancel(name=job.name)
-    done = await _wait_done(client, job.name)
+    await client.aio.batches.cancel(name=name)
+    done = await _wait_done(client, name)
     assert done.state == types.JobState.JOB_STATE_CANCELLED
 
 

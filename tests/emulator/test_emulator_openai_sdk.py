@@ -6,10 +6,16 @@ import json
 
 import openai
 import pytest
+from openai.types import Batch, BatchRequestCounts
 
 from durabatch.emulator import expected_chat_response
 from durabatch.emulator.server import RunningEmulator
 from tests.emulator.helpers import KEY, chat_line, jsonl, wait_for
+
+
+def counts(b: Batch) -> BatchRequestCounts:
+    assert b.request_counts is not None
+    return b.request_counts
 
 
 @pytest.fixture
@@ -36,7 +42,7 @@ async def test_lifecycle_results_match_deterministic_content(client: openai.Asyn
 
     done = await wait_for(lambda: client.batches.retrieve(batch.id), lambda b: b.status == "completed")
     assert done.request_counts is not None
-    assert (done.request_counts.total, done.request_counts.completed, done.request_counts.failed) == (
+    assert (done.request_counts.total, counts(done).completed, counts(done).failed) == (
         21,
         20,
         1,
@@ -45,7 +51,7 @@ async def test_lifecycle_results_match_deterministic_content(client: openai.Asyn
     assert done.output_file_id and done.error_file_id
     assert done.usage is not None and done.usage.output_tokens == 60
 
-    out = (await client.files.content(done.output_file_id)).content
+    out = (await client.files.content(str(done.output_file_id))).content
     results = {}
     for raw in out.splitlines():
         line = json.loads(raw)
@@ -57,7 +63,7 @@ async def test_lifecycle_results_match_deterministic_content(client: openai.Asyn
         assert body == expected_chat_response("openai", "/v1/chat/completions", src["body"])
         openai.types.chat.ChatCompletion.model_validate(body)
 
-    err = [json.loads(x) for x in (await client.files.content(done.error_file_id)).content.splitlines()]
+    err = [json.loads(x) for x in (await client.files.content(str(done.error_file_id))).content.splitlines()]
     assert [e["custom_id"] for e in err] == ["bad__fail_400"]
     assert err[0]["error"] is None and err[0]["response"]["status_code"] == 400
     assert err[0]["response"]["body"]["error"]["type"] == "invalid_request_error"
@@ -71,17 +77,17 @@ async def test_cancel_gives_partial_results(client: openai.AsyncOpenAI, emu: Run
     batch = await _create(client, [chat_line(f"c{i}") for i in range(200)])
     await wait_for(
         lambda: client.batches.retrieve(batch.id),
-        lambda b: b.status == "in_progress" and b.request_counts.completed > 0,
+        lambda b: b.status == "in_progress" and counts(b).completed > 0,
     )
     cancelling = await client.batches.cancel(batch.id)
     assert cancelling.status == "cancelling" and cancelling.cancelling_at is not None
     done = await wait_for(lambda: client.batches.retrieve(batch.id), lambda b: b.status == "cancelled")
-    assert 0 < done.request_counts.completed < 200
+    assert 0 < counts(done).completed < 200
     assert done.output_file_id and done.error_file_id
-    err = (await client.files.content(done.error_file_id)).content.splitlines()
+    err = (await client.files.content(str(done.error_file_id))).content.splitlines()
     codes = {json.loads(x)["error"]["code"] for x in err}
     assert codes == {"batch_cancelled"}
-    assert len(err) + done.request_counts.completed == 200
+    assert len(err) + counts(done).completed == 200
     with pytest.raises(openai.ConflictError):
         await client.batches.cancel(batch.id)
 
@@ -92,13 +98,13 @@ async def test_expiry_with_partial_results(client: openai.AsyncOpenAI, emu: Runn
     batch = await _create(client, [chat_line(f"e{i}") for i in range(200)])
     done = await wait_for(lambda: client.batches.retrieve(batch.id), lambda b: b.status == "expired")
     assert done.expired_at is not None
-    assert 0 < done.request_counts.completed < 200
-    assert done.request_counts.failed == 200 - done.request_counts.completed
-    err = [json.loads(x) for x in (await client.files.content(done.error_file_id)).content.splitlines()]
+    assert 0 < counts(done).completed < 200
+    assert counts(done).failed == 200 - counts(done).completed
+    err = [json.loads(x) for x in (await client.files.content(str(done.error_file_id))).content.splitlines()]
     assert {e["error"]["code"] for e in err} == {"batch_expired"}
     assert err[0]["response"] is None
-    out = (await client.files.content(done.output_file_id)).content.splitlines()
-    assert len(out) == done.request_counts.completed
+    out = (await client.files.content(str(done.output_file_id))).content.splitlines()
+    assert len(out) == counts(done).completed
 
 
 async def test_list_pagination(client: openai.AsyncOpenAI) -> None:
@@ -136,7 +142,9 @@ async def test_validation_failure_reports_lines(client: openai.AsyncOpenAI) -> N
 
 async def test_realtime_endpoints(client: openai.AsyncOpenAI) -> None:
     body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi there"}]}
-    r = await client.chat.completions.create(**body)
+    r = await client.chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "hi there"}]
+    )
     assert (
         r.choices[0].message.content
         == expected_chat_response("openai", "/v1/chat/completions", body)["choices"][0]["message"]["content"]
