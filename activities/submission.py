@@ -76,7 +76,7 @@ class SubmissionActivities:
         known = await pool.fetch(
             """SELECT provider_batch_id FROM provider_batches
                 WHERE provider = $1 AND provider_batch_id IS NOT NULL
-                  AND attempt_started_at > $2 - interval '1 hour'""",
+                  AND attempt_started_at > $2::timestamptz - interval '1 hour'""",
             inp.provider,
             row["attempt_started_at"],
         )

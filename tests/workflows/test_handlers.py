@@ -1,0 +1,139 @@
+"""Completion handlers: called after results are recorded, at most once after a success."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+
+import pytest
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.enums.v1 import EventType
+from temporalio.api.workflowservice.v1 import ResetWorkflowExecutionRequest
+from temporalio.client import WorkflowUpdateFailedError
+from temporalio.service import RPCError
+
+from durabatch.models import BatchSummary, RedispatchResult, StatusQuery
+from durabatch.webhook_receiver import WebhookReceiver
+from durabatch.webhooks import sign
+from tests.workflows.conftest import Stack, chat_requests
+
+SECRET_ENV = "DURABATCH_TEST_WEBHOOK_SECRET"
+SECRET = "whsec-test-4f9a1c"
+
+
+@pytest.fixture(autouse=True)
+def webhook_secret() -> None:
+    os.environ[SECRET_ENV] = SECRET
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex[:10]
+
+
+async def test_failing_webhook_succeeds_after_retries_and_is_delivered_once(stack: Stack) -> None:
+    async with WebhookReceiver(secret=SECRET, fail_first=2) as receiver:
+        batch_id = new_id()
+        summary = await stack.run(
+            batch_id=batch_id,
+            provider="openai",
+            endpoint="/v1/chat/completions",
+            requests=chat_requests(5),
+            handlers=[{"type": "webhook", "url": receiver.url, "secret_env": SECRET_ENV}],
+        )
+    assert receiver.attempts == 3
+    assert len(receiver.accepted) == 1 and receiver.rejected == []
+    delivered = receiver.accepted[0]
+    # the receiver got the summary as a JSON object, after the results were recorded
+    assert delivered.body["batch_id"] == batch_id and delivered.body["status"] == "completed"
+    assert delivered.body["counts"]["succeeded"] == 5
+    assert delivered.idempotency_key == f"batch-{batch_id}:handler:0"
+    assert summary.handlers[0].status == "succeeded"
+    stored = await stack.pool.fetchrow(
+        "SELECT status, attempts FROM handler_deliveries WHERE batch_id = $1 AND handler_index = 0", batch_id
+    )
+    assert stored["status"] == "succeeded" and stored["attempts"] == 3
+    assert SECRET not in summary.model_dump_json()
+
+
+async def test_redispatch_reruns_only_failed_handlers(stack: Stack) -> None:
+    async with (
+        WebhookReceiver(secret=SECRET) as good,
+        WebhookReceiver(secret=SECRET, fail_first=10**6) as bad,
+    ):
+        batch_id = new_id()
+        handle = await stack.start(
+            batch_id=batch_id,
+            provider="openai",
+            endpoint="/v1/chat/completions",
+            requests=chat_requests(3),
+            handlers=[
+                {"type": "webhook", "url": good.url, "secret_env": SECRET_ENV, "max_attempts": 1},
+                {"type": "webhook", "url": bad.url, "secret_env": SECRET_ENV, "max_attempts": 1},
+            ],
+            handler_grace_seconds=120,
+        )
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 30
+        while True:
+            st = await handle.query("status", result_type=StatusQuery)
+            if [h.status for h in st.handlers] == ["succeeded", "failed"]:
+                break
+            assert loop.time() < deadline, st
+            await asyncio.sleep(0.2)
+        bad.fail_remaining = 0  # the receiver is fixed
+        result = await handle.execute_update("redispatch_handlers", result_type=RedispatchResult)
+        assert [h.status for h in result.handlers] == ["succeeded", "succeeded"]
+        summary = await handle.result()
+        with pytest.raises((WorkflowUpdateFailedError, RPCError)):  # closed: no update accepted
+            await handle.execute_update("redispatch_handlers", result_type=RedispatchResult)
+    assert len(good.accepted) == 1 and len(bad.accepted) == 1
+    assert summary.status == "completed"
+
+
+async def test_reset_to_start_never_runs_a_succeeded_handler_again(stack: Stack) -> None:
+    async with WebhookReceiver(secret=SECRET) as receiver:
+        batch_id = new_id()
+        handle = await stack.start(
+            batch_id=batch_id,
+            provider="openai",
+            endpoint="/v1/chat/completions",
+            requests=chat_requests(5),
+            handlers=[{"type": "webhook", "url": receiver.url, "secret_env": SECRET_ENV}],
+        )
+        first = await handle.result()
+        history = await handle.fetch_history()
+        first_task = next(
+            e.event_id for e in history.events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
+        )
+        desc = await handle.describe()
+        reset = await stack.client.workflow_service.reset_workflow_execution(
+            ResetWorkflowExecutionRequest(
+                namespace=stack.client.namespace,
+                workflow_execution=WorkflowExecution(workflow_id=handle.id, run_id=desc.run_id),
+                reason="test: replay the whole batch",
+                workflow_task_finish_event_id=first_task,
+                request_id=str(uuid.uuid4()),
+            )
+        )
+        again = await stack.client.get_workflow_handle(
+            handle.id, run_id=reset.run_id, result_type=BatchSummary
+        ).result()
+    assert first.status == again.status == "completed"
+    assert len(receiver.accepted) == 1
+    assert again.counts == first.counts
+    assert again.provider_batch_ids == first.provider_batch_ids  # no second provider batch either
+
+
+def test_signature_helper_rejects_altered_and_replayed_bodies() -> None:
+    from durabatch.webhooks import WebhookVerificationError, verify_signature
+
+    body = b'{"batch_id": "b1"}'
+    signature = sign(SECRET, 1_000, body)
+    verify_signature(SECRET, body, "1000", signature, now=1_010)
+    with pytest.raises(WebhookVerificationError, match="altered"):
+        verify_signature(SECRET, b'{"batch_id": "b2"}', "1000", signature, now=1_010)
+    with pytest.raises(WebhookVerificationError, match="replayed"):
+        verify_signature(SECRET, body, "1000", signature, now=1_000 + 3600)
+    with pytest.raises(WebhookVerificationError):
+        verify_signature("other-secret", body, "1000", signature, now=1_010)
