@@ -14,19 +14,25 @@ from __future__ import annotations
 import asyncio
 import csv
 import json
+import re
 import sys
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from durabatch.settings import SettingsError, load_settings
+from durabatch.console import Detached, status_table, summary_table, wait_with_progress
+from durabatch.models import PROVIDERS
+from durabatch.settings import Settings, SettingsError, load_settings
 
-__all__ = ["app", "main"]
+if TYPE_CHECKING:
+    from durabatch.client import BatchClient, BatchHandle
+
+__all__ = ["app", "main", "summary_table", "wait_with_progress"]
 
 T = TypeVar("T")
 
@@ -39,14 +45,20 @@ EXIT_OK, EXIT_NOT_COMPLETED, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_UNREACHABLE, EXIT_
     130,
 )
 
+#: Lines of a requests file checked before submitting (the worker validates every line anyway).
+_CHECK_LINES = 10_000
+_BATCH_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+_OUTCOMES = ("succeeded", "failed", "expired", "cancelled")
+
 app = typer.Typer(
     name="durabatch",
-    help="Run LLM provider batch jobs durably on Temporal.\n\nExample: durabatch submit reqs.jsonl --provider openai --endpoint /v1/chat/completions --wait",
+    help="Run LLM provider batch jobs durably on Temporal.\n\n"
+    "Example: durabatch submit reqs.jsonl --provider openai --endpoint /v1/chat/completions --wait",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-db_app = typer.Typer(help="Database commands.", no_args_is_help=True)
+db_app = typer.Typer(help="Database commands.\n\nExample: durabatch db migrate", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 
 out = Console()
@@ -54,102 +66,118 @@ err = Console(stderr=True)
 
 
 def _fail(message: str, code: int) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    err.print(f"[bold red]error:[/] {message}", highlight=False, markup=True, soft_wrap=True)
     return typer.Exit(code)
 
 
-def _settings() -> Any:
+def _settings() -> Settings:
     try:
         return load_settings()
     except SettingsError as exc:
         raise _fail(str(exc), EXIT_USAGE) from None
 
 
-def _run(coro_fn: Callable[[], Awaitable[T]]) -> T:
-    async def wrapped() -> T:
+def _unreachable_temporal(settings: Settings, exc: BaseException) -> typer.Exit:
+    return _fail(
+        f"cannot reach Temporal at {settings.temporal_address} ({type(exc).__name__}). "
+        "Is the stack running? Start it with `durabatch dev`, or set DURABATCH_TEMPORAL_ADDRESS.",
+        EXIT_UNREACHABLE,
+    )
+
+
+def _run(coro_fn: Callable[[], Awaitable[int]]) -> None:
+    """Run a command's coroutine and exit with its code; Temporal going away mid-command exits 4."""
+    from temporalio.service import RPCError, RPCStatusCode
+
+    async def wrapped() -> int:
         return await coro_fn()
 
-    return asyncio.run(wrapped())
+    try:
+        code = asyncio.run(wrapped())
+    except KeyboardInterrupt:
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except RPCError as exc:
+        if exc.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
+            raise _unreachable_temporal(_settings(), exc) from None
+        raise _fail(f"Temporal refused the call: {exc.message}", EXIT_NOT_COMPLETED) from None
+    raise typer.Exit(code)
 
 
-async def _client() -> Any:
+async def _client() -> BatchClient:
     from durabatch.client import BatchClient
 
     settings = _settings()
     try:
-        return await BatchClient.connect(settings)
+        return await BatchClient.connect(settings, _database_url(settings, required=False))
     except Exception as exc:
+        raise _unreachable_temporal(settings, exc) from None
+
+
+def _database_url(settings: Settings, *, required: bool = True) -> str | None:
+    """DURABATCH_DATABASE_URL, else the embedded server of a running `durabatch dev` in the data dir.
+
+    The CLI never starts an embedded server itself: with none running it fails with exit code 4.
+    """
+    if settings.database_url:
+        return settings.database_url
+    pgdata = settings.data_dir / "postgres"
+    if not (pgdata / "postmaster.pid").exists():
+        if not required:
+            return None
         raise _fail(
-            f"cannot reach Temporal at {settings.temporal_address} ({type(exc).__name__}). "
-            "Is the stack running? Start it with `durabatch dev`, or set DURABATCH_TEMPORAL_ADDRESS.",
+            f"PostgreSQL is not configured and no `durabatch dev` database runs under {settings.data_dir}. "
+            "Start the stack with `durabatch dev`, or set DURABATCH_DATABASE_URL (or DURABATCH_DATA_DIR).",
             EXIT_UNREACHABLE,
-        ) from None
-
-
-def _progress_printer() -> tuple[Any, Callable[[Any], None]]:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    progress = Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[detail]}"),
-        TimeElapsedColumn(),
-        console=out,
-        transient=False,
-    )
-    task = progress.add_task("requests", total=None, detail="")
-
-    def update(status: Any) -> None:
-        c = status.counts
-        done = c.succeeded + c.failed + c.expired + c.cancelled
-        providers = ", ".join(s.provider_status or s.state for s in status.shards) or "-"
-        progress.update(
-            task,
-            total=c.total or None,
-            completed=done,
-            detail=f"{status.status} · ok {c.succeeded} · failed {c.failed} · provider {providers}",
         )
+    from durabatch.store.embedded import embedded_database_url
 
-    return progress, update
-
-
-def _summary_table(summary: Any) -> Table:
-    table = Table(title=f"batch {summary.batch_id}", show_header=False)
-    c = summary.counts
-    rows = [
-        ("status", summary.status),
-        ("provider / model", f"{summary.provider} / {summary.model or '-'}"),
-        ("requests", str(c.total)),
-        ("succeeded", str(c.succeeded)),
-        ("failed", str(c.failed)),
-        ("expired", str(c.expired)),
-        ("cancelled", str(c.cancelled)),
-        ("tokens in / out", f"{summary.input_tokens} / {summary.output_tokens}"),
-        ("cost (USD, batch prices)", "unknown" if summary.cost_usd is None else f"{summary.cost_usd:.6f}"),
-        ("provider batches", ", ".join(summary.provider_batch_ids) or "-"),
-    ]
-    if summary.failure_reason:
-        rows.append(("failure", summary.failure_reason))
-    for h in summary.handlers:
-        rows.append((f"handler {h.index} ({h.type})", f"{h.status} {h.error or ''}".strip()))
-    for k, v in rows:
-        table.add_row(k, v)
-    return table
+    return embedded_database_url(settings.data_dir)
 
 
-async def _wait(handle: Any, settings: Any) -> int:
-    progress, update = _progress_printer()
+def _check_requests_file(file: Path) -> None:
+    """Exit 2 unless `file` is a readable JSONL file of objects (the first _CHECK_LINES lines are parsed)."""
+    if not file.is_file():
+        raise _fail(f"{file}: no such file", EXIT_USAGE)
+    seen = 0
     try:
-        with progress:
-            summary = await handle.wait(progress=update, interval=1.0)
-    except (KeyboardInterrupt, asyncio.CancelledError):
+        with file.open("rb") as fh:
+            for number, raw in enumerate(fh, start=1):
+                if not raw.strip():
+                    continue
+                try:
+                    record = json.loads(raw)
+                except ValueError as exc:
+                    raise _fail(f"{file}:{number}: not valid JSON ({exc})", EXIT_USAGE) from None
+                if not isinstance(record, dict):
+                    raise _fail(f"{file}:{number}: expected a JSON object per line", EXIT_USAGE)
+                seen += 1
+                if seen >= _CHECK_LINES:
+                    break
+    except OSError as exc:
+        raise _fail(f"{file}: cannot read ({exc.strerror})", EXIT_USAGE) from None
+    if not seen:
+        raise _fail(f"{file}: the file has no requests", EXIT_USAGE)
+
+
+async def _follow(handle: BatchHandle) -> int:
+    from durabatch.client import BatchNotFound, BatchWorkflowFailed
+
+    try:
+        summary = await wait_with_progress(handle, out)
+    except Detached:
         err.print(
             f"detached: batch {handle.batch_id} keeps running. Reattach with "
-            f"`durabatch status {handle.batch_id} --wait`, or cancel it with `durabatch cancel {handle.batch_id}`."
+            f"`durabatch status {handle.batch_id} --wait`, or cancel it with "
+            f"`durabatch cancel {handle.batch_id}`.",
+            soft_wrap=True,
+            highlight=False,
         )
         return EXIT_INTERRUPTED
-    out.print(_summary_table(summary))
+    except BatchNotFound as exc:
+        raise _fail(str(exc), EXIT_NOT_FOUND) from None
+    except BatchWorkflowFailed as exc:
+        raise _fail(str(exc), EXIT_NOT_COMPLETED) from None
+    out.print(summary_table(summary))
     return EXIT_OK if summary.status == "completed" else EXIT_NOT_COMPLETED
 
 
@@ -162,7 +190,9 @@ def submit(
     endpoint: Annotated[str, typer.Option(help="e.g. /v1/chat/completions, /v1/messages, generateContent.")],
     model: Annotated[str | None, typer.Option(help="Model for lines that name none.")] = None,
     batch_id: Annotated[str | None, typer.Option(help="Your id for the batch (default: random).")] = None,
-    webhook: Annotated[list[str] | None, typer.Option(help="URL to POST the summary to when done.")] = None,
+    webhook: Annotated[
+        list[str] | None, typer.Option(help="URL to POST the summary to when done (repeatable).")
+    ] = None,
     webhook_secret_env: Annotated[
         str | None, typer.Option(help="Worker env var holding the webhook signing secret.")
     ] = None,
@@ -170,17 +200,29 @@ def submit(
     max_age: Annotated[float | None, typer.Option(help="Seconds before the batch is expired.")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Show live progress until the batch ends.")] = False,
 ) -> None:
-    """Start a batch from a JSONL file.
+    """Start a batch from a JSONL file; prints the batch id (exit 0), or with --wait follows it to the end.
+
+    With --wait the exit code is 0 only if the batch completed (1 if it failed, expired or was
+    cancelled); Ctrl-C stops watching and leaves the batch running (exit 130).
 
     Example: durabatch submit reqs.jsonl --provider openai --endpoint /v1/chat/completions --model gpt-4o-mini --wait
     """
     from durabatch.models import BatchInput
 
-    if not file.is_file():
-        raise _fail(f"{file}: no such file", EXIT_USAGE)
-    if file.stat().st_size == 0:
-        raise _fail(f"{file}: the file is empty", EXIT_USAGE)
-    schedule = [float(x) for x in poll.split(",")] if poll else None
+    if provider not in PROVIDERS:
+        raise _fail(f"--provider must be one of {', '.join(PROVIDERS)}, got {provider!r}", EXIT_USAGE)
+    if batch_id is not None and not _BATCH_ID.match(batch_id):
+        raise _fail("--batch-id must be 1-128 characters of letters, digits, '_', '-', '.', ':'", EXIT_USAGE)
+    try:
+        schedule = [float(x) for x in poll.split(",")] if poll else None
+    except ValueError:
+        raise _fail(f"--poll must be seconds separated by commas, got {poll!r}", EXIT_USAGE) from None
+    if schedule is not None and any(x <= 0 for x in schedule):
+        raise _fail("--poll delays must be positive", EXIT_USAGE)
+    for url in webhook or []:
+        if not url.startswith(("http://", "https://")):
+            raise _fail(f"--webhook must be an http(s) URL, got {url!r}", EXIT_USAGE)
+    _check_requests_file(file)
     handlers = [{"type": "webhook", "url": u, "secret_env": webhook_secret_env} for u in webhook or []]
     inp = BatchInput(
         batch_id=batch_id or uuid.uuid4().hex[:12],
@@ -194,31 +236,31 @@ def submit(
     )
 
     async def go() -> int:
-        from temporalio.exceptions import WorkflowAlreadyStartedError
+        from durabatch.client import BatchAlreadyExists
 
-        client = await _client()
-        try:
-            handle = await client.start(inp)
-        except WorkflowAlreadyStartedError:
-            raise _fail(f"batch {inp.batch_id} already exists", EXIT_USAGE) from None
-        out.print(f"started batch [bold]{handle.batch_id}[/] (workflow {handle.workflow_id})")
-        if not wait:
-            return EXIT_OK
-        try:
-            return await _wait(handle, client.settings)
-        finally:
-            await client.close()
+        async with await _client() as client:
+            try:
+                handle = await client.start(inp)
+            except BatchAlreadyExists as exc:
+                raise _fail(f"{exc}; batch ids are never reused", EXIT_USAGE) from None
+            out.print(f"started batch [bold]{handle.batch_id}[/] (workflow {handle.workflow_id})")
+            if not wait:
+                out.print(f"follow it with `durabatch status {handle.batch_id} --wait`", highlight=False)
+                return EXIT_OK
+            return await _follow(handle)
 
-    raise typer.Exit(_run(go))
+    _run(go)
 
 
 @app.command()
 def status(
-    batch_id: str,
+    batch_id: Annotated[str, typer.Argument(help="The batch id given at submit.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the status as JSON.")] = False,
     wait: Annotated[bool, typer.Option("--wait", help="Follow the batch until it ends.")] = False,
 ) -> None:
-    """Show a batch's progress.
+    """Show a batch's progress: status, requests by outcome, provider batches, cost.
+
+    Exit code 3 if there is no such batch. With --wait, follows it like `submit --wait`.
 
     Example: durabatch status b1 --json
     """
@@ -226,66 +268,46 @@ def status(
     async def go() -> int:
         from durabatch.client import BatchNotFound
 
-        client = await _client()
-        handle = client.get(batch_id)
-        try:
-            st = await handle.status()
-        except BatchNotFound as exc:
-            raise _fail(str(exc), EXIT_NOT_FOUND) from None
-        if wait:
-            return await _wait(handle, client.settings)
-        if as_json:
-            out.print_json(st.model_dump_json())
-        else:
-            c = st.counts
-            table = Table(title=f"batch {batch_id}", show_header=False)
-            for k, v in [
-                ("status", st.status),
-                ("provider / model", f"{st.provider} / {st.model or '-'}"),
-                (
-                    "requests",
-                    f"{c.total}: {c.succeeded} ok, {c.failed} failed, {c.expired} expired, "
-                    f"{c.cancelled} cancelled, {c.pending} pending",
-                ),
-                (
-                    "provider batches",
-                    ", ".join(
-                        f"{s.provider_batch_id} ({s.provider_status})"
-                        for s in st.shards
-                        if s.provider_batch_id
-                    )
-                    or "-",
-                ),
-                ("next poll", str(st.next_poll_at or "-")),
-                ("cost (USD)", "-" if st.cost_usd is None else f"{st.cost_usd:.6f}"),
-            ]:
-                table.add_row(k, v)
-            if st.failure_reason:
-                table.add_row("failure", st.failure_reason)
-            out.print(table)
-        return EXIT_OK
+        async with await _client() as client:
+            handle = client.get(batch_id)
+            try:
+                st = await handle.status()
+            except BatchNotFound as exc:
+                raise _fail(str(exc), EXIT_NOT_FOUND) from None
+            if wait:
+                return await _follow(handle)
+            if as_json:
+                sys.stdout.write(st.model_dump_json(indent=2) + "\n")
+            else:
+                out.print(status_table(st))
+            return EXIT_OK
 
-    raise typer.Exit(_run(go))
+    _run(go)
 
 
 @app.command(name="list")
 def list_batches(
-    status: Annotated[str | None, typer.Option(help="Only batches in this status.")] = None,
+    status: Annotated[
+        str | None, typer.Option(help="Only batches in this status (e.g. in_progress, completed).")
+    ] = None,
     provider: Annotated[str | None, typer.Option(help="Only this provider's batches.")] = None,
     limit: Annotated[int, typer.Option(help="At most this many.")] = 100,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per line.")] = False,
 ) -> None:
-    """List batches from Temporal visibility (search attributes).
+    """List batches, newest first, from Temporal visibility (the Durabatch* search attributes).
+
+    Visibility is eventually consistent: a batch started a second ago may not be listed yet.
 
     Example: durabatch list --status completed --provider openai
     """
 
     async def go() -> int:
-        client = await _client()
-        rows = await client.list(status=status, provider=provider, limit=limit)
+        async with await _client() as client:
+            rows = await client.list(status=status, provider=provider, limit=limit)
         if as_json:
             for r in rows:
-                out.print(json.dumps({**r.__dict__, "start_time": str(r.start_time)}), highlight=False)
+                line = {**r.__dict__, "start_time": r.start_time.isoformat() if r.start_time else None}
+                sys.stdout.write(json.dumps(line) + "\n")
             return EXIT_OK
         table = Table("batch", "status", "provider", "model", "requests", "workflow", "started")
         for r in rows:
@@ -301,63 +323,73 @@ def list_batches(
         out.print(table)
         return EXIT_OK
 
-    raise typer.Exit(_run(go))
+    _run(go)
 
 
 @app.command()
 def cancel(
-    batch_id: str, reason: Annotated[str | None, typer.Option(help="Why; recorded on the batch.")] = None
+    batch_id: Annotated[str, typer.Argument(help="The batch id given at submit.")],
+    reason: Annotated[str | None, typer.Option(help="Why; recorded on the batch.")] = None,
 ) -> None:
     """Cancel a batch (at the provider too); results that already exist are kept.
+
+    Returns once the request is recorded; the batch then ends as cancelled. Exit code 3 if there
+    is no such batch, 1 if it has already ended.
 
     Example: durabatch cancel b1 --reason "wrong prompt"
     """
 
     async def go() -> int:
-        from durabatch.client import BatchNotFound
+        from durabatch.client import BatchEnded, BatchNotFound
 
-        client = await _client()
-        try:
-            await client.get(batch_id).cancel(reason)
-        except BatchNotFound as exc:
-            raise _fail(str(exc), EXIT_NOT_FOUND) from None
-        out.print(f"cancel requested for batch {batch_id}")
+        async with await _client() as client:
+            try:
+                await client.get(batch_id).cancel(reason)
+            except BatchNotFound as exc:
+                raise _fail(str(exc), EXIT_NOT_FOUND) from None
+            except BatchEnded as exc:
+                raise _fail(str(exc), EXIT_NOT_COMPLETED) from None
+        out.print(f"cancel requested for batch {batch_id}", highlight=False)
         return EXIT_OK
 
-    raise typer.Exit(_run(go))
+    _run(go)
 
 
 @app.command()
 def results(
-    batch_id: str,
+    batch_id: Annotated[str, typer.Argument(help="The batch id given at submit.")],
     format: Annotated[
-        str, typer.Option("--format", help="jsonl (provider's output shape) or csv.")
+        str, typer.Option("--format", help="jsonl (the provider's output line shape) or csv.")
     ] = "jsonl",
     out_file: Annotated[Path | None, typer.Option("--out", help="Write here instead of stdout.")] = None,
     outcome: Annotated[
         str | None, typer.Option(help="Only succeeded, failed, expired or cancelled results.")
     ] = None,
 ) -> None:
-    """Stream a batch's results from PostgreSQL.
+    """Stream a batch's results from PostgreSQL, in input order (needs the database, not Temporal).
+
+    jsonl lines have the provider's own output file shape (OpenAI batch output lines, Anthropic
+    results lines, Gemini responses lines), so existing parsers read them unchanged.
 
     Example: durabatch results b1 --format csv --out results.csv --outcome failed
     """
     if format not in ("jsonl", "csv"):
         raise _fail("--format must be jsonl or csv", EXIT_USAGE)
-    if outcome and outcome not in ("succeeded", "failed", "expired", "cancelled"):
-        raise _fail("--outcome must be succeeded, failed, expired or cancelled", EXIT_USAGE)
+    if outcome and outcome not in _OUTCOMES:
+        raise _fail(f"--outcome must be one of {', '.join(_OUTCOMES)}", EXIT_USAGE)
+    settings = _settings()
+    url = _database_url(settings)
+    assert url is not None
 
     async def go() -> int:
         from durabatch.results_format import CSV_COLUMNS, csv_row, provider_line
-        from durabatch.store import batches, create_pool
+        from durabatch.store import StoreUnavailable, batches, create_pool
         from durabatch.store.results import iter_results
-        from worker import database_url
 
-        settings = _settings()
         try:
-            pool = await create_pool(database_url(settings), min_size=1, max_size=2)
-        except Exception as exc:
-            raise _fail(f"cannot reach PostgreSQL: {exc}", EXIT_UNREACHABLE) from None
+            pool = await create_pool(url, min_size=1, max_size=2)
+        except StoreUnavailable as exc:
+            raise _fail(str(exc), EXIT_UNREACHABLE) from None
         try:
             batch = await batches.get_batch(pool, batch_id)
             if batch is None:
@@ -372,21 +404,21 @@ def results(
                     if writer:
                         writer.writerow(csv_row(dict(row)))
                     else:
-                        sink.write(
-                            json.dumps(provider_line(batch["provider"], dict(row)), separators=(",", ":"))
-                            + "\n"
-                        )
+                        line = provider_line(batch["provider"], dict(row))
+                        sink.write(json.dumps(line, separators=(",", ":")) + "\n")
                     count += 1
             finally:
                 if out_file:
                     sink.close()
+                else:
+                    sink.flush()
             if out_file:
-                err.print(f"wrote {count} results to {out_file}")
+                err.print(f"wrote {count} results to {out_file}", highlight=False)
             return EXIT_OK
         finally:
             await pool.close()
 
-    raise typer.Exit(_run(go))
+    _run(go)
 
 
 @app.command()
@@ -475,7 +507,14 @@ def dev(
             raise _fail(str(exc), EXIT_USAGE) from None
         out.print("[bold green]durabatch dev stack is up[/]")
         out.print(stack.describe(), highlight=False)
-        out.print("Press Ctrl-C to stop.")
+        out.print("\nPoint the CLI or a worker at it from another shell:", highlight=False)
+        out.print(
+            f"  export DURABATCH_TEMPORAL_ADDRESS={stack.temporal_address}\n"
+            f"  export DURABATCH_DATABASE_URL='{stack.database_url}'",
+            highlight=False,
+            soft_wrap=True,
+        )
+        out.print("Press Ctrl-C to stop.", highlight=False)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         import signal as _signal
@@ -485,11 +524,14 @@ def dev(
         try:
             await stop.wait()
         finally:
-            out.print("stopping...")
+            out.print("stopping...", highlight=False)
             await stack.stop()
-            out.print("stopped.")
+            out.print("stopped.", highlight=False)
 
-    asyncio.run(go())
+    try:
+        asyncio.run(go())
+    except KeyboardInterrupt:  # Ctrl-C during start-up
+        raise typer.Exit(EXIT_INTERRUPTED) from None
 
 
 @db_app.command("migrate")
@@ -499,23 +541,25 @@ def db_migrate() -> None:
     Example: DURABATCH_DATABASE_URL=postgresql://u@db/durabatch durabatch db migrate
     """
     from durabatch.store import StoreUnavailable, create_pool, migrate
-    from worker import database_url
 
     settings = _settings()
+    url = _database_url(settings)
+    assert url is not None
 
-    async def go() -> list[str]:
-        pool = await create_pool(database_url(settings))
+    async def go() -> int:
+        try:
+            pool = await create_pool(url, min_size=1, max_size=1)
+        except StoreUnavailable as exc:
+            raise _fail(str(exc), EXIT_UNREACHABLE) from None
         try:
             async with pool.acquire() as conn:
-                return await migrate(conn)
+                applied = await migrate(conn)
         finally:
             await pool.close()
+        out.print(f"applied: {', '.join(applied)}" if applied else "database is up to date", highlight=False)
+        return EXIT_OK
 
-    try:
-        applied = _run(go)
-    except StoreUnavailable as exc:
-        raise _fail(str(exc), EXIT_UNREACHABLE) from None
-    out.print(f"applied: {', '.join(applied)}" if applied else "database is up to date")
+    _run(go)
 
 
 def main() -> None:

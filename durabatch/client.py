@@ -1,22 +1,41 @@
 """Typed Python client: start, cancel, status, wait and read results of batches.
 
-client = await BatchClient.connect()                    # settings from the environment
-handle = await client.start(BatchInput(batch_id="b1", provider="openai",
-                                       endpoint="/v1/chat/completions", requests_uri="reqs.jsonl"))
-summary = await handle.wait(progress=lambda s: print(s.counts))
-async for row in handle.results():                     # streamed from PostgreSQL
-    ...
+    async with await BatchClient.connect() as client:      # settings from the environment
+        handle = await client.start(batch_id="b1", provider="openai",
+                                    endpoint="/v1/chat/completions", requests_uri="reqs.jsonl")
+        summary = await handle.wait(progress=lambda s: print(s.counts))
+        async for row in handle.results():                  # streamed from PostgreSQL
+            ...
+
+Errors:
+
+    BatchError
+    ├── BatchNotFound        no batch with this id (in Temporal, or in the store for results())
+    ├── BatchAlreadyExists   start() with a batch_id already used
+    ├── BatchEnded           cancel() of a batch that has already ended
+    └── BatchWorkflowFailed  wait(): the workflow itself failed or was terminated (not a batch that
+                             ended "failed", which is a normal summary)
+Temporal's RPCError (server unreachable) propagates unchanged.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
+from types import TracebackType
 from typing import Any
 
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.client import (
+    Client,
+    Interceptor,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowHandle,
+)
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from durabatch.models import (
@@ -24,6 +43,7 @@ from durabatch.models import (
     WORKFLOW_TYPE,
     BatchInput,
     BatchSummary,
+    ShardState,
     StatusQuery,
     workflow_id_for,
 )
@@ -32,13 +52,47 @@ from durabatch.store.pool import Pool
 from durabatch.store.results import iter_results
 from durabatch.temporal import connect
 
-__all__ = ["BatchClient", "BatchHandle", "BatchNotFound", "BatchRow"]
+__all__ = [
+    "BatchAlreadyExists",
+    "BatchClient",
+    "BatchEnded",
+    "BatchError",
+    "BatchHandle",
+    "BatchNotFound",
+    "BatchRow",
+    "BatchWorkflowFailed",
+    "ProgressCallback",
+]
 
 ProgressCallback = Callable[[StatusQuery], Awaitable[None] | None]
 
+#: A status query on a closed workflow needs a worker to replay it; without one, give up this soon
+#: and answer from the workflow's result instead.
+_QUERY_TIMEOUT = timedelta(seconds=5)
 
-class BatchNotFound(LookupError):
-    """No batch workflow with this id exists in the namespace."""
+
+class BatchError(Exception):
+    """Base of the client's errors."""
+
+
+class BatchNotFound(BatchError, LookupError):
+    """No batch with this id exists (in the namespace, or in the store for `results()`)."""
+
+
+class BatchAlreadyExists(BatchError):
+    """A batch with this id was started before; batch ids are never reused."""
+
+
+class BatchEnded(BatchError):
+    """The batch has already ended, so it can no longer be cancelled."""
+
+    def __init__(self, message: str, status: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class BatchWorkflowFailed(BatchError):
+    """The batch's workflow failed, was terminated or timed out instead of returning a summary."""
 
 
 @dataclass(frozen=True)
@@ -63,41 +117,82 @@ class BatchHandle:
             self.workflow_id, result_type=BatchSummary
         )
 
+    def _not_found(self) -> BatchNotFound:
+        return BatchNotFound(f"no batch {self.batch_id!r} (workflow {self.workflow_id})")
+
     async def status(self) -> StatusQuery:
-        """Live progress from the workflow (works on closed batches too, from their last state)."""
+        """Live progress from the workflow; for an ended batch, its final state.
+
+        An ended batch whose task queue has no worker cannot answer the query; its status is then
+        built from the workflow's result. Raises BatchNotFound.
+        """
         try:
-            status: StatusQuery = await self._handle.query("status", result_type=StatusQuery)
+            status: StatusQuery = await self._handle.query(
+                "status", result_type=StatusQuery, rpc_timeout=_QUERY_TIMEOUT
+            )
             return status
         except RPCError as exc:
             if exc.status == RPCStatusCode.NOT_FOUND:
-                raise BatchNotFound(f"no batch {self.batch_id!r} (workflow {self.workflow_id})") from None
-            raise
+                raise self._not_found() from None
+            if exc.status != RPCStatusCode.DEADLINE_EXCEEDED or await self.is_running():
+                raise
+        return _status_from_summary(await self._handle.result())
 
     async def cancel(self, reason: str | None = None) -> None:
+        """Ask the batch to cancel (at the provider too); results that already exist are kept.
+
+        Raises BatchNotFound, or BatchEnded when the batch has already ended.
+        """
         try:
             await self._handle.signal("cancel", {"reason": reason} if reason else {})
         except RPCError as exc:
-            if exc.status == RPCStatusCode.NOT_FOUND:
-                raise BatchNotFound(f"no running batch {self.batch_id!r}") from None
-            raise
+            if exc.status != RPCStatusCode.NOT_FOUND:
+                raise
+            try:
+                desc = await self._handle.describe()
+            except RPCError as exc2:
+                if exc2.status == RPCStatusCode.NOT_FOUND:
+                    raise self._not_found() from None
+                raise
+            state = str((desc.search_attributes.get("DurabatchStatus") or ["?"])[0])
+            workflow_status = desc.status.name.lower() if desc.status else "closed"
+            raise BatchEnded(
+                f"batch {self.batch_id!r} has already ended ({state}, workflow {workflow_status}); "
+                "nothing to cancel",
+                state,
+            ) from None
 
     async def redispatch_handlers(self) -> Any:
         return await self._handle.execute_update("redispatch_handlers")
 
     async def wait(self, progress: ProgressCallback | None = None, interval: float = 1.0) -> BatchSummary:
-        """Wait for the batch's summary, calling `progress` with live status while it runs."""
+        """Wait for the batch's summary, calling `progress` with the live status every `interval`
+        seconds while it runs (the callback may be sync or async).
+
+        Cancelling the wait leaves the batch running. Raises BatchNotFound, or BatchWorkflowFailed
+        when the workflow ends without a summary (terminated, timed out, invalid input).
+        """
         result = asyncio.ensure_future(self._handle.result())
         try:
             while not result.done():
                 if progress is not None:
                     try:
-                        maybe = progress(await self.status())
-                        if asyncio.iscoroutine(maybe):
-                            await maybe
-                    except RPCError:
-                        pass  # a query can fail transiently while the worker restarts
+                        await _call(progress, await self.status())
+                    except RPCError as exc:
+                        if exc.status == RPCStatusCode.NOT_FOUND:
+                            raise self._not_found() from None
+                        # otherwise a query can fail transiently while the worker restarts
                 await asyncio.wait({result}, timeout=interval)
-            return result.result()
+            try:
+                return result.result()
+            except WorkflowFailureError as exc:
+                cause = exc.cause
+                message = getattr(cause, "message", None) or str(cause or exc)
+                raise BatchWorkflowFailed(f"batch {self.batch_id!r}: workflow failed: {message}") from exc
+            except RPCError as exc:
+                if exc.status == RPCStatusCode.NOT_FOUND:
+                    raise self._not_found() from None
+                raise
         finally:
             if not result.done():
                 result.cancel()
@@ -107,13 +202,27 @@ class BatchHandle:
         return desc.status == WorkflowExecutionStatus.RUNNING
 
     async def results(self, outcome: str | None = None) -> AsyncIterator[dict[str, Any]]:
-        """Each request's final result, in input order, streamed from PostgreSQL."""
+        """Each request's final result, in input order, streamed from PostgreSQL a chunk at a time.
+
+        Rows have `line_no`, `custom_id`, `round`, `outcome`, `status_code`, `body`, `error`,
+        `input_tokens`, `output_tokens`, `cached_tokens`, `cost_usd`. `outcome` filters
+        (succeeded, failed, expired, cancelled). Raises BatchNotFound if the store has no such batch.
+        """
+        from durabatch.store import batches
+
         pool = await self._client.store()
+        if await batches.get_batch(pool, self.batch_id) is None:
+            raise BatchNotFound(f"no batch {self.batch_id!r} in the store")
         async for row in iter_results(pool, self.batch_id, outcome=outcome):
             yield dict(row)
 
 
 class BatchClient:
+    """Batches on one Temporal namespace and their results in one PostgreSQL database.
+
+    Use as `async with await BatchClient.connect() as client:` or call `close()`.
+    """
+
     def __init__(self, temporal: Client, settings: Settings, database_url: str | None = None) -> None:
         self.temporal = temporal
         self.settings = settings
@@ -121,21 +230,52 @@ class BatchClient:
         self._pool: Pool | None = None
 
     @classmethod
-    async def connect(cls, settings: Settings | None = None, database_url: str | None = None) -> BatchClient:
+    async def connect(
+        cls,
+        settings: Settings | None = None,
+        database_url: str | None = None,
+        *,
+        interceptors: Sequence[Interceptor] = (),
+    ) -> BatchClient:
+        """Connect to Temporal (settings from the environment by default). PostgreSQL is connected
+        lazily, on the first `results()`; `database_url` overrides the settings' one."""
         settings = settings or load_settings()
-        return cls(await connect(settings), settings, database_url)
+        return cls(await connect(settings, interceptors=interceptors), settings, database_url)
 
-    async def start(self, inp: BatchInput) -> BatchHandle:
-        """Start a batch; starting the same batch_id again raises (duplicate starts are rejected)."""
-        assert inp.batch_id, "batch_id is required"
+    async def __aenter__(self) -> BatchClient:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def start(self, inp: BatchInput | None = None, /, **fields: Any) -> BatchHandle:
+        """Start a batch from a `BatchInput` or its fields (`start(batch_id=..., provider=...)`).
+
+        Raises BatchAlreadyExists if the batch_id was used before (ids are never reused).
+        """
+        if inp is None:
+            inp = BatchInput(**fields)
+        elif fields:
+            inp = inp.model_copy(update=fields)
+        if not inp.batch_id:
+            raise ValueError("batch_id is required")
         count = len(inp.requests) if inp.requests is not None else None
         summary = f"{inp.provider} {inp.model or ''} batch {inp.batch_id}".replace("  ", " ")
         if count is not None:
             summary += f" ({count} requests)"
+        try:
+            await self._start(inp, inp.batch_id, summary, count)
+        except WorkflowAlreadyStartedError:
+            raise BatchAlreadyExists(f"batch {inp.batch_id!r} already exists") from None
+        return self.get(inp.batch_id)
+
+    async def _start(self, inp: BatchInput, batch_id: str, summary: str, count: int | None) -> None:
         await self.temporal.start_workflow(
             WORKFLOW_TYPE,
             inp,
-            id=workflow_id_for(inp.batch_id),
+            id=workflow_id_for(batch_id),
             task_queue=self.settings.task_queue,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
@@ -143,7 +283,6 @@ class BatchClient:
             static_details=f"provider: {inp.provider}\nendpoint: {inp.endpoint}\nmodel: {inp.model or '-'}\n"
             f"requests: {inp.requests_uri or f'{count} inline'}",
         )
-        return self.get(inp.batch_id)
 
     def get(self, batch_id: str) -> BatchHandle:
         return BatchHandle(self, batch_id)
@@ -189,6 +328,32 @@ class BatchClient:
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
+
+
+async def _call(progress: ProgressCallback, status: StatusQuery) -> None:
+    maybe = progress(status)
+    if maybe is not None:
+        await maybe
+
+
+def _status_from_summary(summary: BatchSummary) -> StatusQuery:
+    counts = summary.counts
+    return StatusQuery(
+        batch_id=summary.batch_id,
+        status=summary.status,
+        provider=summary.provider,
+        model=summary.model,
+        counts=counts,
+        shards=[
+            ShardState(shard=i, provider_batch_id=pid, state=summary.status)
+            for i, pid in enumerate(summary.provider_batch_ids)
+        ],
+        input_tokens=summary.input_tokens,
+        output_tokens=summary.output_tokens,
+        cost_usd=summary.cost_usd,
+        failure_reason=summary.failure_reason,
+        handlers=summary.handlers,
+    )
 
 
 def _quote(value: str) -> str:
