@@ -91,6 +91,18 @@ class StagingActivities:
 
     @activity.defn(name="stage_requests")
     async def stage_requests(self, inp: StageInput) -> StageResult:
+        # The batch row is written first, outside the staging transaction, so that a batch whose
+        # input is refused (endpoint, source or any line) still has a row to end `failed` on:
+        # finalize_batch needs it.
+        await batches.create_batch(
+            self._deps.pool,
+            batch_id=inp.batch_id,
+            workflow_id=inp.workflow_id,
+            provider=inp.provider,
+            endpoint=inp.endpoint,
+            model=inp.model,
+            metadata=inp.metadata,
+        )
         try:
             check_endpoint(inp.provider, inp.endpoint)
         except ValueError as exc:
@@ -103,17 +115,6 @@ class StagingActivities:
         count = 0
         total_bytes = 0
         buffer: list[tuple[Any, ...]] = []
-        # The batch row is written outside the staging transaction so that a batch whose input is
-        # refused still has a row to end `failed` on.
-        await batches.create_batch(
-            self._deps.pool,
-            batch_id=inp.batch_id,
-            workflow_id=inp.workflow_id,
-            provider=inp.provider,
-            endpoint=inp.endpoint,
-            model=inp.model,
-            metadata=inp.metadata,
-        )
         async with self._deps.pool.acquire() as conn, conn.transaction():
             await requests.delete_requests(conn, inp.batch_id)
             async for line_no, raw in source:
