@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import socket
 import sys
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -46,16 +48,21 @@ def with_database(url: str, database: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def postgres_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def postgres_server_url() -> Iterator[str]:
     configured = os.environ.get("DURABATCH_TEST_DATABASE_URL")
     if configured:
         yield configured
         return
     from durabatch.store.embedded import embedded_database_url, stop_embedded
 
-    data_dir = tmp_path_factory.mktemp("pg")
-    yield embedded_database_url(data_dir)
-    stop_embedded(data_dir)
+    # Not under pytest's basetemp: pytest prunes old basetemps, which would pull the data
+    # directory from under a server still running for another session.
+    data_dir = Path(tempfile.mkdtemp(prefix="durabatch-pg-"))
+    try:
+        yield embedded_database_url(data_dir)
+    finally:
+        stop_embedded(data_dir)
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,145 @@
+"""Day-long schedules on the time-skipping server: a 25-hour poll schedule runs in seconds.
+
+The emulator runs in real time, so its batches are parked in `validating` (a huge validating
+time) and moved on through its admin API exactly when the test decides.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+from temporalio.client import Client, WorkflowHandle
+from temporalio.testing import WorkflowEnvironment
+
+from activities import ActivityDeps
+from durabatch.converter import DATA_CONVERTER
+from durabatch.emulator import run_emulator
+from durabatch.models import BatchInput, BatchSummary, StatusQuery, workflow_id_for
+from durabatch.providers.registry import build_provider
+from durabatch.settings import Settings
+from durabatch.store.pool import Pool
+from durabatch.temporal import ensure_search_attributes
+from tests.conftest import BIN_DIR
+from tests.workflows.conftest import Stack, chat_requests, emulator_config
+from worker import worker_for
+
+DAY = 24 * 3600
+
+
+@pytest.fixture(scope="module")
+async def ts_stack(pool: Pool, database_url: str, api_keys: None) -> AsyncIterator[Stack]:
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=str(BIN_DIR / "temporal-test-server"), data_converter=DATA_CONVERTER
+    )
+    try:
+        await ensure_search_attributes(env.client)
+        async with (
+            run_emulator(emulator_config(validating_seconds=10 * DAY)) as emu,
+            httpx.AsyncClient(timeout=30) as http,
+        ):
+            settings = Settings(
+                task_queue=f"ts-{uuid.uuid4().hex[:8]}",
+                database_url=database_url,
+                openai_base_url=f"{emu.url}/v1",
+                anthropic_base_url=emu.url,
+                gemini_base_url=emu.url,
+            )
+            deps = ActivityDeps(pool=pool, settings=settings, http=http, provider_factory=build_provider)
+            async with worker_for(env.client, settings, deps):
+                yield Stack(client=env.client, pool=pool, emulator=emu, settings=settings, http=http)
+    finally:
+        await env.shutdown()
+
+
+async def start(stack: Stack, **fields: Any) -> WorkflowHandle[Any, BatchSummary]:
+    inp = BatchInput(provider="openai", endpoint="/v1/chat/completions", **fields)
+    assert inp.batch_id
+    return await stack.client.start_workflow(
+        "BatchWorkflow", inp, id=workflow_id_for(inp.batch_id), task_queue=stack.settings.task_queue,
+        result_type=BatchSummary,
+    )
+
+
+async def runs_of(client: Client, workflow_id: str) -> list[int]:
+    """History lengths of every run of a workflow, newest first (following continue-as-new back)."""
+    lengths = []
+    run_id: str | None = None
+    while True:
+        history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
+        lengths.append(len(history.events))
+        previous = history.events[0].workflow_execution_started_event_attributes.continued_execution_run_id
+        if not previous:
+            return lengths
+        run_id = previous
+
+
+async def elapsed_workflow_time(client: Client, workflow_id: str) -> timedelta:
+    """Workflow time from the first run's start to the last run's close."""
+    last = await client.get_workflow_handle(workflow_id).fetch_history()
+    first = last
+    while prev := first.events[0].workflow_execution_started_event_attributes.continued_execution_run_id:
+        first = await client.get_workflow_handle(workflow_id, run_id=prev).fetch_history()
+    return last.events[-1].event_time.ToDatetime() - first.events[0].event_time.ToDatetime()
+
+
+async def test_batch_completes_after_a_day_of_polling(ts_stack: Stack) -> None:
+    stack = ts_stack
+    batch_id = uuid.uuid4().hex[:10]
+    handle = await start(stack, batch_id=batch_id, requests=chat_requests(20))  # default schedule
+    result = asyncio.ensure_future(handle.result())  # awaiting a result lets the server skip time
+    try:
+        while True:
+            status = await handle.query("status", result_type=StatusQuery)
+            # default schedule: 30 s, 1, 2, 5, 10 min, then every 15 min: ~96 polls a day
+            if status.poll_count >= 100:
+                break
+            await asyncio.sleep(0.05)
+        provider_batch_id = status.shards[0].provider_batch_id
+        await stack.admin("POST", f"/batches/{provider_batch_id}/advance", json={"to": "completed"})
+        summary = await asyncio.wait_for(result, timeout=120)
+    finally:
+        result.cancel()
+    assert summary.status == "completed" and summary.counts.succeeded == 20
+    assert await elapsed_workflow_time(stack.client, handle.id) > timedelta(hours=24)
+
+
+async def test_max_age_expiry_after_25_hours(ts_stack: Stack) -> None:
+    stack = ts_stack
+    batch_id = uuid.uuid4().hex[:10]
+    handle = await start(stack, batch_id=batch_id, requests=chat_requests(8))  # default max age: 25 h
+    summary = await asyncio.wait_for(handle.result(), timeout=300)
+    assert summary.status == "expired"
+    assert summary.counts.expired + summary.counts.cancelled == 8
+    elapsed = await elapsed_workflow_time(stack.client, handle.id)
+    assert timedelta(hours=25) <= elapsed < timedelta(hours=26)
+    rows = await stack.pool.fetchval("SELECT count(*) FROM results WHERE batch_id = $1", batch_id)
+    assert rows == 8
+
+
+async def test_polling_every_30s_for_25_hours_keeps_each_run_under_2000_events(ts_stack: Stack) -> None:
+    stack = ts_stack
+    batch_id = uuid.uuid4().hex[:10]
+    handle = await start(
+        stack, batch_id=batch_id, requests=chat_requests(4), poll_schedule_seconds=[30.0], max_age_seconds=25 * 3600
+    )
+    latest = stack.client.get_workflow_handle(handle.id)  # follows continue-as-new
+    result = asyncio.ensure_future(handle.result())
+    try:
+        # a cancel between runs is carried across continue-as-new
+        while (await latest.query("status", result_type=StatusQuery)).poll_count < 2000:
+            await asyncio.sleep(0.5)
+        await latest.signal("cancel", {"reason": "late cancel"})
+        summary = await asyncio.wait_for(result, timeout=300)
+    finally:
+        result.cancel()
+    lengths = await runs_of(stack.client, handle.id)
+    assert len(lengths) > 5
+    assert max(lengths) < 2000
+    assert summary.status == "cancelled"
+    assert summary.counts.cancelled == 4
