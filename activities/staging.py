@@ -157,7 +157,8 @@ class StagingActivities:
             if buffer:
                 await requests.copy_requests(conn, buffer)
             if count == 0:
-                raise invalid_input("the batch has no requests (empty input)")
+                where = "requests" if inp.requests is not None else f"requests_uri {inp.requests_uri!r}"
+                raise invalid_input(f"{where}: the batch has no requests (empty input or blank lines only)")
             await batches.set_status(conn, inp.batch_id, "pending", model=model, request_count=count)
         return StageResult(request_count=count, byte_size=total_bytes, model=model, shards=planner.plans)
 
