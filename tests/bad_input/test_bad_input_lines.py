@@ -43,13 +43,20 @@ async def test_background_batch_is_in_flight(background: Background) -> None:
 
 
 async def test_empty_file(stack: Stack, tmp_path: Path) -> None:
-    (tmp_path / "empty.jsonl").write_bytes(b"")
-    await expect_refused(stack, requests_uri=str(tmp_path / "empty.jsonl"), names=["no requests", "empty"])
+    path = str(tmp_path / "empty.jsonl")
+    Path(path).write_bytes(b"")
+    await expect_refused(stack, requests_uri=path, names=["requests_uri", path, "no requests", "empty"])
+
+
+async def test_empty_inline_list(stack: Stack) -> None:
+    await expect_refused(stack, requests=[], names=["requests", "no requests"])
 
 
 async def test_blank_lines_only(stack: Stack, tmp_path: Path) -> None:
     (tmp_path / "blank.jsonl").write_bytes(b"\n  \n\r\n")
-    await expect_refused(stack, requests_uri=str(tmp_path / "blank.jsonl"), names=["no requests"])
+    await expect_refused(
+        stack, requests_uri=str(tmp_path / "blank.jsonl"), names=["requests_uri", "blank lines"]
+    )
 
 
 async def test_not_json(stack: Stack, tmp_path: Path) -> None:
