@@ -52,8 +52,13 @@ class Stack:
             result_type=BatchSummary,
         )
 
-    async def run(self, **fields: Any) -> BatchSummary:
-        return await (await self.start(**fields)).result()
+    async def run(self, *, record: str | None = None, **fields: Any) -> BatchSummary:
+        """Start a batch and wait for its summary; with `record`, also replay (and save) its history."""
+        handle = await self.start(**fields)
+        summary = await handle.result()
+        if record:
+            await replay_and_record(handle, record)
+        return summary
 
 
 def emulator_config(**overrides: Any) -> EmulatorConfig:
@@ -114,3 +119,22 @@ def write_jsonl(path: Path, requests: list[dict[str, Any]]) -> str:
 
     path.write_text("".join(json.dumps(r) + "\n" for r in requests))
     return str(path)
+
+
+HISTORIES = Path(__file__).resolve().parent.parent / "histories"
+
+
+async def replay_and_record(handle: WorkflowHandle[Any, Any], name: str) -> None:
+    """Replay the run's history against today's workflow code (a nondeterminism fails the test),
+    and with DURABATCH_RECORD_HISTORIES=1 save it to tests/histories/ for the upgrade gate."""
+    from temporalio.worker import Replayer
+
+    from durabatch.converter import DATA_CONVERTER
+    from workflows.batch import BatchWorkflow
+
+    history = await handle.fetch_history()
+    await Replayer(workflows=[BatchWorkflow], data_converter=DATA_CONVERTER).replay_workflow(history)
+    if os.environ.get("DURABATCH_RECORD_HISTORIES") == "1":
+        HISTORIES.mkdir(exist_ok=True)
+        # the workflow id is part of what replays (the workflow checks it), so it names the file
+        (HISTORIES / f"{name}@{handle.id}.json").write_text(history.to_json())

@@ -7,7 +7,7 @@ import uuid
 from pathlib import Path
 
 from durabatch.models import StatusQuery
-from tests.workflows.conftest import Stack, chat_requests, write_jsonl
+from tests.workflows.conftest import Stack, chat_requests, replay_and_record, write_jsonl
 from tests.workflows.test_batch_workflow import assert_one_outcome_each, outcomes
 
 
@@ -36,6 +36,7 @@ async def test_cancel_in_progress_keeps_partial_results(stack: Stack, tmp_path: 
     await wait_status(handle, lambda s: s.counts.succeeded > 0 and s.status == "in_progress")
     await handle.signal("cancel", {"reason": "enough"})
     summary = await handle.result()
+    await replay_and_record(handle, "cancel_in_progress")
     assert summary.status == "cancelled"
     c = summary.counts
     assert c.total == 4000 and c.succeeded > 0 and c.cancelled > 0
@@ -52,6 +53,7 @@ async def test_temporal_cancellation_does_the_same_as_the_signal(stack: Stack, t
     await wait_status(handle, lambda s: s.counts.succeeded > 0)
     await handle.cancel()
     summary = await handle.result()
+    await replay_and_record(handle, "temporal_cancel")
     assert summary.status == "cancelled"
     assert summary.counts.succeeded > 0 and summary.counts.cancelled > 0
     await assert_one_outcome_each(stack, batch_id)
@@ -61,13 +63,15 @@ async def test_max_age_expires_batch_keeping_partial_results(stack: Stack, tmp_p
     batch_id = new_id()
     # 5,000 requests take ~5 s at the emulator; a max age of 2 s ends the batch first
     uri = write_jsonl(tmp_path / "in.jsonl", chat_requests(5000))
-    summary = await stack.run(
+    handle = await stack.start(
         batch_id=batch_id,
         provider="openai",
         endpoint="/v1/chat/completions",
         requests_uri=uri,
         max_age_seconds=2,
     )
+    summary = await handle.result()
+    await replay_and_record(handle, "max_age_expiry")
     assert summary.status == "expired"
     by = await outcomes(stack, batch_id)
     assert by.get("expired", 0) + by.get("cancelled", 0) > 0
@@ -81,7 +85,11 @@ async def test_provider_expiry_with_partial_results(stack: Stack, tmp_path: Path
     await stack.fault(fault="expire_after", provider="openai", seconds=1.5, count=1)
     uri = write_jsonl(tmp_path / "in.jsonl", chat_requests(3000))
     summary = await stack.run(
-        batch_id=batch_id, provider="openai", endpoint="/v1/chat/completions", requests_uri=uri
+        record="provider_expiry",
+        batch_id=batch_id,
+        provider="openai",
+        endpoint="/v1/chat/completions",
+        requests_uri=uri,
     )
     # the provider's own expiry: the provider batch ends `expired` with partial output
     assert summary.status == "expired"
@@ -96,7 +104,11 @@ async def test_provider_outage_during_polling_is_waited_out(stack: Stack) -> Non
         fault="http_error", status=503, provider="openai", operation="batches.retrieve", count=5
     )
     summary = await stack.run(
-        batch_id=batch_id, provider="openai", endpoint="/v1/chat/completions", requests=chat_requests(20)
+        record="provider_outage",
+        batch_id=batch_id,
+        provider="openai",
+        endpoint="/v1/chat/completions",
+        requests=chat_requests(20),
     )
     assert summary.status == "completed" and summary.counts.succeeded == 20
     faults = await stack.admin("GET", "/faults")
@@ -109,7 +121,11 @@ async def test_lost_create_response_creates_no_second_provider_batch(stack: Stac
     before = await stack.admin("GET", "/stats")
     await stack.fault(fault="lose_create_response", provider="openai", count=1)
     summary = await stack.run(
-        batch_id=batch_id, provider="openai", endpoint="/v1/chat/completions", requests=chat_requests(10)
+        record="lost_create_response",
+        batch_id=batch_id,
+        provider="openai",
+        endpoint="/v1/chat/completions",
+        requests=chat_requests(10),
     )
     after = await stack.admin("GET", "/stats")
     assert summary.status == "completed" and summary.counts.succeeded == 10
@@ -125,7 +141,11 @@ async def test_cut_download_is_resumed_without_duplicates(stack: Stack) -> None:
     batch_id = new_id()
     await stack.fault(fault="truncate_download", provider="openai", count=2)
     summary = await stack.run(
-        batch_id=batch_id, provider="openai", endpoint="/v1/chat/completions", requests=chat_requests(500)
+        record="cut_download",
+        batch_id=batch_id,
+        provider="openai",
+        endpoint="/v1/chat/completions",
+        requests=chat_requests(500),
     )
     assert summary.status == "completed" and summary.counts.succeeded == 500
     await assert_one_outcome_each(stack, batch_id)
@@ -138,7 +158,11 @@ async def test_bad_input_fails_before_anything_is_sent(stack: Stack) -> None:
     requests = chat_requests(5)
     requests[3]["custom_id"] = requests[1]["custom_id"]
     summary = await stack.run(
-        batch_id=batch_id, provider="openai", endpoint="/v1/chat/completions", requests=requests
+        record="bad_input",
+        batch_id=batch_id,
+        provider="openai",
+        endpoint="/v1/chat/completions",
+        requests=requests,
     )
     after = await stack.admin("GET", "/stats")
     assert summary.status == "failed"

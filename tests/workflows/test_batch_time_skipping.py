@@ -61,7 +61,10 @@ async def start(stack: Stack, **fields: Any) -> WorkflowHandle[Any, BatchSummary
     inp = BatchInput(provider="openai", endpoint="/v1/chat/completions", **fields)
     assert inp.batch_id
     return await stack.client.start_workflow(
-        "BatchWorkflow", inp, id=workflow_id_for(inp.batch_id), task_queue=stack.settings.task_queue,
+        "BatchWorkflow",
+        inp,
+        id=workflow_id_for(inp.batch_id),
+        task_queue=stack.settings.task_queue,
         result_type=BatchSummary,
     )
 
@@ -126,7 +129,11 @@ async def test_polling_every_30s_for_25_hours_keeps_each_run_under_2000_events(t
     stack = ts_stack
     batch_id = uuid.uuid4().hex[:10]
     handle = await start(
-        stack, batch_id=batch_id, requests=chat_requests(4), poll_schedule_seconds=[30.0], max_age_seconds=25 * 3600
+        stack,
+        batch_id=batch_id,
+        requests=chat_requests(4),
+        poll_schedule_seconds=[30.0],
+        max_age_seconds=25 * 3600,
     )
     latest = stack.client.get_workflow_handle(handle.id)  # follows continue-as-new
     result = asyncio.ensure_future(handle.result())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 from durabatch.emulator import expected_chat_response
-from tests.workflows.conftest import Stack, chat_requests
+from tests.workflows.conftest import Stack, chat_requests, replay_and_record
 
 
 def new_id() -> str:
@@ -36,7 +36,11 @@ async def test_clean_openai_batch_lands_in_postgres(stack: Stack) -> None:
     batch_id = new_id()
     requests = chat_requests(40)
     summary = await stack.run(
-        batch_id=batch_id, provider="openai", endpoint="/v1/chat/completions", requests=requests
+        record="clean_batch",
+        batch_id=batch_id,
+        provider="openai",
+        endpoint="/v1/chat/completions",
+        requests=requests,
     )
     assert summary.status == "completed"
     assert summary.counts.total == 40 and summary.counts.succeeded == 40
@@ -59,7 +63,11 @@ async def test_per_request_errors_are_recorded_as_failed(stack: Stack) -> None:
     requests[3]["custom_id"] = "bad__fail_400"
     requests[5]["custom_id"] = "boom__fail_500"
     summary = await stack.run(
-        batch_id=batch_id, provider="openai", endpoint="/v1/chat/completions", requests=requests
+        record="per_request_errors",
+        batch_id=batch_id,
+        provider="openai",
+        endpoint="/v1/chat/completions",
+        requests=requests,
     )
     assert summary.status == "completed"
     assert (summary.counts.succeeded, summary.counts.failed) == (8, 2)
@@ -87,8 +95,15 @@ async def test_anthropic_and_gemini_batches_complete(stack: Stack) -> None:
         {"key": f"g{i}", "request": {"contents": [{"role": "user", "parts": [{"text": f"hello {i}"}]}]}}
         for i in range(5)
     ]
-    a = await stack.run(batch_id=new_id(), provider="anthropic", endpoint="/v1/messages", requests=anthropic)
+    a = await stack.run(
+        record="anthropic_batch",
+        batch_id=new_id(),
+        provider="anthropic",
+        endpoint="/v1/messages",
+        requests=anthropic,
+    )
     g = await stack.run(
+        record="gemini_batch",
         batch_id=new_id(),
         provider="gemini",
         endpoint="generateContent",
@@ -117,6 +132,7 @@ async def test_cancel_before_submit_never_calls_the_provider(stack: Stack) -> No
         start_signal_args=[{"reason": "changed my mind"}],
     )
     summary = await handle.result()
+    await replay_and_record(handle, "cancel_before_submit")
     after = await stack.admin("GET", "/stats")
     assert summary["status"] == "cancelled"
     assert summary["counts"]["cancelled"] == 5

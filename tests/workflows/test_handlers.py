@@ -16,7 +16,7 @@ from temporalio.service import RPCError
 from durabatch.models import BatchSummary, RedispatchResult, StatusQuery
 from durabatch.webhook_receiver import WebhookReceiver
 from durabatch.webhooks import sign
-from tests.workflows.conftest import Stack, chat_requests
+from tests.workflows.conftest import Stack, chat_requests, replay_and_record
 
 SECRET_ENV = "DURABATCH_TEST_WEBHOOK_SECRET"
 SECRET = "whsec-test-4f9a1c"
@@ -34,13 +34,15 @@ def new_id() -> str:
 async def test_failing_webhook_succeeds_after_retries_and_is_delivered_once(stack: Stack) -> None:
     async with WebhookReceiver(secret=SECRET, fail_first=2) as receiver:
         batch_id = new_id()
-        summary = await stack.run(
+        handle = await stack.start(
             batch_id=batch_id,
             provider="openai",
             endpoint="/v1/chat/completions",
             requests=chat_requests(5),
             handlers=[{"type": "webhook", "url": receiver.url, "secret_env": SECRET_ENV}],
         )
+        summary = await handle.result()
+    await replay_and_record(handle, "handler_retries")
     assert receiver.attempts == 3
     assert len(receiver.accepted) == 1 and receiver.rejected == []
     delivered = receiver.accepted[0]
@@ -85,6 +87,7 @@ async def test_redispatch_reruns_only_failed_handlers(stack: Stack) -> None:
         result = await handle.execute_update("redispatch_handlers", result_type=RedispatchResult)
         assert [h.status for h in result.handlers] == ["succeeded", "succeeded"]
         summary = await handle.result()
+        await replay_and_record(handle, "redispatch_handlers")
         with pytest.raises((WorkflowUpdateFailedError, RPCError)):  # closed: no update accepted
             await handle.execute_update("redispatch_handlers", result_type=RedispatchResult)
     assert len(good.accepted) == 1 and len(bad.accepted) == 1

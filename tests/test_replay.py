@@ -1,0 +1,33 @@
+"""The upgrade gate: every recorded history of every scenario replays on today's workflow code.
+
+A change to the workflow that would break batches in flight raises NondeterminismError here;
+guard such a change with `workflow.patched(...)`. Record new histories with
+`DURABATCH_RECORD_HISTORIES=1 make test` (see docs/deploy.md).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from temporalio.client import WorkflowHistory
+from temporalio.worker import Replayer
+
+from durabatch.converter import DATA_CONVERTER
+from workflows.batch import BatchWorkflow
+from workflows.smoke import SmokeWorkflow
+
+HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
+
+
+def test_history_corpus_is_present() -> None:
+    assert len(HISTORIES) >= 8, "tests/histories/ lost its recorded histories"
+
+
+@pytest.mark.parametrize("path", HISTORIES, ids=[p.stem.split("@")[0] for p in HISTORIES])
+async def test_history_replays(path: Path) -> None:
+    workflow_id = path.stem.split("@", 1)[1]
+    history = WorkflowHistory.from_json(workflow_id, path.read_text())
+    await Replayer(workflows=[BatchWorkflow, SmokeWorkflow], data_converter=DATA_CONVERTER).replay_workflow(
+        history
+    )
