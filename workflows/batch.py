@@ -46,7 +46,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows import options
     from workflows.schedule import poll_delay
-    from workflows.validate import BatchConfig, InvalidBatchInput, validate_input
+    from workflows.validate import BatchConfig, InvalidBatchInput, decode_input, validate_input
 
 __all__ = ["BatchWorkflow"]
 
@@ -77,8 +77,11 @@ class BatchWorkflow:
     # ---- interface --------------------------------------------------------------------------
 
     @workflow.run
-    async def run(self, inp: BatchInput) -> BatchSummary:
+    async def run(self, raw: Any = None) -> BatchSummary:
+        # Untyped on purpose: any JSON decodes, then a bad field fails the workflow naming it
+        # (a typed input that does not decode would leave the workflow stuck; TEMPORAL.md).
         try:
+            inp = decode_input(raw)
             self._cfg = validate_input(inp, workflow.info().workflow_id)
         except InvalidBatchInput as exc:
             raise ApplicationError(str(exc), type="InvalidInput", non_retryable=True) from None

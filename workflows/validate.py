@@ -21,7 +21,13 @@ from durabatch.models import (
     HandlerSpec,
 )
 
-__all__ = ["DEFAULT_HANDLER_GRACE_SECONDS", "BatchConfig", "InvalidBatchInput", "validate_input"]
+__all__ = [
+    "DEFAULT_HANDLER_GRACE_SECONDS",
+    "BatchConfig",
+    "InvalidBatchInput",
+    "decode_input",
+    "validate_input",
+]
 
 DEFAULT_HANDLER_GRACE_SECONDS = 24 * 3600.0
 _BATCH_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
@@ -46,6 +52,24 @@ class BatchConfig:
 
 def _fail(field_name: str, message: str) -> InvalidBatchInput:
     return InvalidBatchInput(f"invalid BatchInput field {field_name!r}: {message}")
+
+
+def decode_input(raw: object) -> BatchInput:
+    """Any decoded JSON value as a `BatchInput`, or an error naming the first field of the wrong type.
+
+    The workflow takes its input untyped: a field of the wrong type (`"poll_schedule_seconds": "fast"`)
+    would otherwise fail decoding before any workflow code runs and leave the workflow stuck.
+    """
+    if isinstance(raw, BatchInput):
+        return raw
+    if not isinstance(raw, dict):
+        got = "no input" if raw is None else type(raw).__name__
+        raise InvalidBatchInput(f"invalid BatchInput: expected a JSON object, got {got}")
+    try:
+        return BatchInput.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise _fail(".".join(str(part) for part in err["loc"]) or "?", err["msg"]) from None
 
 
 def validate_input(inp: BatchInput, workflow_id: str) -> BatchConfig:
