@@ -17,6 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 from aiohttp import web
+from temporalio.client import WorkflowFailureError
+from temporalio.exceptions import ApplicationError
 
 from activities import ActivityDeps
 from durabatch.providers.base import BatchProvider
@@ -214,6 +216,40 @@ async def test_file_over_the_request_count_is_split(stack: Stack, tmp_path: Path
     )
     assert [(r["shard"], r["n"]) for r in shards] == [(0, 10), (1, 5)]
     await assert_one_outcome_each(stack, batch_id)
+
+
+async def test_raw_start_wrong_type_fails_at_once(stack: Stack) -> None:
+    batch_id = new_id()
+    payload = {
+        "batch_id": batch_id,
+        "provider": "openai",
+        "endpoint": ENDPOINT,
+        "requests": chat_requests(2),
+        "poll_schedule_seconds": "fast",
+    }
+    await expect_invalid_start(stack, payload, names=["'poll_schedule_seconds'"], batch_id=batch_id)
+
+
+async def test_raw_start_not_an_object_fails_at_once(stack: Stack) -> None:
+    batch_id = new_id()
+    handle = await stack.client.start_workflow(
+        "BatchWorkflow", ["openai", ENDPOINT], id=f"batch-{batch_id}", task_queue=stack.settings.task_queue
+    )
+    with pytest.raises(WorkflowFailureError) as info:
+        await asyncio.wait_for(handle.result(), 15)
+    assert isinstance(info.value.cause, ApplicationError) and info.value.cause.type == "InvalidInput"
+    assert "expected a JSON object" in info.value.cause.message
+
+
+async def test_raw_start_without_input_fails_at_once(stack: Stack) -> None:
+    batch_id = new_id()
+    handle = await stack.client.start_workflow(
+        "BatchWorkflow", id=f"batch-{batch_id}", task_queue=stack.settings.task_queue
+    )
+    with pytest.raises(WorkflowFailureError) as info:
+        await asyncio.wait_for(handle.result(), 15)
+    assert isinstance(info.value.cause, ApplicationError) and info.value.cause.type == "InvalidInput"
+    assert "no input" in info.value.cause.message
 
 
 async def test_zz_background_batch_untouched(background: Background) -> None:
