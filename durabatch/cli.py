@@ -12,8 +12,10 @@ Exit codes (scripts rely on them):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import json
+import os
 import re
 import sys
 import uuid
@@ -505,6 +507,10 @@ def dev(
         except PortInUse as exc:
             await stack.stop()
             raise _fail(str(exc), EXIT_USAGE) from None
+        except Exception as exc:
+            # Whatever did start (the embedded PostgreSQL, the emulator) must not outlive us.
+            await stack.stop()
+            raise _fail(f"the dev stack did not start: {exc}", EXIT_NOT_COMPLETED) from None
         out.print("[bold green]durabatch dev stack is up[/]")
         out.print(stack.describe(), highlight=False)
         out.print("\nPoint the CLI or a worker at it from another shell:", highlight=False)
@@ -563,7 +569,27 @@ def db_migrate() -> None:
 
 
 def main() -> None:
-    app()
+    """Entry point of the `durabatch` script.
+
+    Exits with `os._exit` once the command has finished and flushed its output: the Temporal
+    client's Rust threads can crash CPython's finalization of a short-lived process (SIGSEGV or
+    SIGABRT after the command succeeded; temporalio/sdk-python#300), which would turn a correct
+    exit code into -11. Everything the commands own (pools, servers, the worker) is closed by then.
+    """
+    code: int
+    try:
+        app()
+        code = EXIT_OK
+    except SystemExit as exc:
+        code = (
+            exc.code if isinstance(exc.code, int) else (EXIT_OK if exc.code is None else EXIT_NOT_COMPLETED)
+        )
+        if isinstance(exc.code, str):
+            err.print(exc.code, highlight=False)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":

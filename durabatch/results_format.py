@@ -53,7 +53,12 @@ def provider_line(provider: str, row: Mapping[str, Any]) -> dict[str, Any]:
         return {
             "id": f"batch_req_{row['custom_id']}",
             "custom_id": row["custom_id"],
-            "response": {"status_code": row["status_code"], "body": body},
+            # OpenAI's lines carry the x-request-id here; the store does not keep it, so it is null.
+            "response": {
+                "status_code": row["status_code"],
+                "request_id": row.get("request_id"),
+                "body": body,
+            },
             "error": None,
         }
     return {

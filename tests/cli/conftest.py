@@ -7,11 +7,14 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,7 +39,9 @@ def clean_env(**overrides: str) -> dict[str, str]:
     return env
 
 
-def run_cli(*args: str, env: dict[str, str], timeout: float = 60, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, env: dict[str, str], timeout: float = 60, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [CLI, *args], env=env, capture_output=True, text=True, timeout=timeout, cwd=cwd, check=False
     )
@@ -70,8 +75,25 @@ class DevProcess:
         return self.proc.returncode, "".join(self.output)
 
 
-def start_dev(data_dir: Path, ports: tuple[int, int, int] | None = None, timeout: float = 90) -> DevProcess:
-    temporal_port, ui_port, emulator_port = ports or (free_port(), free_port(), free_port())
+def start_dev(data_dir: Path, ports: tuple[int, int, int] | None = None, attempts: int = 3) -> DevProcess:
+    """Start `durabatch dev`; a free port taken in the meantime (the dev server also picks random
+    ports of its own) is retried on new ports, or after a pause when `ports` are fixed."""
+    for attempt in range(attempts):
+        try:
+            return _start_dev(data_dir, ports or (free_port(), free_port(), free_port()))
+        except _PortRace:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(2)
+    raise AssertionError("unreachable")
+
+
+class _PortRace(AssertionError):
+    pass
+
+
+def _start_dev(data_dir: Path, ports: tuple[int, int, int], timeout: float = 90) -> DevProcess:
+    temporal_port, ui_port, emulator_port = ports
     proc = subprocess.Popen(
         [
             CLI,
@@ -96,7 +118,12 @@ def start_dev(data_dir: Path, ports: tuple[int, int, int] | None = None, timeout
     while True:
         line = proc.stdout.readline()
         if not line:
-            raise AssertionError(f"durabatch dev exited ({proc.wait()}):\n{''.join(dev.output)}")
+            code, text = proc.wait(), "".join(dev.output)
+            log = data_dir / "temporal.log"
+            if "already in use" in text or (log.exists() and "address already in use" in log.read_text()):
+                log.unlink(missing_ok=True)
+                raise _PortRace(text)
+            raise AssertionError(f"durabatch dev exited ({code}):\n{text}")
         dev.output.append(line)
         match = re.search(r"export DURABATCH_DATABASE_URL='([^']+)'", line)
         if match:
@@ -110,13 +137,26 @@ def start_dev(data_dir: Path, ports: tuple[int, int, int] | None = None, timeout
     return dev
 
 
+@contextmanager
+def data_dir() -> Iterator[Path]:
+    """A data dir the embedded PostgreSQL can use: as root it runs as another user, who must be able
+    to reach it (pytest's own temp dirs are private to root)."""
+    path = Path(tempfile.mkdtemp(prefix="durabatch-cli-"))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
-def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevProcess]:
+def dev() -> Iterator[DevProcess]:
     """One `durabatch dev` shared by the CLI and client tests."""
-    process = start_dev(tmp_path_factory.mktemp("devstack"))
-    yield process
-    code, output = process.stop()
-    assert code == 0, output
+    with data_dir() as path:
+        process = start_dev(path)
+        yield process
+        code, output = process.stop()
+        assert code == 0, output
 
 
 def chat_lines(n: int, prefix: str = "r") -> list[dict[str, Any]]:

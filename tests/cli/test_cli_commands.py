@@ -1,0 +1,377 @@
+"""Every `durabatch` command end to end, as a subprocess against a running `durabatch dev`."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from durabatch.cli import app
+from durabatch.devstack import DEV_API_KEY
+from tests.cli.conftest import CLI, DevProcess, clean_env, run_cli
+from tests.conftest import free_port, with_database
+
+
+def new_id(prefix: str = "cli") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def status_json(dev: DevProcess, batch_id: str) -> dict[str, Any]:
+    r = run_cli("status", batch_id, "--json", env=dev.env)
+    assert r.returncode == 0, r.stderr
+    data: dict[str, Any] = json.loads(r.stdout)
+    return data
+
+
+def wait_for_status(
+    dev: DevProcess, batch_id: str, statuses: set[str], timeout: float = 30
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        r = run_cli("status", batch_id, "--json", env=dev.env)
+        assert r.returncode in (0, 3), r.stderr  # 3: the submitting process has not started it yet
+        st: dict[str, Any] = json.loads(r.stdout) if r.returncode == 0 else {"status": None, "shards": []}
+        if (
+            st["status"] in statuses
+            and st["shards"]
+            and all(s.get("provider_batch_id") for s in st["shards"])
+        ):
+            return st
+        assert time.monotonic() < deadline, st
+        time.sleep(0.5)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        [],
+        ["submit"],
+        ["status"],
+        ["list"],
+        ["cancel"],
+        ["results"],
+        ["worker"],
+        ["emulator"],
+        ["dev"],
+        ["db"],
+        ["db", "migrate"],
+    ],
+    ids=lambda c: " ".join(c) or "durabatch",
+)
+def test_help_has_an_example(command: list[str]) -> None:
+    result = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "Example" in result.output
+
+
+def test_submit_wait_shows_progress_and_summary_then_status_list_results(
+    dev: DevProcess, requests_file: Path, tmp_path: Path
+) -> None:
+    batch_id = new_id()
+    r = run_cli(
+        "submit",
+        str(requests_file),
+        "--provider",
+        "openai",
+        "--endpoint",
+        "/v1/chat/completions",
+        "--batch-id",
+        batch_id,
+        "--poll",
+        "1",
+        "--wait",
+        env=dev.env,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"started batch {batch_id}" in r.stdout
+    assert "12/12" in r.stdout, "the progress bar counts requests done"
+    assert "│ status" in r.stdout and "completed" in r.stdout and "succeeded" in r.stdout, r.stdout
+
+    st = status_json(dev, batch_id)
+    assert st["status"] == "completed"
+    assert st["counts"]["total"] == st["counts"]["succeeded"] == 12
+    r = run_cli("status", batch_id, env=dev.env)
+    assert r.returncode == 0 and "completed" in r.stdout and "12: 12 ok" in r.stdout, r.stdout
+
+    # visibility is eventually consistent
+    deadline = time.monotonic() + 10
+    while True:
+        r = run_cli("list", "--status", "completed", "--provider", "openai", "--json", env=dev.env)
+        assert r.returncode == 0, r.stderr
+        rows = [json.loads(line) for line in r.stdout.splitlines()]
+        if any(row["batch_id"] == batch_id for row in rows):
+            break
+        assert time.monotonic() < deadline, rows
+        time.sleep(0.5)
+    [row] = [row for row in rows if row["batch_id"] == batch_id]
+    assert (row["status"], row["provider"], row["requests"]) == ("completed", "openai", 12)
+    r = run_cli("list", "--status", "completed", env=dev.env)
+    assert r.returncode == 0 and batch_id in r.stdout
+    r = run_cli("list", "--status", "failed", "--json", env=dev.env)
+    assert r.returncode == 0 and batch_id not in r.stdout
+
+    # jsonl: the line shape of OpenAI's own output file, line for line
+    r = run_cli("results", batch_id, env=dev.env)
+    assert r.returncode == 0, r.stderr
+    ours = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [line["custom_id"] for line in ours] == [f"r{i}" for i in range(12)]
+    theirs = {line["custom_id"]: line for line in provider_output(dev, st["shards"][0]["provider_batch_id"])}
+    for line in ours:
+        provider_line = theirs[line["custom_id"]]
+        assert set(line) == set(provider_line)
+        assert set(line["response"]) == set(provider_line["response"])
+        assert line["response"]["status_code"] == provider_line["response"]["status_code"]
+        assert line["response"]["body"] == provider_line["response"]["body"]
+        assert line["error"] == provider_line["error"]
+        assert isinstance(line["id"], str)
+
+    out_file = tmp_path / "results.csv"
+    r = run_cli("results", batch_id, "--format", "csv", "--out", str(out_file), env=dev.env)
+    assert r.returncode == 0 and "wrote 12 results" in r.stderr
+    rows = list(csv.DictReader(io.StringIO(out_file.read_text())))
+    assert len(rows) == 12 and {row["outcome"] for row in rows} == {"succeeded"}
+    assert json.loads(rows[0]["body"]) == theirs["r0"]["response"]["body"]
+
+    r = run_cli("results", batch_id, "--outcome", "failed", env=dev.env)
+    assert r.returncode == 0 and r.stdout == ""
+
+
+def provider_output(dev: DevProcess, provider_batch_id: str) -> list[dict[str, Any]]:
+    base = f"http://127.0.0.1:{dev.emulator_port}/v1"
+    headers = {"Authorization": f"Bearer {DEV_API_KEY}"}
+    batch = httpx.get(f"{base}/batches/{provider_batch_id}", headers=headers).raise_for_status().json()
+    content = httpx.get(f"{base}/files/{batch['output_file_id']}/content", headers=headers).raise_for_status()
+    return [json.loads(line) for line in content.text.splitlines() if line.strip()]
+
+
+@pytest.fixture
+def slow_provider(dev: DevProcess) -> Iterator[None]:
+    """Batches created meanwhile stay `validating` at the emulator for two minutes."""
+    url = f"http://127.0.0.1:{dev.emulator_port}/_emulator/config"
+    httpx.patch(url, json={"validating_seconds": 120}).raise_for_status()
+    yield
+    httpx.patch(url, json={"validating_seconds": 0.5}).raise_for_status()
+
+
+def test_cancel_then_wait_ends_cancelled_and_second_cancel_says_ended(
+    dev: DevProcess, requests_file: Path, slow_provider: None
+) -> None:
+    batch_id = new_id()
+    r = run_cli(
+        "submit",
+        str(requests_file),
+        "--provider",
+        "openai",
+        "--endpoint",
+        "/v1/chat/completions",
+        "--batch-id",
+        batch_id,
+        "--poll",
+        "1",
+        env=dev.env,
+    )
+    assert r.returncode == 0, r.stderr
+    wait_for_status(dev, batch_id, {"submitted", "in_progress"})
+    r = run_cli("cancel", batch_id, "--reason", "wrong prompt", env=dev.env)
+    assert r.returncode == 0 and f"cancel requested for batch {batch_id}" in r.stdout, r.stderr
+    r = run_cli("status", batch_id, "--wait", env=dev.env)
+    assert r.returncode == 1, "a batch that did not complete exits 1"
+    assert "cancelled" in r.stdout
+    r = run_cli("cancel", batch_id, env=dev.env)
+    assert r.returncode == 1
+    assert "already ended (cancelled" in r.stderr
+
+
+def test_ctrl_c_while_waiting_detaches_and_the_batch_keeps_running(
+    dev: DevProcess, requests_file: Path, slow_provider: None
+) -> None:
+    batch_id = new_id()
+    proc = subprocess.Popen(
+        [
+            CLI,
+            "submit",
+            str(requests_file),
+            "--provider",
+            "openai",
+            "--endpoint",
+            "/v1/chat/completions",
+            "--batch-id",
+            batch_id,
+            "--poll",
+            "1",
+            "--wait",
+        ],
+        env=dev.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for_status(dev, batch_id, {"submitted", "in_progress"})
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, stdout + stderr
+    assert f"detached: batch {batch_id} keeps running" in stderr
+    assert f"durabatch status {batch_id} --wait" in stderr
+    assert "Traceback" not in stderr
+    assert status_json(dev, batch_id)["status"] in ("submitted", "in_progress")
+    assert run_cli("cancel", batch_id, env=dev.env).returncode == 0
+    r = run_cli("status", batch_id, "--wait", env=dev.env)
+    assert r.returncode == 1 and "cancelled" in r.stdout, "reattached, and followed it to its end"
+
+
+def test_unknown_batch_exits_3(dev: DevProcess) -> None:
+    for command in (
+        ["status", "nope-404"],
+        ["status", "nope-404", "--json"],
+        ["cancel", "nope-404"],
+        ["results", "nope-404"],
+    ):
+        r = run_cli(*command, env=dev.env)
+        assert r.returncode == 3, (command, r.stdout, r.stderr)
+        assert "no batch 'nope-404'" in r.stderr
+        assert "Traceback" not in r.stderr
+
+
+def test_bad_file_and_bad_options_exit_2(dev: DevProcess, tmp_path: Path) -> None:
+    def submit(path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+        return run_cli(
+            "submit",
+            str(path),
+            "--provider",
+            "openai",
+            "--endpoint",
+            "/v1/chat/completions",
+            *extra,
+            env=dev.env,
+        )
+
+    r = submit(tmp_path / "missing.jsonl")
+    assert r.returncode == 2 and "missing.jsonl: no such file" in r.stderr
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    r = submit(empty)
+    assert r.returncode == 2 and "has no requests" in r.stderr
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"custom_id": "a"}\n{not json\n')
+    r = submit(broken)
+    assert r.returncode == 2 and "broken.jsonl:2: not valid JSON" in r.stderr
+    listed = tmp_path / "list.jsonl"
+    listed.write_text("[1, 2]\n")
+    r = submit(listed)
+    assert r.returncode == 2 and "expected a JSON object per line" in r.stderr
+    good = tmp_path / "good.jsonl"
+    good.write_text('{"custom_id": "a"}\n')
+    r = run_cli("submit", str(good), "--provider", "mistral", "--endpoint", "/v1/x", env=dev.env)
+    assert r.returncode == 2 and "--provider must be one of openai, anthropic, gemini" in r.stderr
+    r = submit(good, "--batch-id", "has space")
+    assert r.returncode == 2 and "--batch-id" in r.stderr
+    r = run_cli("results", "x", "--format", "xml", env=dev.env)
+    assert r.returncode == 2 and "--format must be jsonl or csv" in r.stderr
+    r = run_cli("submit", str(good), env=dev.env)
+    assert r.returncode == 2, "a missing required option is a usage error"
+
+
+def test_duplicate_batch_id_exits_2(dev: DevProcess, requests_file: Path) -> None:
+    batch_id = new_id()
+    args = (
+        "submit",
+        str(requests_file),
+        "--provider",
+        "openai",
+        "--endpoint",
+        "/v1/chat/completions",
+        "--batch-id",
+        batch_id,
+        "--poll",
+        "1",
+    )
+    assert run_cli(*args, env=dev.env).returncode == 0
+    r = run_cli(*args, env=dev.env)
+    assert r.returncode == 2 and "already exists" in r.stderr
+
+
+def test_stack_not_running_exits_4(tmp_path: Path, requests_file: Path) -> None:
+    nothing = clean_env(
+        DURABATCH_TEMPORAL_ADDRESS=f"127.0.0.1:{free_port()}",
+        DURABATCH_DATA_DIR=str(tmp_path / "no-stack"),
+    )
+    for command in (
+        ["status", "b1"],
+        ["list"],
+        ["cancel", "b1"],
+        ["submit", str(requests_file), "--provider", "openai", "--endpoint", "/v1/chat/completions"],
+    ):
+        r = run_cli(*command, env=nothing, timeout=30)
+        assert r.returncode == 4, (command, r.stderr)
+        assert "cannot reach Temporal" in r.stderr and "durabatch dev" in r.stderr
+    for command in (["results", "b1"], ["db", "migrate"]):
+        r = run_cli(*command, env=nothing)
+        assert r.returncode == 4, (command, r.stderr)
+        assert "no `durabatch dev` database runs" in r.stderr
+        assert not (tmp_path / "no-stack" / "postgres").exists(), "the CLI never starts a database itself"
+    bad_db = {**nothing, "DURABATCH_DATABASE_URL": f"postgresql://u:secret-pw@127.0.0.1:{free_port()}/db"}
+    r = run_cli("results", "b1", env=bad_db)
+    assert r.returncode == 4 and "cannot connect to PostgreSQL" in r.stderr
+    assert "secret-pw" not in r.stderr
+
+
+def test_bad_setting_exits_2() -> None:
+    r = run_cli("status", "b1", env=clean_env(DURABATCH_TEMPORAL_ADDRESS="no-port"))
+    assert r.returncode == 2 and "DURABATCH_TEMPORAL_ADDRESS" in r.stderr
+
+
+async def test_db_migrate_applies_then_is_up_to_date(dev: DevProcess) -> None:
+    name = f"migrate_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(dev.database_url)
+    try:
+        await admin.execute(f"CREATE DATABASE {name}")
+    finally:
+        await admin.close()
+    env = {**dev.env, "DURABATCH_DATABASE_URL": with_database(dev.database_url, name)}
+    r = run_cli("db", "migrate", env=env)
+    assert r.returncode == 0 and "applied: 0001" in r.stdout, r.stdout + r.stderr
+    r = run_cli("db", "migrate", env=env)
+    assert r.returncode == 0 and "database is up to date" in r.stdout
+
+
+def test_emulator_command_starts_and_answers() -> None:
+    port = free_port()
+    proc = subprocess.Popen(
+        [CLI, "emulator", "--port", str(port), "--api-key", "k-123456789"],
+        env=clean_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert "listening on" in proc.stdout.readline()
+        health = httpx.get(f"http://127.0.0.1:{port}/_emulator/health")
+        assert health.status_code == 200
+        denied = httpx.get(f"http://127.0.0.1:{port}/v1/batches", headers={"Authorization": "Bearer wrong"})
+        assert denied.status_code == 401
+        listed = httpx.get(
+            f"http://127.0.0.1:{port}/v1/batches", headers={"Authorization": "Bearer k-123456789"}
+        )
+        assert listed.status_code == 200
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
