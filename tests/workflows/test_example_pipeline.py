@@ -1,0 +1,33 @@
+"""examples/pipeline.py: a parent workflow runs a batch as a child and uses its summary."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+from temporalio.worker import Worker
+
+from examples.pipeline import EvalPipeline, PipelineInput, PipelineResult
+from tests.workflows.conftest import Stack, chat_requests, write_jsonl
+
+
+async def test_parent_workflow_suspends_on_a_batch(stack: Stack, tmp_path: Path) -> None:
+    app_queue = f"app-{uuid.uuid4().hex[:8]}"
+    requests = chat_requests(30)
+    requests[0]["custom_id"] = "x__fail_500"
+    uri = write_jsonl(tmp_path / "eval.jsonl", requests)
+    batch_id = uuid.uuid4().hex[:10]
+    async with Worker(stack.client, task_queue=app_queue, workflows=[EvalPipeline]):
+        result = await stack.client.execute_workflow(
+            EvalPipeline.run,
+            PipelineInput(
+                batch_id=batch_id, requests_uri=uri, durabatch_task_queue=stack.settings.task_queue
+            ),
+            id=f"eval-{batch_id}",
+            task_queue=app_queue,
+            result_type=PipelineResult,
+        )
+    assert result.batch_status == "completed"
+    assert (result.succeeded, result.total) == (29, 30)
+    assert result.passed  # 29/30 is above the 0.9 bar
+    assert result.cost_usd is not None and result.cost_usd > 0
