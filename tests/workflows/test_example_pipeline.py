@@ -21,7 +21,10 @@ async def test_parent_workflow_suspends_on_a_batch(stack: Stack, tmp_path: Path)
         result = await stack.client.execute_workflow(
             EvalPipeline.run,
             PipelineInput(
-                batch_id=batch_id, requests_uri=uri, durabatch_task_queue=stack.settings.task_queue
+                batch_id=batch_id,
+                requests_uri=uri,
+                durabatch_task_queue=stack.settings.task_queue,
+                poll_schedule_seconds=[1.0],
             ),
             id=f"eval-{batch_id}",
             task_queue=app_queue,
