@@ -145,6 +145,22 @@ async def test_missing_api_key(stack: Stack, monkeypatch: pytest.MonkeyPatch) ->
     assert summary.counts.total == 3 and summary.counts.failed == 3 and summary.provider_batch_ids == []
 
 
+async def test_missing_gemini_api_key(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GEMINI_API_KEY")
+    requests = [
+        {"key": f"g{i}", "request": {"contents": [{"parts": [{"text": f"hi {i}"}]}]}} for i in range(2)
+    ]
+    await expect_refused(
+        stack,
+        provider="gemini",
+        endpoint="generateContent",
+        model="gemini-2.5-flash",
+        requests=requests,
+        names=["GEMINI_API_KEY", "not set"],
+        staged=True,
+    )
+
+
 async def test_blank_api_key(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "   ")
     await expect_refused(stack, requests=chat_requests(2), names=["OPENAI_API_KEY"], staged=True)
