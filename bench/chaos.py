@@ -26,17 +26,13 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+for _path in (ROOT, ROOT / "bench"):  # the repo (durabatch) and this folder (chaos_stack)
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
 
 import asyncpg  # noqa: E402
 import httpx  # noqa: E402
-from temporalio.api.enums.v1 import PendingActivityState  # noqa: E402
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError  # noqa: E402
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy  # noqa: E402
-from temporalio.exceptions import WorkflowAlreadyStartedError  # noqa: E402
-
-from bench.chaos_stack import (  # noqa: E402
+from chaos_stack import (  # noqa: E402
     API_KEY,
     WEBHOOK_SECRET_ENV,
     ChaosHttp,
@@ -47,6 +43,12 @@ from bench.chaos_stack import (  # noqa: E402
     WorkerProc,
     summarize_counter,
 )
+from temporalio.api.enums.v1 import PendingActivityState  # noqa: E402
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError  # noqa: E402
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy  # noqa: E402
+from temporalio.exceptions import WorkflowAlreadyStartedError  # noqa: E402
+from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter  # noqa: E402
+
 from durabatch.converter import DATA_CONVERTER  # noqa: E402
 from durabatch.emulator.content import expected_chat_response  # noqa: E402
 from durabatch.models import WORKFLOW_TYPE, BatchInput, BatchSummary, workflow_id_for  # noqa: E402
@@ -119,7 +121,8 @@ def plan_batches(rng: random.Random, run_id: str, n: int, window: float, short: 
         if short:
             size = [1, 40, 2500, 7, 600, 1500, 120, 2000, 300, 3, 900, 60][k % 12]
             source = "slow_url" if k in (2, 7) else ("inline" if size <= 150 else "file")
-            start_at = 0.0 if k in (2, 7) else rng.uniform(0.5, window)
+            # slow-URL ones stage while the first kill lands; small ones reach their handler early
+            start_at = 0.0 if k in (2, 7) else rng.uniform(0.2, 2.0) if size <= 60 else rng.uniform(2, window)
         else:
             roll = rng.random()
             if roll < 0.35:
@@ -195,6 +198,7 @@ class Figures:
     phases_hit: dict[str, int] = field(default_factory=dict)
     phases_wanted: list[str] = field(default_factory=list)
     workers_exited_unexpectedly: int = 0
+    workers_failed_to_start: int = 0
     faults_fired: dict[str, int] = field(default_factory=dict)
     elapsed_seconds: float = 0.0
     failures: list[str] = field(default_factory=list)
@@ -230,7 +234,13 @@ class ChaosRun:
         self.t0 = time.monotonic()
         self.database_url = args.database_url or ""
         self.worker_exits = 0
+        self.worker_start_failures = 0
         self.retired: set[int] = set()
+        self.temporal_up = asyncio.Event()
+        self.result_tasks: list[asyncio.Task[None]] = []
+        self.scan_lock = asyncio.Lock()
+        self.last_scan: tuple[float, tuple[dict[int, set[str]], int]] = (0.0, ({}, 0))
+        self.task_queue = ""
 
     def now(self) -> float:
         return time.monotonic() - self.t0
@@ -261,7 +271,16 @@ class ChaosRun:
         self.workers = WorkerPool(self.data_dir, env)
         for _ in range(self.args.workers):
             self.workers.spawn()
-        self.client = await Client.connect(self.temporal.address, data_converter=DATA_CONVERTER)
+        # the core SDK warns on every retried call while the server restarts: keep the output readable
+        quiet = Runtime(
+            telemetry=TelemetryConfig(
+                logging=LoggingConfig(filter=TelemetryFilter(core_level="ERROR", other_level="ERROR"))
+            )
+        )
+        self.client = await Client.connect(
+            self.temporal.address, data_converter=DATA_CONVERTER, runtime=quiet
+        )
+        self.temporal_up.set()
         logger.info(
             "stack up: temporal %s, emulator %s, receiver %s, %d workers, data %s",
             self.temporal.address,
@@ -334,7 +353,7 @@ class ChaosRun:
             if delay > 0:
                 await asyncio.sleep(delay)
             await self.start_batch(plan)
-            asyncio.create_task(self.await_result(plan))
+            self.result_tasks.append(asyncio.create_task(self.await_result(plan)))
 
     async def await_result(self, plan: BatchPlan) -> None:
         assert self.client is not None
@@ -360,7 +379,14 @@ class ChaosRun:
     # ---- phases -------------------------------------------------------------------------------
 
     async def scan(self) -> tuple[dict[int, set[str]], int]:
-        """Started activities per worker pid (as phases), and how many batches sleep on a timer."""
+        """Started activities per worker pid (as phases), and how many batches sleep on a timer.
+        Kills waiting for a phase at the same time share one scan (at most ~2 per second)."""
+        async with self.scan_lock:
+            if time.monotonic() - self.last_scan[0] > 0.5:
+                self.last_scan = (time.monotonic(), await self._scan())
+            return self.last_scan[1]
+
+    async def _scan(self) -> tuple[dict[int, set[str]], int]:
         assert self.client is not None
         held: dict[int, set[str]] = {}
         sleeping = 0
@@ -432,12 +458,15 @@ class ChaosRun:
         victim, phases = choice
         self.workers.kill(victim)
         if restart:
+            await self.temporal_up.wait()  # a worker cannot start while the server is down
             self.workers.spawn()
         else:
             self.retired.add(victim.pid)
         self.phases_hit.update(phases)
         detail = f"target {target}; pid {victim.pid} held {', '.join(sorted(phases)) or 'nothing'}"
-        return EventRecord("kill_worker" if restart else "kill_worker_for_good", self.now(), detail, sorted(phases))
+        return EventRecord(
+            "kill_worker" if restart else "kill_worker_for_good", self.now(), detail, sorted(phases)
+        )
 
     async def fault(self, spec: dict[str, Any]) -> None:
         r = await self.http.post(f"{self.emulator.url}/_emulator/faults", json=spec)
@@ -448,14 +477,21 @@ class ChaosRun:
         if event.kind == "kill_worker":
             target = event.target_phase or "sleeping"
             if target == "submit":
-                await self.fault({"fault": "slow", "operation": "batches.create", "delay_seconds": 5, "count": 6})
+                await self.fault(
+                    {"fault": "slow", "operation": "batches.create", "delay_seconds": 5, "count": 6}
+                )
             if target == "ingest":
                 for op in ("files.content", "batches.results", "files.download"):
                     await self.fault({"fault": "slow", "operation": op, "delay_seconds": 4, "count": 4})
             return await self.kill_worker(target, self.args.phase_wait)
         if event.kind == "restart_temporal":
-            downtime = await self.temporal.restart()
-            return EventRecord(event.kind, self.now(), f"down {downtime:.1f} s")
+            self.temporal_up.clear()
+            try:
+                downtime, clean = await self.temporal.restart()
+            finally:
+                self.temporal_up.set()
+            how = "SIGTERM" if clean else "SIGTERM, then SIGKILL after 6 s"
+            return EventRecord(event.kind, self.now(), f"down {downtime:.1f} s ({how})")
         if event.kind == "restart_postgres":
             if self.postgres is None:
                 return EventRecord("restart_postgres_skipped", self.now(), "external database")
@@ -487,41 +523,57 @@ class ChaosRun:
     def plan_events(self) -> list[Event]:
         args = self.args
         phases = [p for p in args.phases.split(",") if p]
-        window = args.duration
+        window = args.duration * 0.8
         kinds: list[Event] = []
         if args.events > 0:
-            n_kills = max(len(phases), round(args.events * 0.5))
-            n_restarts_t = max(1, round(args.events * 0.15))
-            n_restarts_pg = max(1, round(args.events * 0.15))
-            n_faults = max(0, args.events - n_kills - n_restarts_t - n_restarts_pg)
-            targets = phases + [self.rng.choice([p for p in phases if p != "submit"] or ["sleeping"])
-                                for _ in range(n_kills - len(phases))]
-            kills = [Event("kill_worker", 0, t) for t in targets]
-            others = [Event("restart_temporal", 0) for _ in range(n_restarts_t)]
-            others += [Event("restart_postgres", 0) for _ in range(n_restarts_pg)]
-            others += [Event(FAULT_KINDS[i % len(FAULT_KINDS)], 0) for i in range(n_faults)]
-            # a kill in staging needs a batch that is staging: the slow-URL ones start early
-            ordered = [k for k in kills if k.target_phase == "staging"][:1]
-            rest = [e for e in kills + others if e not in ordered]
+            n_kills = max(len(phases), round(args.events * 0.6))
+            n_restarts_t = max(1, round(args.events * 0.2))
+            n_restarts_pg = max(1, args.events - n_kills - n_restarts_t)
+            cheap = [p for p in phases if p not in LONG_STALL_PHASES] or ["sleeping"]
+            targets = phases + [self.rng.choice(cheap) for _ in range(n_kills - len(phases))]
+            # kills whose stranded activity waits out a long timeout go first, so the run's tail
+            # is short: staging (slow-URL batches start at 0), handler (small batches end early),
+            # submit (SUBMIT's 15-minute start_to_close)
+            first: list[Event] = []
+            for phase in ("staging", "handler", "submit"):
+                if phase in targets:
+                    targets.remove(phase)
+                    first.append(Event("kill_worker", 0, phase))
+            rest = [Event("kill_worker", 0, t) for t in targets]
+            rest += [Event("restart_temporal", 0) for _ in range(n_restarts_t)]
+            rest += [Event("restart_postgres", 0) for _ in range(n_restarts_pg)]
             self.rng.shuffle(rest)
-            ordered += rest
-            step = window / (len(ordered) + 1)
-            for i, e in enumerate(ordered):
-                e.at = 1.0 if i == 0 and e.target_phase == "staging" else step * (i + 1)
-            kinds = ordered
-        return kinds
+            for i, e in enumerate(first):
+                e.at = 1.0 + 4.0 * i
+            start = 1.0 + 4.0 * len(first)
+            step = (window - start) / max(1, len(rest))
+            for i, e in enumerate(rest):
+                e.at = start + step * (i + 0.5)
+            kinds = first + rest
+        for i in range(args.faults):
+            kinds.append(Event(FAULT_KINDS[i % len(FAULT_KINDS)], self.rng.uniform(0.5, window * 0.8)))
+        return sorted(kinds, key=lambda e: e.at)
 
     async def chaos(self, events: list[Event]) -> None:
-        for event in events:
-            delay = event.at - self.now()
-            if delay > 0:
-                await asyncio.sleep(delay)
+        """Each event fires at its time; a kill may wait for its phase meanwhile. Restarts of the
+        same server never overlap."""
+        locks = {"restart_temporal": asyncio.Lock(), "restart_postgres": asyncio.Lock()}
+
+        async def fire(event: Event) -> None:
+            await asyncio.sleep(max(0.0, event.at - self.now()))
+            lock = locks.get(event.kind)
             try:
-                record = await self.inject(event)
+                if lock is not None:
+                    async with lock:
+                        record = await self.inject(event)
+                else:
+                    record = await self.inject(event)
             except Exception as exc:
                 record = EventRecord(event.kind + "_error", self.now(), repr(exc))
             logger.info("[%6.1f s] %s: %s", record.at, record.kind, record.detail)
             self.events.append(record)
+
+        await asyncio.gather(*(fire(e) for e in events))
 
     async def kill_for_good(self) -> None:
         await asyncio.sleep(max(0.0, self.args.duration / 2 - self.now()))
@@ -538,12 +590,16 @@ class ChaosRun:
             for w in self.workers.dead_unexpectedly():
                 if w.pid not in seen:
                     seen.add(w.pid)
-                    self.worker_exits += 1
+                    if time.monotonic() - w.started_at < 15:
+                        self.worker_start_failures += 1
+                    else:
+                        self.worker_exits += 1
                     logger.warning("worker pid %d exited on its own (code %s)", w.pid, w.proc.returncode)
+                    await self.temporal_up.wait()
                     self.workers.spawn()
 
     async def run(self) -> Figures:
-        window = self.args.duration * (0.25 if self.args.short else 0.7)
+        window = self.args.duration * 0.7
         self.plans = plan_batches(self.rng, self.run_id, self.args.batches, window, self.args.short)
         events = self.plan_events()
         await self.start_stack()
@@ -574,7 +630,7 @@ class ChaosRun:
         f = Figures()
         ids = list(self.started)
         f.batches_started = len(ids)
-        statuses = Counter(s.status for s in self.summaries.values())
+        statuses: Counter[str] = Counter(str(s.status) for s in self.summaries.values())
         f.ended_by_status = dict(statuses)
         f.workflows_failed = len(self.workflow_failures)
         f.batches_ended = len(self.summaries) + len(self.workflow_failures)
@@ -594,6 +650,7 @@ class ChaosRun:
                             WHERE r.batch_id = ANY($1) GROUP BY 1, 2) s""",
                 ids,
             )
+            assert row is not None
             f.requests_zero_outcomes, f.requests_many_outcomes = row["zero"], row["many"]
             await self.check_provider_batches(conn, ids, f)
             await self.check_results(conn, f)
@@ -603,12 +660,15 @@ class ChaosRun:
         kinds = Counter(e.kind for e in self.events)
         f.events_by_kind = dict(kinds)
         f.crashes_and_restarts = sum(
-            v for k, v in kinds.items() if k.startswith(("kill_worker", "restart_temporal", "restart_postgres"))
+            v
+            for k, v in kinds.items()
+            if k.startswith(("kill_worker", "restart_temporal", "restart_postgres"))
             and not k.endswith(("_skipped", "_error"))
         )
         f.phases_hit = dict(self.phases_hit)
         f.phases_wanted = [p for p in self.args.phases.split(",") if p] if self.args.events else []
         f.workers_exited_unexpectedly = self.worker_exits
+        f.workers_failed_to_start = self.worker_start_failures
         stats = (await self.http.get(f"{self.emulator.url}/_emulator/stats")).json()
         f.faults_fired = stats.get("faults_fired", {})
         f.failures = self.required(f)
@@ -668,7 +728,9 @@ class ChaosRun:
             params: dict[str, Any] = {"limit": 1000}
             if after:
                 params["after_id"] = after
-            r = await self.http.get(f"{self.emulator.url}/v1/messages/batches", params=params, headers=headers)
+            r = await self.http.get(
+                f"{self.emulator.url}/v1/messages/batches", params=params, headers=headers
+            )
             r.raise_for_status()
             page = r.json()
             out += [(b["id"], b["processing_status"]) for b in page["data"]]
@@ -814,8 +876,11 @@ def print_figures(f: Figures, run: ChaosRun, out: Callable[[str], Any] = print) 
     line("requests with more than one outcome row", f.requests_many_outcomes, "0")
     line("provider batches created (emulator)", summarize_counter(Counter(f.provider_batches_created)))
     line("shards with exactly 1 provider batch", f"{f.shards_one_provider_batch} of {f.shards}", "all")
-    line("shards with 0 / more than 1 provider batch", f"{f.shards_zero_provider_batches} / "
-         f"{f.shards_many_provider_batches}", "0 / 0")
+    line(
+        "shards with 0 / more than 1 provider batch",
+        f"{f.shards_zero_provider_batches} / {f.shards_many_provider_batches}",
+        "0 / 0",
+    )
     line("provider batches not tracked by the store", f.untracked_provider_batches, "0")
     line("handlers succeeded / not", f"{f.handlers_succeeded} / {f.handlers_not_succeeded}", "all / 0")
     line("batches with exactly 1 webhook delivery", f.batches_with_one_delivery, "= handlers succeeded")
@@ -829,10 +894,14 @@ def print_figures(f: Figures, run: ChaosRun, out: Callable[[str], Any] = print) 
     line("requests with an unexpected outcome", f.unexpected_outcomes, "0")
     line("crashes and restarts injected", f.crashes_and_restarts)
     line("events by kind", summarize_counter(Counter(f.events_by_kind)))
-    line("kill phases hit", summarize_counter(Counter(f.phases_hit)),
-         ", ".join(f.phases_wanted) if f.phases_wanted else "")
+    line(
+        "kill phases hit",
+        summarize_counter(Counter(f.phases_hit)),
+        ", ".join(f.phases_wanted) if f.phases_wanted else "",
+    )
     line("emulator faults fired", summarize_counter(Counter(f.faults_fired)))
-    line("workers that exited on their own", f.workers_exited_unexpectedly)
+    line("workers that exited on their own (after start)", f.workers_exited_unexpectedly)
+    line("workers that failed to start", f.workers_failed_to_start)
     out("RESULT: " + ("PASS" if not f.failures else "FAIL: " + "; ".join(f.failures)))
 
 
@@ -843,9 +912,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=2, help="worker processes on the task queue")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--short", action="store_true", help="the CI form: 12 batches, < 3 minutes")
-    p.add_argument("--events", type=int, default=None, help="injected events (short: 12, else duration/15)")
+    p.add_argument(
+        "--events", type=int, default=None, help="worker kills and server restarts (short: 8, else 60)"
+    )
+    p.add_argument("--faults", type=int, default=None, help="emulator faults turned on (short: 6)")
     p.add_argument("--phases", default=None, help="worker-kill phases that must be hit, comma separated")
-    p.add_argument("--kill-one-for-good", action="store_true", help="kill one worker midway, never restart it")
+    p.add_argument(
+        "--kill-one-for-good", action="store_true", help="kill one worker midway, never restart it"
+    )
     p.add_argument("--phase-wait", type=float, default=None, help="seconds to wait for a kill's phase")
     p.add_argument("--provider-expiry", type=float, default=30.0, help="emulator expire_after_seconds")
     p.add_argument("--timeout", type=float, default=None, help="global timeout in seconds")
@@ -856,12 +930,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     a = p.parse_args(argv)
     a.batches = a.batches if a.batches is not None else (12 if a.short else 200)
     a.duration = a.duration if a.duration is not None else (60.0 if a.short else 900.0)
-    a.events = a.events if a.events is not None else (12 if a.short else max(8, int(a.duration / 15)))
+    a.events = a.events if a.events is not None else (8 if a.short else 60)
+    a.faults = a.faults if a.faults is not None else (6 if a.short else max(6, a.events // 2))
     if a.phases is None:
         # a kill in submit strands that submit for SUBMIT's 15-minute start_to_close (no heartbeat):
         # the short form leaves it to the long run
         a.phases = "staging,sleeping,ingest,handler" if a.short else ",".join(ALL_KILL_PHASES)
-    a.phase_wait = a.phase_wait if a.phase_wait is not None else (20.0 if a.short else 60.0)
+    a.phase_wait = a.phase_wait if a.phase_wait is not None else (15.0 if a.short else 45.0)
     a.timeout = a.timeout if a.timeout is not None else (170.0 if a.short else a.duration + 1800.0)
     if a.kill_one_for_good and a.workers < 2:
         p.error("--kill-one-for-good needs --workers 2 or more")
@@ -899,7 +974,6 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     figures = asyncio.run(amain(args))
     return 0 if not figures.failures else 1
-
 
 
 if __name__ == "__main__":

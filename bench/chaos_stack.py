@@ -35,8 +35,8 @@ __all__ = [
     "WEBHOOK_SECRET",
     "WEBHOOK_SECRET_ENV",
     "ChaosHttp",
-    "Emulator",
     "EmbeddedPostgres",
+    "Emulator",
     "TemporalServer",
     "WorkerPool",
     "free_port",
@@ -59,6 +59,8 @@ def free_port() -> int:
 
 def _port_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # as a server binds it: connections in TIME_WAIT do not block the port
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
@@ -66,15 +68,18 @@ def _port_free(port: int) -> bool:
     return True
 
 
-def _stop_process(proc: subprocess.Popen[bytes], grace: float = 15.0) -> None:
+def _stop_process(proc: subprocess.Popen[bytes], grace: float = 15.0) -> bool:
+    """SIGTERM, then SIGKILL after `grace` seconds. True when SIGTERM was enough."""
     if proc.poll() is not None:
-        return
+        return True
     proc.send_signal(signal.SIGTERM)
     try:
         proc.wait(grace)
+        return True
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(5)
+        return False
 
 
 # ---------------------------------------------------------------- Temporal
@@ -140,21 +145,24 @@ class TemporalServer:
                     raise RuntimeError("temporal dev server did not become ready") from None
                 await asyncio.sleep(0.3)
 
-    async def stop(self) -> None:
+    async def stop(self, grace: float = 15.0) -> bool:
         if self.proc is not None:
-            await asyncio.to_thread(_stop_process, self.proc)
+            return await asyncio.to_thread(_stop_process, self.proc, grace)
+        return True
 
-    async def restart(self) -> float:
-        """SIGTERM, wait for the port, start again on the same db file. Returns the downtime."""
+    async def restart(self, grace: float = 6.0) -> tuple[float, bool]:
+        """SIGTERM (SIGKILL after `grace` s: with pollers connected the dev server can take 15 s or
+        more to exit), wait for the port, start again on the same db file.
+        Returns the downtime and whether SIGTERM alone stopped it."""
         started = time.monotonic()
-        await self.stop()
+        clean = await self.stop(grace)
         deadline = time.monotonic() + 15
         await asyncio.sleep(2.0)  # the dev server needs ~2 s to release its port
         while not _port_free(self.port) and time.monotonic() < deadline:
             await asyncio.sleep(0.3)
         await self.start()
         self.restarts += 1
-        return time.monotonic() - started
+        return time.monotonic() - started, clean
 
 
 # ---------------------------------------------------------------- PostgreSQL
@@ -316,7 +324,7 @@ class ChaosHttp:
     files_dir: Path
     secret: str = WEBHOOK_SECRET
     hook_delay: float = 1.5
-    chunk_delay: float = 0.05
+    chunk_delay: float = 0.1
     accepted: list[Delivery] = field(default_factory=list)
     abandoned: int = 0
     rejected: list[str] = field(default_factory=list)
@@ -363,11 +371,14 @@ class ChaosHttp:
         response = web.StreamResponse()
         response.content_type = "application/x-ndjson"
         await response.prepare(request)
-        with path.open("rb") as fh:
-            while chunk := fh.read(16 * 1024):
-                await response.write(chunk)
-                await asyncio.sleep(self.chunk_delay)
-        await response.write_eof()
+        try:
+            with path.open("rb") as fh:
+                while chunk := fh.read(8 * 1024):
+                    await response.write(chunk)
+                    await asyncio.sleep(self.chunk_delay)
+            await response.write_eof()
+        except ConnectionError:
+            pass  # the worker reading it was killed
         return response
 
     async def start(self) -> None:
