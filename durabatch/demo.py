@@ -47,8 +47,8 @@ def write_requests(path: Path, n: int = REQUESTS) -> None:
             fh.write(json.dumps(line) + "\n")
 
 
-async def run_demo(data_dir: Path = Path(".durabatch/demo")) -> int:
-    from durabatch.cli import summary_table, wait_with_progress
+async def run_demo(data_dir: Path = Path(".durabatch")) -> int:
+    from durabatch.console import summary_table, wait_with_progress
 
     stack = DevStack(DevStackConfig(data_dir=data_dir, emulator_options={"ms_per_request": 5.0}))
     console.rule("[bold]durabatch demo")
@@ -81,7 +81,7 @@ async def run_demo(data_dir: Path = Path(".durabatch/demo")) -> int:
                 f"\nstarted batch [bold]{batch_id}[/] with {REQUESTS} requests (OpenAI Batch API, emulated)"
             )
             console.print(f"Web UI: {stack.batch_ui_url(batch_id)}\n")
-            summary = await wait_with_progress(handle)
+            summary = await wait_with_progress(handle, console)
             console.print(summary_table(summary))
             deliveries = len(receiver.accepted)
         pool = await client.store()
