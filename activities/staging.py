@@ -179,6 +179,8 @@ def _decode(raw: Any, line_no: int) -> Any:
     if not isinstance(raw, bytes):
         return raw
     raw = raw.removesuffix(b"\r")
+    if line_no == 1:
+        raw = raw.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte order mark, as some editors write
     if not raw.strip():
         return None
     try:

@@ -31,10 +31,14 @@ class Preset:
     heartbeat: timedelta | None = None
 
 
+#: Bounded: an unreachable requests_uri fails the batch after about ten minutes instead of
+#: retrying forever (staging happens before the max-age clock is watched).
 STAGE = Preset(
     start_to_close=timedelta(minutes=30),
     heartbeat=timedelta(minutes=2),
-    retry=RetryPolicy(maximum_interval=timedelta(minutes=1), non_retryable_error_types=NON_RETRYABLE),
+    retry=RetryPolicy(
+        maximum_interval=timedelta(minutes=1), maximum_attempts=12, non_retryable_error_types=NON_RETRYABLE
+    ),
 )
 SUBMIT = Preset(
     start_to_close=timedelta(minutes=15),
