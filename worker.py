@@ -25,7 +25,13 @@ from durabatch.settings import Settings, load_settings
 from durabatch.store import create_pool, migrate
 from durabatch.store.embedded import embedded_database_url
 from durabatch.store.pool import Pool
-from durabatch.telemetry import configure_logging, runtime_with_metrics, tracing_interceptors
+from durabatch.telemetry import (
+    DurabatchMetrics,
+    configure_logging,
+    runtime_with_metrics,
+    shutdown_tracing,
+    tracing_interceptors,
+)
 from durabatch.temporal import connect, ensure_search_attributes
 from workflows.batch import BatchWorkflow
 from workflows.smoke import SmokeWorkflow
@@ -80,7 +86,13 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
         open_store(database_url(settings)) as pool,
         httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=10.0)) as http,
     ):
-        deps = ActivityDeps(pool=pool, settings=settings, http=http, provider_factory=build_provider)
+        deps = ActivityDeps(
+            pool=pool,
+            settings=settings,
+            http=http,
+            provider_factory=build_provider,
+            metrics=DurabatchMetrics.from_runtime(runtime),
+        )
         worker = worker_for(client, settings, deps)
         logger.info(
             "worker polling task queue %s on %s (namespace %s)",
@@ -88,8 +100,12 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
             settings.temporal_address,
             settings.temporal_namespace,
         )
-        async with worker:
-            await stop.wait()
+        try:
+            async with worker:
+                await stop.wait()
+        finally:
+            # Export the spans still buffered before the process goes away.
+            shutdown_tracing()
         logger.info("worker stopped")
 
 

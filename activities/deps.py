@@ -10,6 +10,7 @@ import httpx
 from durabatch.providers.base import BatchProvider
 from durabatch.settings import Settings
 from durabatch.store.pool import Pool
+from durabatch.telemetry import DurabatchMetrics
 
 __all__ = ["ActivityDeps"]
 
@@ -22,6 +23,8 @@ class ActivityDeps:
     http: httpx.AsyncClient
     #: provider name -> client; built lazily so a provider without a key only fails when used
     provider_factory: Callable[[str, Settings, httpx.AsyncClient], BatchProvider]
+    #: durabatch's own metrics (no-op unless worker.py built them from a Prometheus runtime)
+    metrics: DurabatchMetrics = field(default_factory=DurabatchMetrics)
     _providers: dict[str, BatchProvider] = field(default_factory=dict)
 
     def provider(self, name: str) -> BatchProvider:

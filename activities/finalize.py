@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from temporalio import activity
 
 from activities.deps import ActivityDeps
 from durabatch.models import BatchTotals, FinalizeInput, OutcomeCounts
 from durabatch.store import batches
+from durabatch.telemetry import DurabatchMetrics
 
 __all__ = ["FinalizeActivities"]
 
@@ -29,6 +33,7 @@ class FinalizeActivities:
             )
             sums = await batches.totals(conn, inp.batch_id)
             row = await batches.finish(conn, inp.batch_id, inp.status, inp.failure_reason)
+        _record_metrics(self._deps.metrics, row["provider"], inp.status, sums)
         if resolved:
             activity.logger.info(
                 "force-resolved requests",
@@ -53,3 +58,14 @@ class FinalizeActivities:
             submitted_at=row["submitted_at"],
             ended_at=row["ended_at"],
         )
+
+
+def _record_metrics(metrics: DurabatchMetrics, provider: str, status: str, sums: Mapping[str, Any]) -> None:
+    """Once per batch, after the end status is committed (a retried finalize may count it twice)."""
+    for outcome in ("succeeded", "failed", "expired", "cancelled"):
+        metrics.requests_recorded(outcome, int(sums[outcome]), provider=provider)
+    metrics.tokens(int(sums["input_tokens"]), int(sums["output_tokens"]), provider=provider)
+    cost = batches.as_float(sums["cost_usd"])
+    if cost is not None:
+        metrics.cost(cost, provider=provider)
+    metrics.batch_ended(status, provider)

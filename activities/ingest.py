@@ -78,6 +78,7 @@ class IngestActivities:
         )
         assert counts is not None
         elapsed = time.monotonic() - started
+        self._deps.metrics.ingest_lines(lines, elapsed, provider=inp.provider)
         activity.logger.info(
             "ingested results",
             extra={

@@ -31,6 +31,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+from opentelemetry.trace import Span, StatusCode
 
 from durabatch.providers.errors import (
     AuthenticationFailed,
@@ -44,6 +45,7 @@ from durabatch.providers.errors import (
     TransportError,
 )
 from durabatch.providers.jsonl import LineSplitter, parse_line
+from durabatch.telemetry import span, tracer
 
 __all__ = [
     "DownloadedLine",
@@ -52,6 +54,7 @@ __all__ = [
     "error_for_response",
     "parse_retry_after",
     "parse_timestamp",
+    "path_template",
     "transport_error",
 ]
 
@@ -115,6 +118,53 @@ def _gemini_retry_delay(body: object) -> float | None:
             elif isinstance(delay, dict):  # proto Duration as an object
                 return float(delay.get("seconds", 0) or 0) + float(delay.get("nanos", 0) or 0) / 1e9
     return None
+
+
+_VERSION_SEGMENT = re.compile(r"v\d+(?:alpha|beta)?\d*")
+
+
+def path_template(url: str) -> str:
+    """`/v1/batches/batch_abc123/cancel` -> `/v1/batches/{id}/cancel`: a low-cardinality span name part.
+
+    Segments holding a digit or longer than 32 characters are ids (batch, file and model ids);
+    Gemini's `models/gemini-2.0-flash:batchGenerateContent` keeps its method after the colon.
+    The query string, which could hold a key (`?key=`), is dropped.
+    """
+    path = urlsplit(url).path or "/"
+    out = []
+    for segment in path.split("/"):
+        name, colon, method = segment.partition(":")
+        if (
+            name
+            and not _VERSION_SEGMENT.fullmatch(name)
+            and (any(c.isdigit() for c in name) or len(name) > 32)
+        ):
+            name = "{id}"
+        out.append(name + colon + method)
+    return "/".join(out)
+
+
+def _http_span(provider: str, method: str, url: str) -> Any:
+    template = path_template(url)
+    return span(
+        "provider.http",
+        provider=provider,
+        **{
+            "http.request.method": method,
+            "url.template": template,
+            "server.address": urlsplit(url).hostname,
+        },
+    )
+
+
+def _stream_span(provider: str, url: str) -> Span:
+    attributes = {
+        "provider": provider,
+        "http.request.method": "GET",
+        "url.template": path_template(url),
+        "server.address": urlsplit(url).hostname or "",
+    }
+    return tracer().start_span("provider.http", attributes=attributes)
 
 
 def _redact(text: str, secrets: Collection[str]) -> str:
@@ -249,20 +299,22 @@ class ProviderHttp:
     ) -> httpx.Response:
         """Send one call; return the response (body read) if 2xx or in `allow`, else raise."""
         req_headers, secrets = self.headers(headers, self.url(path))
-        try:
-            response = await self.http.request(
-                method,
-                self.url(path),
-                json=json_body,
-                content=content,
-                headers=req_headers,
-                params=params,
-            )
-        except httpx.TransportError as exc:
-            raise transport_error(self.provider, exc, context or f"{method} {path}") from None
-        if response.is_success or response.status_code in allow:
-            return response
-        raise error_for_response(self.provider, response, secrets, context)
+        with _http_span(self.provider, method, self.url(path)) as current:
+            try:
+                response = await self.http.request(
+                    method,
+                    self.url(path),
+                    json=json_body,
+                    content=content,
+                    headers=req_headers,
+                    params=params,
+                )
+            except httpx.TransportError as exc:
+                raise transport_error(self.provider, exc, context or f"{method} {path}") from None
+            current.set_attribute("http.response.status_code", response.status_code)
+            if response.is_success or response.status_code in allow:
+                return response
+            raise error_for_response(self.provider, response, secrets, context)
 
     async def json(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         response = await self.request(method, path, **kwargs)
@@ -350,7 +402,36 @@ class ProviderHttp:
         ranged = use_range and offset > 0
         if ranged:
             req_headers["Range"] = f"bytes={offset}-"
+        # Not the current span: this generator yields to its consumer while the span is open, and a
+        # context attached here would leak into the consumer between lines.
+        current = _stream_span(self.provider, self.url(url))
+        try:
+            async for item in self._read_pass(
+                url, req_headers, secrets, ranged, offset, lines, what, current
+            ):
+                yield item
+        except BaseException as exc:
+            current.record_exception(exc)
+            current.set_status(StatusCode.ERROR, type(exc).__name__)
+            raise
+        finally:
+            current.end()
+
+    async def _read_pass(
+        self,
+        url: str,
+        req_headers: dict[str, str],
+        secrets: list[str],
+        ranged: bool,
+        offset: int,
+        lines: int,
+        what: str,
+        current: Span,
+    ) -> AsyncGenerator[DownloadedLine | _Restart, None]:
         async with self.http.stream("GET", self.url(url), headers=req_headers) as response:
+            current.set_attribute("http.response.status_code", response.status_code)
+            if ranged:
+                current.set_attribute("http.request.range_start", offset)
             if response.status_code == 416 and ranged:
                 # Nothing lies past `offset`: the previous pass ended exactly at the end of the file.
                 return

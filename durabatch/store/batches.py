@@ -8,6 +8,7 @@ from typing import Any
 import asyncpg
 
 from durabatch.store.pool import Conn, Executor
+from durabatch.store.tracing import traced
 
 __all__ = [
     "BatchRow",
@@ -24,6 +25,7 @@ __all__ = [
 BatchRow = asyncpg.Record
 
 
+@traced
 async def create_batch(
     conn: Executor,
     *,
@@ -48,11 +50,13 @@ async def create_batch(
     )
 
 
+@traced
 async def get_batch(conn: Executor, batch_id: str) -> BatchRow | None:
     row: BatchRow | None = await conn.fetchrow("SELECT * FROM batches WHERE batch_id = $1", batch_id)
     return row
 
 
+@traced
 async def set_status(
     conn: Executor,
     batch_id: str,
@@ -79,6 +83,7 @@ async def set_status(
     )
 
 
+@traced
 async def reconcile(
     conn: Conn, batch_id: str, *, outcome: str, code: str, reason: str, shard: int | None = None
 ) -> int:
@@ -112,6 +117,7 @@ async def reconcile(
     return int(status.split()[-1])
 
 
+@traced
 async def totals(conn: Conn, batch_id: str) -> dict[str, Any]:
     """Counts by outcome, tokens and cost over each request's final-round result; stores them on the batch."""
     row = await conn.fetchrow(
@@ -154,6 +160,7 @@ async def totals(conn: Conn, batch_id: str) -> dict[str, Any]:
     return result
 
 
+@traced
 async def finish(conn: Conn, batch_id: str, status: str, failure_reason: str | None) -> asyncpg.Record:
     """Set the terminal status once (ended_at keeps the first end) and return the row."""
     row = await conn.fetchrow(
@@ -170,6 +177,7 @@ async def finish(conn: Conn, batch_id: str, status: str, failure_reason: str | N
     return row
 
 
+@traced
 async def mark_handlers_dispatched(conn: Executor, batch_id: str) -> None:
     await conn.execute(
         "UPDATE batches SET handler_dispatched_at = COALESCE(handler_dispatched_at, now()) WHERE batch_id = $1",

@@ -7,10 +7,12 @@ just after a handler succeeded, finds `succeeded` here and skips the handler.
 from __future__ import annotations
 
 from durabatch.store.pool import Conn, Executor
+from durabatch.store.tracing import traced
 
 __all__ = ["begin_attempt", "delivery_status", "record_failure", "record_success"]
 
 
+@traced
 async def delivery_status(conn: Executor, batch_id: str, index: int) -> str | None:
     status: str | None = await conn.fetchval(
         "SELECT status FROM handler_deliveries WHERE batch_id = $1 AND handler_index = $2", batch_id, index
@@ -18,6 +20,7 @@ async def delivery_status(conn: Executor, batch_id: str, index: int) -> str | No
     return status
 
 
+@traced
 async def begin_attempt(conn: Conn, batch_id: str, index: int, handler_type: str) -> str:
     """Count an attempt; returns the status before it ('succeeded' means: do not run again)."""
     async with conn.transaction():
@@ -41,6 +44,7 @@ async def begin_attempt(conn: Conn, batch_id: str, index: int, handler_type: str
     return previous or "new"
 
 
+@traced
 async def record_success(conn: Executor, batch_id: str, index: int) -> None:
     await conn.execute(
         """UPDATE handler_deliveries SET status = 'succeeded', succeeded_at = now(), last_error = NULL,
@@ -51,6 +55,7 @@ async def record_success(conn: Executor, batch_id: str, index: int) -> None:
     )
 
 
+@traced
 async def record_failure(conn: Executor, batch_id: str, index: int, error: str) -> None:
     await conn.execute(
         """UPDATE handler_deliveries SET status = 'failed', last_error = $3, updated_at = now()

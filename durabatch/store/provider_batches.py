@@ -9,10 +9,12 @@ from __future__ import annotations
 import asyncpg
 
 from durabatch.store.pool import Executor
+from durabatch.store.tracing import traced
 
 __all__ = ["record_attempt", "record_status", "record_submitted"]
 
 
+@traced
 async def record_attempt(
     conn: Executor,
     *,
@@ -40,6 +42,7 @@ async def record_attempt(
     return row
 
 
+@traced
 async def record_submitted(
     conn: Executor,
     *,
@@ -61,6 +64,7 @@ async def record_submitted(
     )
 
 
+@traced
 async def record_status(
     conn: Executor,
     *,

@@ -8,17 +8,20 @@ from typing import Any
 import asyncpg
 
 from durabatch.store.pool import Conn, Executor
+from durabatch.store.tracing import query_span, traced
 
 __all__ = ["STAGE_COLUMNS", "copy_requests", "delete_requests", "iter_shard", "mark_submitted", "shard_of"]
 
 STAGE_COLUMNS = ("batch_id", "custom_id", "line_no", "shard", "round", "body", "byte_size")
 
 
+@traced
 async def delete_requests(conn: Conn, batch_id: str) -> None:
     """Staging is redone whole on retry: clear what a crashed attempt may have left."""
     await conn.execute("DELETE FROM requests WHERE batch_id = $1", batch_id)
 
 
+@traced
 async def copy_requests(conn: Conn, records: Sequence[tuple[Any, ...]]) -> None:
     """COPY rows shaped as STAGE_COLUMNS; `body` is a Python object (jsonb codec)."""
     await conn.copy_records_to_table("requests", records=records, columns=list(STAGE_COLUMNS))
@@ -31,16 +34,8 @@ async def iter_shard(
     so memory stays flat and no transaction is held open between chunks)."""
     last = -1
     while True:
-        rows = await pool.fetch(
-            """SELECT line_no, custom_id, body FROM requests
-                WHERE batch_id = $1 AND shard = $2 AND round = $3 AND line_no > $4
-                ORDER BY line_no LIMIT $5""",
-            batch_id,
-            shard,
-            round_,
-            last,
-            chunk,
-        )
+        with query_span("requests.iter_shard", batch_id):
+            rows = await _fetch_shard_chunk(pool, batch_id, shard, round_, last, chunk)
         if not rows:
             return
         for row in rows:
@@ -48,6 +43,22 @@ async def iter_shard(
         last = rows[-1]["line_no"]
 
 
+async def _fetch_shard_chunk(
+    pool: asyncpg.Pool, batch_id: str, shard: int, round_: int, last: int, chunk: int
+) -> list[asyncpg.Record]:
+    return await pool.fetch(
+        """SELECT line_no, custom_id, body FROM requests
+                WHERE batch_id = $1 AND shard = $2 AND round = $3 AND line_no > $4
+                ORDER BY line_no LIMIT $5""",
+        batch_id,
+        shard,
+        round_,
+        last,
+        chunk,
+    )
+
+
+@traced
 async def shard_of(conn: Executor, batch_id: str, shard: int, round_: int) -> int:
     count: int = await conn.fetchval(
         "SELECT count(*) FROM requests WHERE batch_id = $1 AND shard = $2 AND round = $3",
@@ -58,6 +69,7 @@ async def shard_of(conn: Executor, batch_id: str, shard: int, round_: int) -> in
     return count
 
 
+@traced
 async def mark_submitted(conn: Executor, batch_id: str, shard: int, round_: int) -> None:
     await conn.execute(
         """UPDATE requests SET status = 'submitted', attempts = attempts + 1

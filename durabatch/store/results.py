@@ -8,6 +8,7 @@ from typing import Any
 import asyncpg
 
 from durabatch.store.pool import Conn
+from durabatch.store.tracing import query_span, traced
 
 __all__ = ["RESULT_COLUMNS", "iter_results", "write_results"]
 
@@ -26,6 +27,7 @@ RESULT_COLUMNS = (
 )
 
 
+@traced
 async def write_results(
     conn: Conn, batch_id: str, shard: int, round_: int, records: Sequence[tuple[Any, ...]]
 ) -> int:
@@ -65,18 +67,19 @@ async def iter_results(
     """Each request's final-round result joined with its request, in line order, a chunk at a time."""
     last = -1
     while True:
-        rows = await pool.fetch(
-            """SELECT r.line_no, r.custom_id, x.round, x.outcome, x.status_code, x.body, x.error,
+        with query_span("results.iter_results", batch_id):
+            rows = await pool.fetch(
+                """SELECT r.line_no, r.custom_id, x.round, x.outcome, x.status_code, x.body, x.error,
                       x.input_tokens, x.output_tokens, x.cached_tokens, x.cost_usd
                  FROM requests r
                  JOIN results x ON x.batch_id = r.batch_id AND x.custom_id = r.custom_id AND x.round = r.round
                 WHERE r.batch_id = $1 AND r.line_no > $2 AND ($3::text IS NULL OR x.outcome = $3)
                 ORDER BY r.line_no LIMIT $4""",
-            batch_id,
-            last,
-            outcome,
-            chunk,
-        )
+                batch_id,
+                last,
+                outcome,
+                chunk,
+            )
         if not rows:
             return
         for row in rows:

@@ -1,0 +1,136 @@
+"""The spans of one real batch: BatchWorkflow on the dev server, the emulator over HTTP, PostgreSQL,
+with Temporal's TracingInterceptor on the client and the worker and an in-memory exporter."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from temporalio.client import Client
+
+    from activities import ActivityDeps
+    from durabatch import telemetry
+    from durabatch.client import BatchClient
+    from durabatch.converter import DATA_CONVERTER
+    from durabatch.emulator import run_emulator
+    from durabatch.providers.registry import build_provider
+    from durabatch.settings import Settings
+    from durabatch.store.pool import Pool
+    from tests.workflows.conftest import API_KEY, api_keys, chat_requests, emulator_config, write_jsonl
+    from worker import worker_for
+
+__all__ = ["api_keys"]  # the fixture, re-exported so pytest finds it here
+
+
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    telemetry.install_tracer_provider(provider)
+    yield exporter
+    telemetry.install_tracer_provider(None)
+
+
+def attribute_text(span: ReadableSpan) -> str:
+    """Everything a span carries that an exporter would send: attributes and event attributes."""
+    events = [dict(e.attributes or {}) for e in span.events]
+    return json.dumps([span.name, dict(span.attributes or {}), events], default=str)
+
+
+async def test_spans_of_one_batch(
+    spans: InMemorySpanExporter,
+    temporal_client: Client,
+    pool: Pool,
+    database_url: str,
+    api_keys: None,
+    tmp_path: Path,
+) -> None:
+    async with run_emulator(emulator_config()) as emu, httpx.AsyncClient(timeout=30) as http:
+        settings = Settings(
+            task_queue=f"trace-{uuid.uuid4().hex[:8]}",
+            database_url=database_url,
+            openai_base_url=f"{emu.url}/v1",
+            anthropic_base_url=emu.url,
+            gemini_base_url=emu.url,
+        )
+        client = Client(
+            temporal_client.service_client,
+            namespace=temporal_client.namespace,
+            data_converter=DATA_CONVERTER,
+            interceptors=telemetry.tracing_interceptors(settings),
+        )
+        deps = ActivityDeps(pool=pool, settings=settings, http=http, provider_factory=build_provider)
+        batch_id = f"trace-{uuid.uuid4().hex[:8]}"
+        async with worker_for(client, settings, deps):
+            batches = BatchClient(client, settings, database_url)
+            handle = await batches.start(
+                batch_id=batch_id,
+                provider="openai",
+                endpoint="/v1/chat/completions",
+                requests_uri=write_jsonl(tmp_path / "reqs.jsonl", chat_requests(5)),
+                poll_schedule_seconds=[1.0],
+            )
+            summary = await handle.wait()
+            await batches.close()
+    assert summary.status == "completed" and summary.counts.succeeded == 5
+
+    finished = spans.get_finished_spans()
+    names = {s.name for s in finished}
+    # Temporal's interceptor: the client's start, the workflow run, each activity's schedule and run
+    assert "StartWorkflow:BatchWorkflow" in names
+    assert "RunWorkflow:BatchWorkflow" in names
+    for activity_name in (
+        "stage_requests",
+        "submit_shard",
+        "poll_shards",
+        "ingest_results",
+        "finalize_batch",
+    ):
+        assert f"StartActivity:{activity_name}" in names, sorted(names)
+        assert f"RunActivity:{activity_name}" in names, sorted(names)
+    assert len({s.context.trace_id for s in finished if s.name.endswith("Activity:stage_requests")}) == 1
+
+    run_activity = {s.context.span_id: s for s in finished if s.name.startswith("RunActivity:")}
+
+    http_spans = [s for s in finished if s.name == "provider.http"]
+    assert http_spans, sorted(names)
+    methods = {(s.attributes or {}).get("http.request.method") for s in http_spans}
+    assert {"GET", "POST"} <= methods
+    templates = {(s.attributes or {}).get("url.template") for s in http_spans}
+    assert "/v1/batches" in templates and "/v1/batches/{id}" in templates, templates
+    assert "/v1/files/{id}/content" in templates, "the result download has its span"
+    for s in http_spans:
+        attrs = s.attributes or {}
+        assert attrs["provider"] == "openai"
+        assert isinstance(attrs.get("http.response.status_code"), int), s.name
+        assert s.parent is not None and s.parent.span_id in run_activity, "a child of its activity's span"
+
+    store_spans = [s for s in finished if s.name.startswith("store.")]
+    store_names = {s.name for s in store_spans}
+    assert {
+        "store.batches.create_batch",
+        "store.results.write_results",
+        "store.batches.finish",
+    } <= store_names, store_names
+    for s in store_spans:
+        attrs = s.attributes or {}
+        assert attrs["db.system"] == "postgresql"
+    finish = next(s for s in store_spans if s.name == "store.batches.finish")
+    assert (finish.attributes or {}).get("batch_id") == batch_id
+    assert (
+        finish.parent is not None and run_activity[finish.parent.span_id].name == "RunActivity:finalize_batch"
+    )
+
+    for s in finished:
+        assert API_KEY not in attribute_text(s), f"{s.name} carries the API key"
