@@ -1,8 +1,10 @@
 """The spans of one real batch: BatchWorkflow on the dev server, the emulator over HTTP, PostgreSQL,
-with Temporal's TracingInterceptor on the client and the worker and an in-memory exporter."""
+with Temporal's TracingInterceptor on the client and the worker and an in-memory exporter; and the
+durabatch metrics that batch records, scraped from a Prometheus runtime."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import Iterator
@@ -26,6 +28,8 @@ with workflow.unsafe.imports_passed_through():
     from durabatch.providers.registry import build_provider
     from durabatch.settings import Settings
     from durabatch.store.pool import Pool
+    from durabatch.telemetry import DurabatchMetrics
+    from tests.conftest import free_port
     from tests.workflows.conftest import API_KEY, api_keys, chat_requests, emulator_config, write_jsonl
     from worker import worker_for
 
@@ -70,7 +74,12 @@ async def test_spans_of_one_batch(
             data_converter=DATA_CONVERTER,
             interceptors=telemetry.tracing_interceptors(settings),
         )
-        deps = ActivityDeps(pool=pool, settings=settings, http=http, provider_factory=build_provider)
+        metrics_address = f"127.0.0.1:{free_port()}"
+        runtime = telemetry.runtime_with_metrics(metrics_address)  # kept: it serves /metrics while alive
+        metrics = DurabatchMetrics.from_runtime(runtime)
+        deps = ActivityDeps(
+            pool=pool, settings=settings, http=http, provider_factory=build_provider, metrics=metrics
+        )
         batch_id = f"trace-{uuid.uuid4().hex[:8]}"
         async with worker_for(client, settings, deps):
             batches = BatchClient(client, settings, database_url)
@@ -83,6 +92,7 @@ async def test_spans_of_one_batch(
             )
             summary = await handle.wait()
             await batches.close()
+        scraped = await scrape(http, metrics_address, "durabatch_batches_ended")
     assert summary.status == "completed" and summary.counts.succeeded == 5
 
     finished = spans.get_finished_spans()
@@ -134,3 +144,32 @@ async def test_spans_of_one_batch(
 
     for s in finished:
         assert API_KEY not in attribute_text(s), f"{s.name} carries the API key"
+
+    # the batch's own metrics: recorded by ingest and finalize, once
+    assert sample(scraped, "durabatch_requests", outcome="succeeded", provider="openai") == 5
+    assert sample(scraped, "durabatch_tokens", kind="input", provider="openai") == summary.input_tokens
+    assert sample(scraped, "durabatch_tokens", kind="output", provider="openai") == summary.output_tokens
+    assert sample(scraped, "durabatch_batches_ended", status="completed", provider="openai") == 1
+    assert sample(scraped, "durabatch_ingest_lines", provider="openai") == 5
+    assert sample(scraped, "durabatch_ingest_lines_per_second_count", provider="openai") == 1
+    assert summary.cost_usd is not None
+    assert sample(scraped, "durabatch_cost_microdollars", provider="openai") == round(summary.cost_usd * 1e6)
+
+
+def sample(text: str, name: str, **labels: str) -> float | None:
+    """The value of the Prometheus sample `name` whose labels include `labels`."""
+    for line in text.splitlines():
+        metric, _, value = line.rpartition(" ")
+        if metric.split("{")[0] == name and all(f'{k}="{v}"' in metric for k, v in labels.items()):
+            return float(value)
+    return None
+
+
+async def scrape(http: httpx.AsyncClient, address: str, wanted: str) -> str:
+    text = ""
+    for _ in range(50):
+        text = (await http.get(f"http://{address}/metrics")).text
+        if wanted in text:
+            break
+        await asyncio.sleep(0.1)
+    return text
