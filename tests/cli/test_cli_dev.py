@@ -7,6 +7,7 @@ import json
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -64,12 +65,12 @@ def test_dev_stops_on_sigint_and_a_restart_keeps_running_workflows(requests_file
         assert code == 0, output
 
 
-def _wait_submitted(env: dict[str, str], batch_id: str, timeout: float = 30) -> dict[str, object]:
+def _wait_submitted(env: dict[str, str], batch_id: str, timeout: float = 30) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
         r = run_cli("status", batch_id, "--json", env=env)
         if r.returncode == 0:
-            st: dict[str, object] = json.loads(r.stdout)
+            st: dict[str, Any] = json.loads(r.stdout)
             shards = st["shards"]
             assert isinstance(shards, list)
             if shards and shards[0].get("provider_batch_id"):
