@@ -375,3 +375,43 @@ def test_emulator_command_starts_and_answers() -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_worker_command_runs_batches_and_stops_on_sigterm(dev: DevProcess, requests_file: Path) -> None:
+    queue = f"cli-worker-{uuid.uuid4().hex[:6]}"
+    env = {
+        **dev.env,
+        "DURABATCH_TASK_QUEUE": queue,
+        "DURABATCH_OPENAI_BASE_URL": f"http://127.0.0.1:{dev.emulator_port}/v1",
+        "OPENAI_API_KEY": DEV_API_KEY,
+    }
+    worker = subprocess.Popen(
+        [CLI, "worker"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        batch_id = new_id("wrk")
+        r = run_cli(
+            "submit",
+            str(requests_file),
+            "--provider",
+            "openai",
+            "--endpoint",
+            "/v1/chat/completions",
+            "--batch-id",
+            batch_id,
+            "--poll",
+            "1",
+            "--wait",
+            env={k: v for k, v in env.items() if k != "OPENAI_API_KEY"},
+        )
+        assert r.returncode == 0, r.stdout + r.stderr
+        worker.send_signal(signal.SIGTERM)
+        _, stderr = worker.communicate(timeout=45)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    assert worker.returncode == 0, stderr
+    logs = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+    assert any(entry.get("msg", "").startswith("worker polling task queue") for entry in logs)
+    assert any(entry.get("batch_id") == batch_id for entry in logs), "structured logs carry the batch id"
+    assert DEV_API_KEY not in stderr
