@@ -378,11 +378,15 @@ class ChaosRun:
 
     # ---- phases -------------------------------------------------------------------------------
 
-    async def scan(self) -> tuple[dict[int, set[str]], int]:
+    async def scan(self, fresh: bool = False) -> tuple[dict[int, set[str]], int]:
         """Started activities per worker pid (as phases), and how many batches sleep on a timer.
-        Kills waiting for a phase at the same time share one scan (at most ~2 per second)."""
+        Kills waiting for a phase at the same time share one scan (at most ~2 per second).
+
+        A submit or finalize that is scheduled (waiting out a retry backoff) and not yet started
+        may be handed to any worker at any moment: while one exists, the pseudo-pid 0 holds its
+        phase, so that kills not aimed at it wait for a moment without one."""
         async with self.scan_lock:
-            if time.monotonic() - self.last_scan[0] > 0.5:
+            if fresh or time.monotonic() - self.last_scan[0] > 0.5:
                 self.last_scan = (time.monotonic(), await self._scan())
             return self.last_scan[1]
 
@@ -404,6 +408,10 @@ class ChaosRun:
                 return
             pending = desc.raw_description.pending_activities
             started = [a for a in pending if a.state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED]
+            for a in pending:
+                phase = PHASE_OF_ACTIVITY.get(a.activity_type.name, a.activity_type.name)
+                if a not in started and phase in LONG_STALL_PHASES:
+                    held.setdefault(0, set()).add(phase)
             for a in started:
                 pid_text = a.last_worker_identity.split("@", 1)[0]
                 if pid_text.isdigit():
@@ -422,6 +430,8 @@ class ChaosRun:
     ) -> tuple[WorkerProc, set[str]] | None:
         assert self.workers is not None
         alive = [w for w in self.workers.alive() if w.pid not in self.retired]
+        if held.get(0, set()) - {target}:
+            return None  # a long-stall activity is about to be handed to some worker: wait
         if target == "sleeping":
             if sleeping == 0:
                 return None
@@ -443,6 +453,10 @@ class ChaosRun:
         while time.monotonic() < deadline:
             held, sleeping = await self.scan()
             choice = self.choose_victim(target, held, sleeping)
+            if choice is not None:
+                # confirm on a fresh view: an activity may have been handed out since
+                held, sleeping = await self.scan(fresh=True)
+                choice = self.choose_victim(target, held, sleeping)
             if choice is not None:
                 break
             if not self.unfinished() and self.now() > self.plans[-1].start_at:

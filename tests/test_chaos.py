@@ -73,6 +73,8 @@ def test_two_workers_one_killed_for_good(tmp_path: Path) -> None:
         "--kill-one-for-good",
         "--events",
         "0",
+        "--faults",
+        "0",
         "--batches",
         "9",
         "--duration",
