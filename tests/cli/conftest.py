@@ -149,9 +149,9 @@ def data_dir() -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def dev() -> Iterator[DevProcess]:
-    """One `durabatch dev` shared by the CLI and client tests."""
+    """One `durabatch dev` shared by the CLI and client tests, stopped when they are done."""
     with data_dir() as path:
         process = start_dev(path)
         yield process
