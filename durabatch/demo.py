@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 import uuid
 from pathlib import Path
@@ -55,7 +56,6 @@ async def run_demo(data_dir: Path = Path(".durabatch")) -> int:
     try:
         await stack.start()
     except PortInUse as exc:
-        await stack.stop()
         console.print(f"[red]{exc}[/]")
         return 2
     try:
@@ -120,7 +120,12 @@ async def run_demo(data_dir: Path = Path(".durabatch")) -> int:
 
 def main() -> None:
     configure_logging("WARNING")
-    sys.exit(asyncio.run(run_demo()))
+    code = asyncio.run(run_demo())
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Like the CLI: skip interpreter teardown, where the Temporal client's native threads can
+    # crash a process that has already finished its work (temporalio/sdk-python#300).
+    os._exit(code)
 
 
 if __name__ == "__main__":

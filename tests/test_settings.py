@@ -37,7 +37,11 @@ def test_every_documented_variable_is_read() -> None:
             "GEMINI_API_KEY": "k3",
         }
     )
-    assert (s.temporal_address, s.temporal_namespace, s.task_queue) == ("temporal.internal:7233", "batches", "llm")
+    assert (s.temporal_address, s.temporal_namespace, s.task_queue) == (
+        "temporal.internal:7233",
+        "batches",
+        "llm",
+    )
     assert s.database_url.endswith("/durabatch") and s.data_dir == Path("/var/lib/durabatch")
     assert s.openai_base_url == "https://example.openai.azure.com/openai/v1"  # trailing slash dropped
     assert s.openai_api_key is not None and s.openai_api_key.get_secret_value() == "k1"

@@ -248,11 +248,16 @@ class BatchWorkflow:
             if st.cancel_requested and not st.cancel_sent:
                 await self._cancel_at_provider()
                 st.cancel_sent = True
+                # A cancelling provider batch ends soon: start the schedule over instead of
+                # sleeping out a long late-schedule interval.
+                st.schedule_origin = st.poll_count
             now = workflow.now()
             if now >= deadline:
                 await self._expire()
                 return
-            delay = poll_delay(cfg.poll_schedule, st.poll_count, workflow.random().random())
+            delay = poll_delay(
+                cfg.poll_schedule, st.poll_count - st.schedule_origin, workflow.random().random()
+            )
             delay = min(delay, (deadline - now).total_seconds())
             self._next_poll_at = now + timedelta(seconds=delay)
             cancel_seen = st.cancel_requested

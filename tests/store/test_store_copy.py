@@ -24,7 +24,7 @@ async def _batch(pool: Pool, batch_id: str, n: int) -> None:
         await requests.copy_requests(conn, records)
 
 
-def _result(batch_id: str, custom_id: str, outcome: str = "succeeded") -> tuple:
+def _result(batch_id: str, custom_id: str, outcome: str = "succeeded") -> tuple[object, ...]:
     return (batch_id, custom_id, 0, outcome, 200, {"ok": custom_id}, None, 10, 5, 0, None)
 
 

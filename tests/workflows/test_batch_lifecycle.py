@@ -170,3 +170,32 @@ async def test_bad_input_fails_before_anything_is_sent(stack: Stack) -> None:
         summary.failure_reason or ""
     )
     assert after["batches_created"] == before["batches_created"]
+
+
+async def test_ingest_retried_mid_file_resumes_from_its_heartbeat(stack: Stack, tmp_path: Path) -> None:
+    from temporalio.api.enums.v1 import EventType
+
+    batch_id = new_id()
+    uri = write_jsonl(tmp_path / "in.jsonl", chat_requests(3000))
+    # the first download is cut after ~1,500 lines (chunks of 1,000 commit and heartbeat), then every
+    # resume is cut before a byte arrives until the client gives up: the activity itself must retry
+    await stack.fault(
+        fault="truncate_download", provider="openai", operation="files.content", after_bytes=700_000, count=1
+    )
+    await stack.fault(
+        fault="truncate_download", provider="openai", operation="files.content", after_bytes=0, count=5
+    )
+    handle = await stack.start(
+        batch_id=batch_id, provider="openai", endpoint="/v1/chat/completions", requests_uri=uri
+    )
+    summary = await handle.result()
+    await stack.admin("DELETE", "/faults")
+    assert summary.status == "completed" and summary.counts.succeeded == 3000
+    await assert_one_outcome_each(stack, batch_id)
+    history = await handle.fetch_history()
+    ingest_attempts = [
+        e.activity_task_started_event_attributes.attempt
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED
+    ]
+    assert max(ingest_attempts) >= 2

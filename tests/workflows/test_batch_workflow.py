@@ -28,6 +28,7 @@ async def assert_one_outcome_each(stack: Stack, batch_id: str) -> None:
                     WHERE r.batch_id = $1 GROUP BY r.custom_id) s""",
         batch_id,
     )
+    assert row is not None
     assert row["requests"] > 0
     assert row["requests"] == row["exactly_one"]
 
@@ -75,6 +76,7 @@ async def test_per_request_errors_are_recorded_as_failed(stack: Stack) -> None:
         "SELECT outcome, status_code, error FROM results WHERE batch_id = $1 AND custom_id = 'bad__fail_400'",
         batch_id,
     )
+    assert row is not None
     assert row["outcome"] == "failed" and row["status_code"] == 400 and row["error"]
     await assert_one_outcome_each(stack, batch_id)
 

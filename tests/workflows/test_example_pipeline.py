@@ -28,7 +28,6 @@ async def test_parent_workflow_suspends_on_a_batch(stack: Stack, tmp_path: Path)
             ),
             id=f"eval-{batch_id}",
             task_queue=app_queue,
-            result_type=PipelineResult,
         )
     assert result.batch_status == "completed"
     assert (result.succeeded, result.total) == (29, 30)

@@ -54,6 +54,7 @@ async def test_failing_webhook_succeeds_after_retries_and_is_delivered_once(stac
     stored = await stack.pool.fetchrow(
         "SELECT status, attempts FROM handler_deliveries WHERE batch_id = $1 AND handler_index = 0", batch_id
     )
+    assert stored is not None
     assert stored["status"] == "succeeded" and stored["attempts"] == 3
     assert SECRET not in summary.model_dump_json()
 
