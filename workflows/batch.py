@@ -205,6 +205,8 @@ class BatchWorkflow:
         for shard in st.shards:
             if shard.provider_batch_id is None and not st.cancel_requested:
                 if not await self._submit(shard):
+                    # Shards already submitted would run on, billed, for nothing.
+                    await self._cancel_at_provider()
                     return
         if st.status == "pending":
             st.status = "submitted"
@@ -315,13 +317,22 @@ class BatchWorkflow:
 
     async def _ingest(self, shard: ShardState) -> None:
         cfg = self._require_cfg()
-        await self._activity(
-            "ingest_results",
-            IngestInput(batch_id=cfg.batch_id, provider=cfg.provider, model=self._state.model, shard=shard),
-            options.INGEST,
-            IngestResult,
-            summary=f"ingest results of shard {shard.shard}",
-        )
+        try:
+            await self._activity(
+                "ingest_results",
+                IngestInput(
+                    batch_id=cfg.batch_id, provider=cfg.provider, model=self._state.model, shard=shard
+                ),
+                options.INGEST,
+                IngestResult,
+                summary=f"ingest results of shard {shard.shard}",
+            )
+        except ActivityError as err:
+            # Only a permanent failure gets here (ingest retries everything else); the shard's
+            # requests without a result are failed by finalize, with this reason.
+            self._state.failure_reason = (
+                f"reading results of shard {shard.shard} failed: {_cause_message(err)}"
+            )
         shard.ingested = True
 
     async def _cancel_at_provider(self, *, include_submitting: bool = False) -> None:
