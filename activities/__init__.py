@@ -28,6 +28,7 @@ def all_activities(deps: ActivityDeps) -> list[Callable[..., Any]]:
         staging.stage_requests,
         submission.submit_shard,
         submission.poll_shards,
+        submission.start_round,
         submission.cancel_provider_batches,
         ingest.ingest_results,
         finalize.finalize_batch,

@@ -14,7 +14,15 @@ from temporalio import activity
 
 from activities.deps import ActivityDeps
 from activities.errors import to_application_error
-from durabatch.models import CancelInput, PollInput, PollResult, ShardState, SubmitInput, SubmitResult
+from durabatch.models import (
+    CancelInput,
+    PollInput,
+    PollResult,
+    RoundInput,
+    ShardState,
+    SubmitInput,
+    SubmitResult,
+)
 from durabatch.providers import errors as perr
 from durabatch.providers.base import ProviderBatchRef, RequestLine, ShardSubmission
 from durabatch.store import batches, provider_batches, requests
@@ -144,6 +152,7 @@ class SubmissionActivities:
                     "failed": status.counts.failed,
                     "failure_code": status.failure_code,
                     "failure_message": status.failure_message,
+                    "retry_later": status.retry_later,
                 }
             )
             await provider_batches.record_status(
@@ -168,6 +177,19 @@ class SubmissionActivities:
             overall,
         )
         return PollResult(shards=polled)
+
+    @activity.defn(name="start_round")
+    async def start_round(self, inp: RoundInput) -> int:
+        """Move a shard's requests from one round to the next; a retry finds them moved already."""
+        status = await self._deps.pool.execute(
+            """UPDATE requests SET round = $4, status = 'pending'
+                WHERE batch_id = $1 AND shard = $2 AND round = $3""",
+            inp.batch_id,
+            inp.shard,
+            inp.from_round,
+            inp.to_round,
+        )
+        return int(status.split()[-1])
 
     @activity.defn(name="cancel_provider_batches")
     async def cancel_provider_batches(self, inp: CancelInput) -> None:

@@ -37,6 +37,7 @@ __all__ = [
     "PollInput",
     "PollResult",
     "RedispatchResult",
+    "RoundInput",
     "ShardPlan",
     "ShardState",
     "StageInput",
@@ -107,6 +108,9 @@ class ShardState(_Model):
     ingested: bool = False
     failure_code: str | None = None
     failure_message: str | None = None
+    #: the provider failed this batch for quota (OpenAI token_limit_exceeded): submit it again later
+    retry_later: bool = False
+    quota_retries: int = 0
 
 
 class HandlerState(_Model):
@@ -243,6 +247,15 @@ class SubmitInput(_Model):
     model: str | None = None
     shard: int
     round: int = 0
+
+
+class RoundInput(_Model):
+    """Move a shard's requests to a new round before submitting them again."""
+
+    batch_id: str
+    shard: int
+    from_round: int
+    to_round: int
 
 
 class SubmitResult(_Model):

@@ -37,6 +37,7 @@ with workflow.unsafe.imports_passed_through():
         PollInput,
         PollResult,
         RedispatchResult,
+        RoundInput,
         ShardState,
         StageInput,
         StageResult,
@@ -57,6 +58,8 @@ SA_REQUESTS = SearchAttributeKey.for_int("DurabatchRequests")
 
 #: Continue as new well before the 2,000-events-per-run budget (about 8 events per poll).
 HISTORY_EVENTS_PER_RUN = 1500
+#: How many times a shard refused for quota (token_limit_exceeded) is submitted again.
+MAX_QUOTA_RETRIES = 5
 _PROVIDER_TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})
 
 
@@ -307,13 +310,67 @@ class BatchWorkflow:
                 shard.failed = fresh.failed
                 shard.failure_code = fresh.failure_code
                 shard.failure_message = fresh.failure_message
+                shard.retry_later = fresh.retry_later
         if any(s.state in ("in_progress", "finalizing") for s in st.shards) and st.status == "submitted":
             st.status = "in_progress"
         for shard in st.shards:
             if shard.state in _PROVIDER_TERMINAL and not shard.ingested:
+                if self._should_resubmit(shard):
+                    await self._resubmit(shard)
+                    continue
                 st.status = "finalizing" if st.status not in ("cancelled", "expired") else st.status
                 self._publish()
                 await self._ingest(shard)
+
+    def _should_resubmit(self, shard: ShardState) -> bool:
+        return (
+            shard.state == "failed"
+            and shard.retry_later
+            and shard.quota_retries < MAX_QUOTA_RETRIES
+            and not self._state.cancel_requested
+        )
+
+    async def _resubmit(self, shard: ShardState) -> None:
+        """A provider refused the batch for quota: wait one poll interval, then submit the shard
+        again as a new round (its requests never ran, so nothing is lost or charged twice)."""
+        cfg = self._require_cfg()
+        st = self._state
+        assert st.started_at is not None
+        shard.quota_retries += 1
+        remaining = (st.started_at + timedelta(seconds=cfg.max_age_seconds) - workflow.now()).total_seconds()
+        wait = min(
+            poll_delay(cfg.poll_schedule, st.poll_count - st.schedule_origin, workflow.random().random()),
+            remaining,
+        )
+        workflow.logger.info(
+            "provider quota exceeded; submitting shard %s again in %.0f s", shard.shard, wait
+        )
+        try:
+            await workflow.wait_condition(
+                lambda: st.cancel_requested,
+                timeout=timedelta(seconds=max(wait, 0.001)),
+                timeout_summary="quota backoff",
+            )
+            return  # cancelled while waiting: the shard stays failed, its requests are cancelled
+        except TimeoutError:
+            pass
+        if workflow.now() >= st.started_at + timedelta(seconds=cfg.max_age_seconds):
+            return
+        await self._activity(
+            "start_round",
+            RoundInput(
+                batch_id=cfg.batch_id, shard=shard.shard, from_round=shard.round, to_round=shard.round + 1
+            ),
+            options.FINALIZE,
+            int,
+            summary=f"start round {shard.round + 1} of shard {shard.shard}",
+        )
+        shard.round += 1
+        shard.provider_batch_id = None
+        shard.provider_status = None
+        shard.retry_later = False
+        shard.failure_code = shard.failure_message = None
+        await self._submit(shard)
 
     async def _ingest(self, shard: ShardState) -> None:
         cfg = self._require_cfg()

@@ -199,3 +199,27 @@ async def test_ingest_retried_mid_file_resumes_from_its_heartbeat(stack: Stack, 
         if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED
     ]
     assert max(ingest_attempts) >= 2
+
+
+async def test_quota_failure_is_submitted_again_as_a_new_round(stack: Stack) -> None:
+    batch_id = new_id()
+    before = await stack.admin("GET", "/stats")
+    # OpenAI's enqueued-token limit: 200 on create, then the batch fails with token_limit_exceeded
+    await stack.fault(fault="token_limit_exceeded", provider="openai", count=1)
+    summary = await stack.run(
+        record="quota_resubmit",
+        batch_id=batch_id,
+        provider="openai",
+        endpoint="/v1/chat/completions",
+        requests=chat_requests(12),
+    )
+    after = await stack.admin("GET", "/stats")
+    assert summary.status == "completed" and summary.counts.succeeded == 12, summary
+    assert len(summary.provider_batch_ids) == 1  # the current round's batch
+    assert after["batches_created"]["openai"] == before["batches_created"].get("openai", 0) + 2
+    rounds = await stack.pool.fetch(
+        "SELECT round, provider_status FROM provider_batches WHERE batch_id = $1 ORDER BY round", batch_id
+    )
+    assert [(r["round"], r["provider_status"]) for r in rounds] == [(0, "failed"), (1, "completed")]
+    assert await stack.pool.fetchval("SELECT DISTINCT round FROM results WHERE batch_id = $1", batch_id) == 1
+    await assert_one_outcome_each(stack, batch_id)
