@@ -16,6 +16,7 @@ import json
 import logging
 import random
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -201,6 +202,7 @@ class Figures:
     workers_failed_to_start: int = 0
     faults_fired: dict[str, int] = field(default_factory=dict)
     elapsed_seconds: float = 0.0
+    code_commit: str = ""
     failures: list[str] = field(default_factory=list)
 
 
@@ -241,13 +243,39 @@ class ChaosRun:
         self.scan_lock = asyncio.Lock()
         self.last_scan: tuple[float, tuple[dict[int, set[str]], int]] = (0.0, ({}, 0))
         self.task_queue = ""
+        self.code_commit = ""
 
     def now(self) -> float:
         return time.monotonic() - self.t0
 
     # ---- stack --------------------------------------------------------------------------------
 
+    def snapshot_code(self) -> dict[str, str]:
+        """Workers and the emulator run the committed code (`git archive HEAD`), not the working
+        tree, which others may be editing while a long run goes on. `--code worktree` skips this."""
+        if self.args.code == "worktree":
+            self.code_commit = "working tree"
+            return {}
+        commit = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        target = self.data_dir / "code"
+        target.mkdir(exist_ok=True)
+        archive = subprocess.run(
+            ["git", "-C", str(ROOT), "archive", "HEAD", "durabatch", "workflows", "activities", "worker.py"],
+            capture_output=True,
+            check=True,
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
+        self.code_commit = commit
+        return {"PYTHONPATH": str(target)}
+
     async def start_stack(self) -> None:
+        code_env = self.snapshot_code()
+        self.emulator.env = code_env
         if self.postgres is not None:
             self.database_url = await asyncio.to_thread(self.postgres.start)
         await self.temporal.start()
@@ -266,6 +294,7 @@ class ChaosRun:
             "ANTHROPIC_API_KEY": API_KEY,
             "GEMINI_API_KEY": API_KEY,
             WEBHOOK_SECRET_ENV: self.http_server.secret,
+            **code_env,
         }
         self.task_queue = env["DURABATCH_TASK_QUEUE"]
         self.workers = WorkerPool(self.data_dir, env)
@@ -636,6 +665,7 @@ class ChaosRun:
         elapsed = self.now()
         figures = await self.check()
         figures.elapsed_seconds = round(elapsed, 1)
+        figures.code_commit = self.code_commit
         return figures
 
     # ---- checks -------------------------------------------------------------------------------
@@ -881,7 +911,10 @@ def print_figures(f: Figures, run: ChaosRun, out: Callable[[str], Any] = print) 
     def line(label: str, value: Any, required: str = "") -> None:
         out(f"  {label:<52} {value}{('   (required: ' + required + ')') if required else ''}")
 
-    out(f"chaos run {run.run_id}: seed {run.args.seed}, {run.args.workers} workers, {f.elapsed_seconds} s")
+    out(
+        f"chaos run {run.run_id}: seed {run.args.seed}, {run.args.workers} workers, "
+        f"{f.elapsed_seconds} s, code {f.code_commit}"
+    )
     line("batches started", f.batches_started, str(run.args.batches))
     line("batches ended", f"{f.batches_ended} ({summarize_counter(Counter(f.ended_by_status))})", "all")
     line("workflows failed as a whole", f.workflows_failed, "0")
@@ -940,6 +973,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--database-url", default=None, help="a PostgreSQL URL instead of the embedded server")
     p.add_argument("--data-dir", type=Path, default=None, help="keep the stack's data here")
     p.add_argument("--json-out", type=Path, default=None, help="write the figures as JSON here")
+    p.add_argument(
+        "--code",
+        choices=("head", "worktree"),
+        default="head",
+        help="what workers run: the committed HEAD (default) or the working tree as it is",
+    )
     p.add_argument("-v", "--verbose", action="store_true")
     a = p.parse_args(argv)
     a.batches = a.batches if a.batches is not None else (12 if a.short else 200)

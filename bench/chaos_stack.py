@@ -218,6 +218,7 @@ class Emulator:
         self.timings = timings
         self.proc: subprocess.Popen[bytes] | None = None
         self.url = ""
+        self.env: dict[str, str] = {}
 
     async def start(self) -> None:
         cmd = [sys.executable, "-m", "durabatch.emulator", "--host", "127.0.0.1", "--port", "0"]
@@ -225,7 +226,9 @@ class Emulator:
         for name, value in self.timings.items():
             cmd += [f"--{name.replace('_', '-')}", str(value)]
         log = (self.data_dir / "emulator.log").open("ab")
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, start_new_session=True)
+        self.proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=log, start_new_session=True, env={**os.environ, **self.env}
+        )
         log.close()
         assert self.proc.stdout is not None
         line = await asyncio.wait_for(asyncio.to_thread(self.proc.stdout.readline), 60)
