@@ -20,7 +20,6 @@ import base64
 import io
 import json
 import logging
-import os
 import re
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -34,11 +33,8 @@ from aiohttp import web
 from google.protobuf.json_format import MessageToJson
 from temporalio.client import Client, WorkflowHandle
 
-from activities import ActivityDeps
-from durabatch.emulator import run_emulator
 from durabatch.models import BatchSummary
-from durabatch.providers.registry import build_provider
-from durabatch.settings import API_KEY_ENV, Settings
+from durabatch.settings import API_KEY_ENV
 from durabatch.store.pool import Pool
 from durabatch.telemetry import configure_logging
 from durabatch.webhook_receiver import WebhookReceiver
@@ -49,8 +45,7 @@ from durabatch.webhooks import (
     sign,
     verify_signature,
 )
-from tests.workflows.conftest import Stack, chat_requests, emulator_config
-from worker import worker_for
+from tests.workflows.conftest import Stack, chat_requests, emulator_config, environment, worker_stack
 
 _TOKEN = uuid.uuid4().hex  # 32 hex digits, unique to this run
 OPENAI_KEY = "-".join(["sk", "FAKEKEY", "chaos", "4b1d", _TOKEN[:24]])
@@ -123,14 +118,8 @@ def fake_keys() -> Iterator[None]:
         API_KEY_ENV["gemini"]: GEMINI_KEY,
         SECRET_ENV: WEBHOOK_SECRET,
     }
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    yield
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    with environment(env):
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -138,17 +127,8 @@ async def secret_stack(
     temporal_client: Client, pool: Pool, database_url: str, fake_keys: None, log_stream: io.StringIO
 ) -> AsyncIterator[Stack]:
     config = emulator_config(api_keys=[OPENAI_KEY, ANTHROPIC_KEY, GEMINI_KEY])
-    async with run_emulator(config) as emu, httpx.AsyncClient(timeout=30) as http:
-        settings = Settings(
-            task_queue=f"secrets-{new_id()}",
-            database_url=database_url,
-            openai_base_url=f"{emu.url}/v1",
-            anthropic_base_url=emu.url,
-            gemini_base_url=emu.url,
-        )
-        deps = ActivityDeps(pool=pool, settings=settings, http=http, provider_factory=build_provider)
-        async with worker_for(temporal_client, settings, deps):
-            yield Stack(client=temporal_client, pool=pool, emulator=emu, settings=settings, http=http)
+    async with worker_stack(temporal_client, pool, database_url, config, queue_prefix="secrets") as stack:
+        yield stack
 
 
 class RawReceiver(WebhookReceiver):

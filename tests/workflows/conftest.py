@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,35 +71,58 @@ def emulator_config(**overrides: Any) -> EmulatorConfig:
     return cfg
 
 
+@contextmanager
+def environment(values: dict[str, str]) -> Iterator[None]:
+    """Set environment variables (the worker reads keys and secrets there), then restore them."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 @pytest.fixture(scope="module")
 def api_keys() -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY")}
-    os.environ.update(dict.fromkeys(saved, API_KEY))
-    yield
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    with environment(dict.fromkeys(("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY"), API_KEY)):
+        yield
 
 
-@pytest.fixture(scope="module")
-async def stack(
-    temporal_client: Client, pool: Pool, database_url: str, api_keys: None
+@asynccontextmanager
+async def worker_stack(
+    client: Client,
+    pool: Pool,
+    database_url: str,
+    config: EmulatorConfig | None = None,
+    *,
+    queue_prefix: str = "wf",
 ) -> AsyncIterator[Stack]:
+    """An emulator, settings pointed at it, and an in-process worker on a fresh task queue."""
     import uuid
 
-    async with run_emulator(emulator_config()) as emu, httpx.AsyncClient(timeout=30) as http:
+    async with run_emulator(config or emulator_config()) as emu, httpx.AsyncClient(timeout=30) as http:
         settings = Settings(
-            task_queue=f"wf-{uuid.uuid4().hex[:8]}",
+            task_queue=f"{queue_prefix}-{uuid.uuid4().hex[:8]}",
             database_url=database_url,
             openai_base_url=f"{emu.url}/v1",
             anthropic_base_url=emu.url,
             gemini_base_url=emu.url,
         )
         deps = ActivityDeps(pool=pool, settings=settings, http=http, provider_factory=build_provider)
-        async with worker_for(temporal_client, settings, deps):
-            yield Stack(client=temporal_client, pool=pool, emulator=emu, settings=settings, http=http)
+        async with worker_for(client, settings, deps):
+            yield Stack(client=client, pool=pool, emulator=emu, settings=settings, http=http)
+
+
+@pytest.fixture(scope="module")
+async def stack(
+    temporal_client: Client, pool: Pool, database_url: str, api_keys: None
+) -> AsyncIterator[Stack]:
+    async with worker_stack(temporal_client, pool, database_url) as s:
+        yield s
 
 
 def chat_requests(n: int, prefix: str = "r", model: str = "gpt-4o-mini") -> list[dict[str, Any]]:

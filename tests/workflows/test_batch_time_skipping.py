@@ -12,22 +12,16 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
-import httpx
 import pytest
 from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
-from activities import ActivityDeps
 from durabatch.converter import DATA_CONVERTER
-from durabatch.emulator import run_emulator
 from durabatch.models import BatchInput, BatchSummary, StatusQuery, workflow_id_for
-from durabatch.providers.registry import build_provider
-from durabatch.settings import Settings
 from durabatch.store.pool import Pool
 from durabatch.temporal import ensure_search_attributes
 from tests.conftest import BIN_DIR
-from tests.workflows.conftest import Stack, chat_requests, emulator_config
-from worker import worker_for
+from tests.workflows.conftest import Stack, chat_requests, emulator_config, worker_stack
 
 DAY = 24 * 3600
 
@@ -39,20 +33,9 @@ async def ts_stack(pool: Pool, database_url: str, api_keys: None) -> AsyncIterat
     )
     try:
         await ensure_search_attributes(env.client)
-        async with (
-            run_emulator(emulator_config(validating_seconds=10 * DAY)) as emu,
-            httpx.AsyncClient(timeout=30) as http,
-        ):
-            settings = Settings(
-                task_queue=f"ts-{uuid.uuid4().hex[:8]}",
-                database_url=database_url,
-                openai_base_url=f"{emu.url}/v1",
-                anthropic_base_url=emu.url,
-                gemini_base_url=emu.url,
-            )
-            deps = ActivityDeps(pool=pool, settings=settings, http=http, provider_factory=build_provider)
-            async with worker_for(env.client, settings, deps):
-                yield Stack(client=env.client, pool=pool, emulator=emu, settings=settings, http=http)
+        config = emulator_config(validating_seconds=10 * DAY)
+        async with worker_stack(env.client, pool, database_url, config, queue_prefix="ts") as stack:
+            yield stack
     finally:
         await env.shutdown()
 
@@ -94,7 +77,8 @@ async def elapsed_workflow_time(client: Client, workflow_id: str) -> timedelta:
 async def test_batch_completes_after_a_day_of_polling(ts_stack: Stack) -> None:
     stack = ts_stack
     batch_id = uuid.uuid4().hex[:10]
-    handle = await start(stack, batch_id=batch_id, requests=chat_requests(20))  # default schedule
+    # default schedule; a 48 h max age leaves the test a wide margin to release the batch after a day
+    handle = await start(stack, batch_id=batch_id, requests=chat_requests(20), max_age_seconds=48 * 3600)
     result = asyncio.ensure_future(handle.result())  # awaiting a result lets the server skip time
     try:
         while True:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from temporalio.worker import Worker
 
-from examples.pipeline import EvalPipeline, PipelineInput, PipelineResult
+from examples.pipeline import EvalPipeline, PipelineInput
 from tests.workflows.conftest import Stack, chat_requests, write_jsonl
 
 
