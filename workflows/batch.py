@@ -72,6 +72,7 @@ def _cause_message(err: BaseException) -> str:
 class BatchWorkflow:
     def __init__(self) -> None:
         self._cfg: BatchConfig | None = None
+        self._invalid_input: str | None = None
         self._state = BatchState()
         self._next_poll_at: Any = None
         self._handlers_ran = False
@@ -87,6 +88,7 @@ class BatchWorkflow:
             inp = decode_input(raw)
             self._cfg = validate_input(inp, workflow.info().workflow_id)
         except InvalidBatchInput as exc:
+            self._invalid_input = str(exc)
             raise ApplicationError(str(exc), type="InvalidInput", non_retryable=True) from None
         if inp.state is not None:
             self._state = inp.state
@@ -629,7 +631,8 @@ class BatchWorkflow:
 
     def _require_cfg(self) -> BatchConfig:
         if self._cfg is None:
-            raise ApplicationError("workflow input not validated yet", non_retryable=True)
+            # Only a query can get here: the workflow failed (or has not yet started) on its input.
+            raise ApplicationError(self._invalid_input or "the batch has not started yet", non_retryable=True)
         return self._cfg
 
 
