@@ -125,8 +125,15 @@ class BatchWorkflow:
             )
 
     @workflow.signal(name="cancel")
-    def cancel(self, payload: dict[str, Any] | None = None) -> None:
-        reason = (payload or {}).get("reason") if isinstance(payload, dict) else None
+    def cancel(self, payload: Any = None) -> None:
+        # Any payload is accepted: `{"reason": ...}`, a bare string, or nothing at all.
+        reason = (
+            payload.get("reason")
+            if isinstance(payload, dict)
+            else payload
+            if isinstance(payload, str)
+            else None
+        )
         self._request_cancel(str(reason) if reason else "cancelled by request")
 
     @workflow.query(name="status")
