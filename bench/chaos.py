@@ -546,13 +546,15 @@ class ChaosRun:
                 "status": 429,
                 "retry_after": 1,
                 "provider": provider,
-                "count": self.rng.randint(5, 15),
+                # SUBMIT's backoff grows with the attempt number even when Retry-After set the
+                # earlier delays: a long storm on one submit then a dropped connection waits minutes
+                "count": self.rng.randint(2, 4) if self.args.short else self.rng.randint(5, 15),
             },
             "fault_5xx": {
                 "fault": "http_error",
                 "status": self.rng.choice((500, 502, 503)),
                 "provider": provider,
-                "count": self.rng.randint(3, 8),
+                "count": self.rng.randint(2, 4) if self.args.short else self.rng.randint(3, 8),
             },
             "fault_drop": {"fault": "drop_connection", "provider": provider, "count": self.rng.randint(2, 5)},
             "fault_truncate": {"fault": "truncate_download", "provider": provider, "count": 2},
@@ -578,7 +580,7 @@ class ChaosRun:
             # is short: staging (slow-URL batches start at 0), handler (small batches end early),
             # submit (SUBMIT's 15-minute start_to_close)
             first: list[Event] = []
-            for phase in ("staging", "handler", "submit"):
+            for phase in ("staging", "handler", "ingest", "submit"):
                 if phase in targets:
                     targets.remove(phase)
                     first.append(Event("kill_worker", 0, phase))
