@@ -8,6 +8,7 @@ from typing import Any
 from temporalio import activity
 
 from activities.deps import ActivityDeps
+from activities.heartbeat import heartbeating
 from durabatch.models import BatchTotals, FinalizeInput, OutcomeCounts
 from durabatch.store import batches
 from durabatch.telemetry import DurabatchMetrics
@@ -23,6 +24,10 @@ class FinalizeActivities:
 
     @activity.defn(name="finalize_batch")
     async def finalize_batch(self, inp: FinalizeInput) -> BatchTotals:
+        async with heartbeating():
+            return await self._finalize_batch(inp)
+
+    async def _finalize_batch(self, inp: FinalizeInput) -> BatchTotals:
         async with self._deps.pool.acquire() as conn, conn.transaction():
             resolved = await batches.reconcile(
                 conn,

@@ -17,6 +17,7 @@ from temporalio import activity
 
 from activities.deps import ActivityDeps
 from activities.errors import invalid_input
+from activities.heartbeat import heartbeating
 from durabatch.models import ShardPlan, StageInput, StageResult
 from durabatch.providers.base import ProviderLimits
 from durabatch.providers.formats import InvalidRequestLine, check_endpoint, model_of, normalize_line
@@ -91,6 +92,10 @@ class StagingActivities:
 
     @activity.defn(name="stage_requests")
     async def stage_requests(self, inp: StageInput) -> StageResult:
+        async with heartbeating():
+            return await self._stage_requests(inp)
+
+    async def _stage_requests(self, inp: StageInput) -> StageResult:
         # The batch row is written first, outside the staging transaction, so that a batch whose
         # input is refused (endpoint, source or any line) still has a row to end `failed` on:
         # finalize_batch needs it.

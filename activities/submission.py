@@ -14,6 +14,7 @@ from temporalio import activity
 
 from activities.deps import ActivityDeps
 from activities.errors import to_application_error
+from activities.heartbeat import heartbeating
 from durabatch.models import (
     CancelInput,
     PollInput,
@@ -51,6 +52,10 @@ class SubmissionActivities:
 
     @activity.defn(name="submit_shard")
     async def submit_shard(self, inp: SubmitInput) -> SubmitResult:
+        async with heartbeating():
+            return await self._submit_shard(inp)
+
+    async def _submit_shard(self, inp: SubmitInput) -> SubmitResult:
         pool = self._deps.pool
         provider = self._deps.provider(inp.provider)
         tag = shard_tag(inp.workflow_id, inp.shard, inp.round)

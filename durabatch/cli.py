@@ -429,6 +429,7 @@ def worker() -> None:
 
     Example: DURABATCH_TEMPORAL_ADDRESS=temporal:7233 durabatch worker
     """
+    from durabatch.store import StoreError
     from durabatch.telemetry import configure_logging
     from worker import run_worker
 
@@ -438,8 +439,13 @@ def worker() -> None:
         asyncio.run(run_worker(settings))
     except KeyboardInterrupt:
         pass
-    except OSError as exc:
+    except (OSError, StoreError) as exc:
         raise _fail(f"worker could not start: {exc}", EXIT_UNREACHABLE) from None
+    except RuntimeError as exc:
+        # The Temporal SDK reports an unreachable server as RuntimeError("Failed client connect: ...").
+        if "client connect" not in str(exc):
+            raise
+        raise _unreachable_temporal(settings, exc) from None
 
 
 @app.command()

@@ -35,23 +35,26 @@ class Preset:
 #: retrying forever (staging happens before the max-age clock is watched).
 STAGE = Preset(
     start_to_close=timedelta(minutes=30),
-    heartbeat=timedelta(minutes=2),
+    heartbeat=timedelta(minutes=1),
     retry=RetryPolicy(
         maximum_interval=timedelta(minutes=1), maximum_attempts=12, non_retryable_error_types=NON_RETRYABLE
     ),
 )
+#: The interval stays short because a rate-limited attempt still counts toward the backoff even
+#: when its own delay came from Retry-After; a 5-minute cap left batches idle after a 429 storm.
 SUBMIT = Preset(
     start_to_close=timedelta(minutes=15),
+    heartbeat=timedelta(minutes=1),
     retry=RetryPolicy(
         initial_interval=timedelta(seconds=2),
-        maximum_interval=timedelta(minutes=5),
+        maximum_interval=timedelta(seconds=30),
         non_retryable_error_types=NON_RETRYABLE,
     ),
 )
 #: A poll that keeps failing is given up after a few tries; the workflow simply polls again later,
 #: so a provider outage is waited out on the poll schedule rather than in a tight retry loop.
 POLL = Preset(
-    start_to_close=timedelta(minutes=2),
+    start_to_close=timedelta(minutes=1),
     retry=RetryPolicy(
         initial_interval=timedelta(seconds=1),
         maximum_interval=timedelta(seconds=30),
@@ -75,10 +78,11 @@ CANCEL = Preset(
 )
 FINALIZE = Preset(
     start_to_close=timedelta(minutes=10),
+    heartbeat=timedelta(minutes=1),
     retry=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1)),
 )
 HANDLER = Preset(
-    start_to_close=timedelta(minutes=2),
+    start_to_close=timedelta(minutes=1),
     retry=RetryPolicy(
         initial_interval=timedelta(seconds=1),
         backoff_coefficient=2.0,
