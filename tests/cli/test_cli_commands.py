@@ -316,6 +316,7 @@ def test_stack_not_running_exits_4(tmp_path: Path, requests_file: Path) -> None:
         ["list"],
         ["cancel", "b1"],
         ["submit", str(requests_file), "--provider", "openai", "--endpoint", "/v1/chat/completions"],
+        ["worker"],
     ):
         r = run_cli(*command, env=nothing, timeout=30)
         assert r.returncode == 4, (command, r.stderr)
