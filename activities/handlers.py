@@ -8,6 +8,7 @@ lets a receiver drop the rare duplicate of a worker that died between the two.
 
 from __future__ import annotations
 
+import asyncio
 import os
 
 import httpx
@@ -17,10 +18,13 @@ from temporalio.exceptions import ApplicationError
 from activities.deps import ActivityDeps
 from activities.errors import invalid_input
 from durabatch.models import HandlerInput, HandlerResult
-from durabatch.store import batches, handlers
+from durabatch.store import TRANSIENT_ERRORS, batches, handlers
 from durabatch.webhooks import signature_headers
 
 __all__ = ["HandlerActivities"]
+
+#: about 30 s of tries: long enough to ride out a database restart
+_RECORD_ATTEMPTS = 8
 
 
 class HandlerActivities:
@@ -59,9 +63,26 @@ class HandlerActivities:
             error = f"webhook {spec.url} answered HTTP {response.status_code}"
             await handlers.record_failure(self._deps.pool, inp.batch_id, inp.handler_index, error)
             raise ApplicationError(error, type="WebhookFailed")
-        await handlers.record_success(self._deps.pool, inp.batch_id, inp.handler_index)
-        await batches.mark_handlers_dispatched(self._deps.pool, inp.batch_id)
+        await self._record_delivered(inp)
         return HandlerResult(status="succeeded", detail=f"HTTP {response.status_code}")
+
+    async def _record_delivered(self, inp: HandlerInput) -> None:
+        """Record a delivery the receiver has acknowledged, trying hard: failing here means the
+        activity is retried and the webhook POSTed again (a PostgreSQL restart at this moment
+        did exactly that in a chaos run)."""
+        for attempt in range(_RECORD_ATTEMPTS):
+            try:
+                await handlers.record_success(self._deps.pool, inp.batch_id, inp.handler_index)
+                await batches.mark_handlers_dispatched(self._deps.pool, inp.batch_id)
+                return
+            except TRANSIENT_ERRORS as exc:
+                if attempt == _RECORD_ATTEMPTS - 1:
+                    raise
+                activity.logger.warning(
+                    "recording a delivered webhook failed, trying again",
+                    extra={"batch_id": inp.batch_id, "error": type(exc).__name__},
+                )
+                await asyncio.sleep(min(0.5 * 2**attempt, 5.0))
 
     @activity.defn(name="claim_handler")
     async def claim_handler(self, inp: HandlerInput) -> HandlerResult:

@@ -7,7 +7,20 @@ StoreError
 
 from __future__ import annotations
 
-__all__ = ["MigrationError", "StoreError", "StoreUnavailable"]
+import asyncpg
+
+__all__ = ["TRANSIENT_ERRORS", "MigrationError", "StoreError", "StoreUnavailable"]
+
+#: What a query raises while PostgreSQL restarts or a pooled connection went stale: worth retrying.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    # a pooled connection left half-used by a server restart ("cannot switch to state ...")
+    asyncpg.InternalClientError,
+)
 
 
 class StoreError(Exception):
