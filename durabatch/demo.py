@@ -107,10 +107,12 @@ async def run_demo(data_dir: Path = Path(".durabatch")) -> int:
         if sample:
             reply = sample["body"]["choices"][0]["message"]["content"]
             console.print(f"sample result {sample['custom_id']}: {reply!r}")
-        console.print(f"\nread them all: durabatch results {batch_id} --format csv")
         console.print(
-            f"see the batch in the Web UI (run `durabatch dev` to keep it up): {stack.batch_ui_url(batch_id)}"
+            "\nthe stack stops now; the batch stays in .durabatch. To look at it again, run "
+            "`.venv/bin/durabatch dev` and then:"
         )
+        console.print(f"  .venv/bin/durabatch results {batch_id} --format csv", highlight=False)
+        console.print(f"  {stack.batch_ui_url(batch_id)}", highlight=False)
         ok = summary.status == "completed" and one_each == REQUESTS and deliveries == 1
         console.rule("[green]demo passed" if ok else "[red]demo failed")
         return 0 if ok else 1
