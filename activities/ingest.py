@@ -66,17 +66,9 @@ class IngestActivities:
                 conn, inp.batch_id, outcome=outcome, code=code, reason=message, shard=inp.shard.shard
             )
         await self._record_ingested(inp, status)
-        counts = await self._deps.pool.fetchrow(
-            """SELECT count(*) FILTER (WHERE x.outcome = 'succeeded') AS ok,
-                      count(*) FILTER (WHERE x.outcome <> 'succeeded') AS bad
-                 FROM results x JOIN requests r
-                   ON r.batch_id = x.batch_id AND r.custom_id = x.custom_id AND r.round = x.round
-                WHERE x.batch_id = $1 AND r.shard = $2 AND r.round = $3""",
-            inp.batch_id,
-            inp.shard.shard,
-            inp.shard.round,
+        succeeded, not_succeeded = await results.shard_outcomes(
+            self._deps.pool, inp.batch_id, inp.shard.shard, inp.shard.round
         )
-        assert counts is not None
         elapsed = time.monotonic() - started
         self._deps.metrics.ingest_lines(lines, elapsed, provider=inp.provider)
         activity.logger.info(
@@ -87,7 +79,7 @@ class IngestActivities:
                 "lines_per_second": round(lines / max(elapsed, 1e-6)),
             },
         )
-        return IngestResult(lines=lines, succeeded=counts["ok"], failed=counts["bad"])
+        return IngestResult(lines=lines, succeeded=succeeded, failed=not_succeeded)
 
     def _record(self, inp: IngestInput, line: ResultLine) -> tuple[Any, ...]:
         cost = (

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 from temporalio import activity
 
@@ -59,7 +60,7 @@ class SubmissionActivities:
         pool = self._deps.pool
         provider = self._deps.provider(inp.provider)
         tag = shard_tag(inp.workflow_id, inp.shard, inp.round)
-        count = await requests.shard_of(pool, inp.batch_id, inp.shard, inp.round)
+        count, byte_size = await requests.shard_size(pool, inp.batch_id, inp.shard, inp.round)
         row = await provider_batches.record_attempt(
             pool,
             batch_id=inp.batch_id,
@@ -74,24 +75,14 @@ class SubmissionActivities:
             return SubmitResult(
                 provider_batch_id=row["provider_batch_id"], input_file_id=row["input_file_id"], reused=True
             )
-        byte_size = await pool.fetchval(
-            "SELECT COALESCE(sum(byte_size), 0) FROM requests WHERE batch_id = $1 AND shard = $2 AND round = $3",
-            inp.batch_id,
-            inp.shard,
-            inp.round,
-        )
 
         def stream() -> AsyncIterator[RequestLine]:
             return self._request_lines(inp.batch_id, inp.shard, inp.round)
 
         # Batches the store already owns can never be this attempt's: providers without metadata
         # (Anthropic) match by size and time, and must not claim another shard's batch.
-        known = await pool.fetch(
-            """SELECT provider_batch_id FROM provider_batches
-                WHERE provider = $1 AND provider_batch_id IS NOT NULL
-                  AND attempt_started_at > $2::timestamptz - interval '1 hour'""",
-            inp.provider,
-            row["attempt_started_at"],
+        known = await provider_batches.known_ids(
+            pool, inp.provider, row["attempt_started_at"] - timedelta(hours=1)
         )
         submission = ShardSubmission(
             tag=tag,
@@ -101,10 +92,10 @@ class SubmissionActivities:
             endpoint=inp.endpoint,
             model=inp.model,
             request_count=count,
-            byte_size=int(byte_size),
+            byte_size=byte_size,
             requests=stream,
             attempt_started_at=row["attempt_started_at"].timestamp(),
-            exclude_batch_ids=frozenset(r["provider_batch_id"] for r in known),
+            exclude_batch_ids=known,
         )
         try:
             ref = None
@@ -176,25 +167,15 @@ class SubmissionActivities:
             if all(s.state in ("completed", "failed", "expired", "cancelled") for s in polled)
             else "in_progress"
         )
-        await self._deps.pool.execute(
-            "UPDATE batches SET status = $2 WHERE batch_id = $1 AND status IN ('pending', 'submitted', 'in_progress')",
-            inp.batch_id,
-            overall,
-        )
+        await batches.set_progress(self._deps.pool, inp.batch_id, overall)
         return PollResult(shards=polled)
 
     @activity.defn(name="start_round")
     async def start_round(self, inp: RoundInput) -> int:
         """Move a shard's requests from one round to the next; a retry finds them moved already."""
-        status = await self._deps.pool.execute(
-            """UPDATE requests SET round = $4, status = 'pending'
-                WHERE batch_id = $1 AND shard = $2 AND round = $3""",
-            inp.batch_id,
-            inp.shard,
-            inp.from_round,
-            inp.to_round,
+        return await requests.move_to_round(
+            self._deps.pool, inp.batch_id, inp.shard, inp.from_round, inp.to_round
         )
-        return int(status.split()[-1])
 
     @activity.defn(name="cancel_provider_batches")
     async def cancel_provider_batches(self, inp: CancelInput) -> None:
@@ -205,12 +186,7 @@ class SubmissionActivities:
                 if shard.provider_batch_id:
                     await provider.cancel(ref_of(inp.provider, shard))
                     continue
-                row = await self._deps.pool.fetchrow(
-                    "SELECT * FROM provider_batches WHERE batch_id = $1 AND shard = $2 AND round = $3",
-                    inp.batch_id,
-                    shard.shard,
-                    shard.round,
-                )
+                row = await provider_batches.get(self._deps.pool, inp.batch_id, shard.shard, shard.round)
                 if row is None:
                     continue
                 submission = ShardSubmission(

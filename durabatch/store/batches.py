@@ -18,6 +18,7 @@ __all__ = [
     "get_batch",
     "mark_handlers_dispatched",
     "reconcile",
+    "set_progress",
     "set_status",
     "totals",
 ]
@@ -187,3 +188,14 @@ async def mark_handlers_dispatched(conn: Executor, batch_id: str) -> None:
 
 def as_float(value: Decimal | None) -> float | None:
     return None if value is None else float(value)
+
+
+@traced
+async def set_progress(conn: Executor, batch_id: str, status: str) -> None:
+    """Move a running batch to `in_progress` or `finalizing`; never touches an ended one."""
+    await conn.execute(
+        """UPDATE batches SET status = $2
+            WHERE batch_id = $1 AND status IN ('pending', 'submitted', 'in_progress')""",
+        batch_id,
+        status,
+    )

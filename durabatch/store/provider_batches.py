@@ -6,12 +6,14 @@ and when, and looks for the batch that attempt may have created instead of creat
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import asyncpg
 
 from durabatch.store.pool import Executor
 from durabatch.store.tracing import traced
 
-__all__ = ["record_attempt", "record_status", "record_submitted"]
+__all__ = ["get", "known_ids", "record_attempt", "record_status", "record_submitted"]
 
 
 @traced
@@ -94,3 +96,26 @@ async def record_status(
         error_file_id,
         ingested,
     )
+
+
+@traced
+async def get(conn: Executor, batch_id: str, shard: int, round_: int) -> asyncpg.Record | None:
+    row: asyncpg.Record | None = await conn.fetchrow(
+        "SELECT * FROM provider_batches WHERE batch_id = $1 AND shard = $2 AND round = $3",
+        batch_id,
+        shard,
+        round_,
+    )
+    return row
+
+
+@traced
+async def known_ids(conn: Executor, provider: str, since: datetime) -> frozenset[str]:
+    """Provider batch ids the store has recorded for attempts started after `since`."""
+    rows = await conn.fetch(
+        """SELECT provider_batch_id FROM provider_batches
+            WHERE provider = $1 AND provider_batch_id IS NOT NULL AND attempt_started_at > $2""",
+        provider,
+        since,
+    )
+    return frozenset(r["provider_batch_id"] for r in rows)

@@ -10,7 +10,15 @@ import asyncpg
 from durabatch.store.pool import Conn, Executor
 from durabatch.store.tracing import query_span, traced
 
-__all__ = ["STAGE_COLUMNS", "copy_requests", "delete_requests", "iter_shard", "mark_submitted", "shard_of"]
+__all__ = [
+    "STAGE_COLUMNS",
+    "copy_requests",
+    "delete_requests",
+    "iter_shard",
+    "mark_submitted",
+    "move_to_round",
+    "shard_size",
+]
 
 STAGE_COLUMNS = ("batch_id", "custom_id", "line_no", "shard", "round", "body", "byte_size")
 
@@ -59,14 +67,31 @@ async def _fetch_shard_chunk(
 
 
 @traced
-async def shard_of(conn: Executor, batch_id: str, shard: int, round_: int) -> int:
-    count: int = await conn.fetchval(
-        "SELECT count(*) FROM requests WHERE batch_id = $1 AND shard = $2 AND round = $3",
+async def shard_size(conn: Executor, batch_id: str, shard: int, round_: int) -> tuple[int, int]:
+    """(request count, bytes) of one shard in one round."""
+    row = await conn.fetchrow(
+        """SELECT count(*) AS n, COALESCE(sum(byte_size), 0) AS bytes FROM requests
+            WHERE batch_id = $1 AND shard = $2 AND round = $3""",
         batch_id,
         shard,
         round_,
     )
-    return count
+    assert row is not None
+    return int(row["n"]), int(row["bytes"])
+
+
+@traced
+async def move_to_round(conn: Executor, batch_id: str, shard: int, from_round: int, to_round: int) -> int:
+    """Move a shard's requests to a new round (to submit them again); returns how many moved."""
+    status: str = await conn.execute(
+        """UPDATE requests SET round = $4, status = 'pending'
+            WHERE batch_id = $1 AND shard = $2 AND round = $3""",
+        batch_id,
+        shard,
+        from_round,
+        to_round,
+    )
+    return int(status.split()[-1])
 
 
 @traced

@@ -7,10 +7,10 @@ from typing import Any
 
 import asyncpg
 
-from durabatch.store.pool import Conn
+from durabatch.store.pool import Conn, Executor
 from durabatch.store.tracing import query_span, traced
 
-__all__ = ["RESULT_COLUMNS", "iter_results", "write_results"]
+__all__ = ["RESULT_COLUMNS", "iter_results", "shard_outcomes", "write_results"]
 
 RESULT_COLUMNS = (
     "batch_id",
@@ -85,3 +85,20 @@ async def iter_results(
         for row in rows:
             yield row
         last = rows[-1]["line_no"]
+
+
+@traced
+async def shard_outcomes(conn: Executor, batch_id: str, shard: int, round_: int) -> tuple[int, int]:
+    """(succeeded, not succeeded) results of one shard in one round."""
+    row = await conn.fetchrow(
+        """SELECT count(*) FILTER (WHERE x.outcome = 'succeeded') AS ok,
+                  count(*) FILTER (WHERE x.outcome <> 'succeeded') AS bad
+             FROM results x JOIN requests r
+               ON r.batch_id = x.batch_id AND r.custom_id = x.custom_id AND r.round = x.round
+            WHERE x.batch_id = $1 AND r.shard = $2 AND r.round = $3""",
+        batch_id,
+        shard,
+        round_,
+    )
+    assert row is not None
+    return int(row["ok"]), int(row["bad"])
