@@ -165,6 +165,7 @@ class StagingActivities:
                 where = "requests" if inp.requests is not None else f"requests_uri {inp.requests_uri!r}"
                 raise invalid_input(f"{where}: the batch has no requests (empty input or blank lines only)")
             await batches.set_status(conn, inp.batch_id, "pending", model=model, request_count=count)
+        await requests.analyze(self._deps.pool)
         self._deps.metrics.batch_started(inp.provider)
         return StageResult(request_count=count, byte_size=total_bytes, model=model, shards=planner.plans)
 

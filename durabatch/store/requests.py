@@ -12,6 +12,7 @@ from durabatch.store.tracing import query_span, traced
 
 __all__ = [
     "STAGE_COLUMNS",
+    "analyze",
     "copy_requests",
     "delete_requests",
     "iter_shard",
@@ -103,3 +104,10 @@ async def mark_submitted(conn: Executor, batch_id: str, shard: int, round_: int)
         shard,
         round_,
     )
+
+
+@traced
+async def analyze(conn: Executor) -> None:
+    """Refresh the planner's statistics after a bulk load: freshly staged rows are invisible to
+    it until autovacuum comes by, and it then picks nested loops over the whole batch."""
+    await conn.execute("ANALYZE requests")

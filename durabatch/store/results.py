@@ -43,6 +43,9 @@ async def write_results(
                    (LIKE results INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"""
         )
         await conn.copy_records_to_table("results_incoming", records=records, columns=list(RESULT_COLUMNS))
+        # Without statistics the planner guesses one incoming row and joins each against every
+        # request of the shard: quadratic, minutes for a 100k-line file.
+        await conn.execute("ANALYZE results_incoming")
         status = await conn.execute(
             """INSERT INTO results (batch_id, custom_id, round, outcome, status_code, body, error,
                                     input_tokens, output_tokens, cached_tokens, cost_usd)

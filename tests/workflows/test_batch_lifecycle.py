@@ -28,8 +28,8 @@ async def wait_status(handle, predicate, timeout: float = 30.0) -> StatusQuery:
 
 async def test_cancel_in_progress_keeps_partial_results(stack: Stack, tmp_path: Path) -> None:
     batch_id = new_id()
-    # 4,000 requests at 1 ms each: in progress for about 4 s
-    uri = write_jsonl(tmp_path / "in.jsonl", chat_requests(4000))
+    # 10,000 requests at 1 ms each: in progress for about 10 s, time enough to cancel on a busy machine
+    uri = write_jsonl(tmp_path / "in.jsonl", chat_requests(10000))
     handle = await stack.start(
         batch_id=batch_id, provider="openai", endpoint="/v1/chat/completions", requests_uri=uri
     )
@@ -39,14 +39,14 @@ async def test_cancel_in_progress_keeps_partial_results(stack: Stack, tmp_path: 
     await replay_and_record(handle, "cancel_in_progress")
     assert summary.status == "cancelled"
     c = summary.counts
-    assert c.total == 4000 and c.succeeded > 0 and c.cancelled > 0
-    assert c.succeeded + c.cancelled + c.failed == 4000
+    assert c.total == 10000 and c.succeeded > 0 and c.cancelled > 0
+    assert c.succeeded + c.cancelled + c.failed == 10000
     await assert_one_outcome_each(stack, batch_id)
 
 
 async def test_temporal_cancellation_does_the_same_as_the_signal(stack: Stack, tmp_path: Path) -> None:
     batch_id = new_id()
-    uri = write_jsonl(tmp_path / "in.jsonl", chat_requests(4000))
+    uri = write_jsonl(tmp_path / "in.jsonl", chat_requests(10000))
     handle = await stack.start(
         batch_id=batch_id, provider="openai", endpoint="/v1/chat/completions", requests_uri=uri
     )
@@ -61,8 +61,8 @@ async def test_temporal_cancellation_does_the_same_as_the_signal(stack: Stack, t
 
 async def test_max_age_expires_batch_keeping_partial_results(stack: Stack, tmp_path: Path) -> None:
     batch_id = new_id()
-    # 5,000 requests take ~5 s at the emulator; a max age of 2 s ends the batch first
-    uri = write_jsonl(tmp_path / "in.jsonl", chat_requests(5000))
+    # 10,000 requests take ~10 s at the emulator; a max age of 2 s ends the batch first
+    uri = write_jsonl(tmp_path / "in.jsonl", chat_requests(10000))
     handle = await stack.start(
         batch_id=batch_id,
         provider="openai",
@@ -75,7 +75,7 @@ async def test_max_age_expires_batch_keeping_partial_results(stack: Stack, tmp_p
     assert summary.status == "expired"
     by = await outcomes(stack, batch_id)
     assert by.get("expired", 0) + by.get("cancelled", 0) > 0
-    assert sum(by.values()) == 5000
+    assert sum(by.values()) == 10000
     assert summary.failure_reason and "max age" in summary.failure_reason
     await assert_one_outcome_each(stack, batch_id)
 
