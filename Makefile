@@ -29,6 +29,7 @@ test: $(STAMP) lint typecheck
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_emulator.py
+	$(BIN)/python bench/bench_pipeline.py --requests 100000
 
 chaos: $(STAMP)
 	$(BIN)/python bench/chaos.py
