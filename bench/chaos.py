@@ -65,10 +65,12 @@ PHASE_OF_ACTIVITY = {
     "finalize_batch": "finalize",
     "cancel_provider_batches": "cancel",
 }
-#: activities without a heartbeat and with a long start_to_close: a SIGKILL mid-way strands them
-#: until that timeout (SUBMIT 15 min, FINALIZE 10 min). Kills avoid them unless they are the target.
+#: activities with a long start_to_close: a SIGKILL mid-way strands them until their heartbeat
+#: timeout (1 min), and a scheduled one may be handed to any worker. Kills avoid them unless aimed.
 LONG_STALL_PHASES = frozenset({"submit", "finalize"})
 ALL_KILL_PHASES = ("staging", "submit", "sleeping", "ingest", "handler")
+#: A kill aimed at a required phase not hit yet waits this many times `--phase-wait` for it.
+PHASE_WAIT_ROUNDS_WANTED = 4
 MODELS = {"openai": "gpt-4o-mini", "anthropic": "claude-haiku-4-5", "gemini": "gemini-2.5-flash"}
 ENDPOINTS = {"openai": "/v1/chat/completions", "anthropic": "/v1/messages", "gemini": "generateContent"}
 FAULT_KINDS = ("fault_429", "fault_5xx", "fault_drop", "fault_truncate", "fault_stuck", "fault_lose_create")
@@ -477,7 +479,10 @@ class ChaosRun:
 
     async def kill_worker(self, target: str, wait: float, restart: bool = True) -> EventRecord:
         assert self.workers is not None
-        deadline = time.monotonic() + wait
+        # A phase the run must hit gets more chances: a short phase (a webhook held 1.5 s) can be
+        # hidden for a while behind a submit waiting out a retry backoff, which no kill may strand.
+        wanted = target in self.args.phases.split(",") and not self.phases_hit.get(target)
+        deadline = time.monotonic() + wait * (PHASE_WAIT_ROUNDS_WANTED if wanted else 1)
         choice = None
         while time.monotonic() < deadline:
             held, sleeping = await self.scan()

@@ -11,11 +11,10 @@ results never pass through here, only ids, counts and statuses.
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from temporalio import workflow
-from temporalio.common import SearchAttributeKey, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -33,7 +32,6 @@ with workflow.unsafe.imports_passed_through():
         HandlerState,
         IngestInput,
         IngestResult,
-        OutcomeCounts,
         PollInput,
         PollResult,
         RedispatchResult,
@@ -48,13 +46,15 @@ with workflow.unsafe.imports_passed_through():
     from workflows import options
     from workflows.schedule import poll_delay
     from workflows.validate import BatchConfig, InvalidBatchInput, decode_input, validate_input
+    from workflows.views import (
+        details_markdown,
+        ended_status,
+        search_attribute_updates,
+        status_of,
+        summary_of,
+    )
 
 __all__ = ["BatchWorkflow"]
-
-SA_STATUS = SearchAttributeKey.for_keyword("DurabatchStatus")
-SA_PROVIDER = SearchAttributeKey.for_keyword("DurabatchProvider")
-SA_MODEL = SearchAttributeKey.for_keyword("DurabatchModel")
-SA_REQUESTS = SearchAttributeKey.for_int("DurabatchRequests")
 
 #: Continue as new well before the 2,000-events-per-run budget (about 8 events per poll).
 HISTORY_EVENTS_PER_RUN = 1500
@@ -74,7 +74,7 @@ class BatchWorkflow:
         self._cfg: BatchConfig | None = None
         self._invalid_input: str | None = None
         self._state = BatchState()
-        self._next_poll_at: Any = None
+        self._next_poll_at: datetime | None = None
         self._handlers_ran = False
         self._redispatching = False
 
@@ -138,25 +138,7 @@ class BatchWorkflow:
 
     @workflow.query(name="status")
     def status(self) -> StatusQuery:
-        cfg = self._require_cfg()
-        totals = self._state.totals
-        counts = totals.counts if totals else self._live_counts()
-        return StatusQuery(
-            batch_id=cfg.batch_id,
-            status=self._state.status,
-            provider=cfg.provider,
-            model=self._state.model,
-            counts=counts,
-            shards=self._state.shards,
-            input_tokens=totals.input_tokens if totals else 0,
-            output_tokens=totals.output_tokens if totals else 0,
-            cost_usd=totals.cost_usd if totals else None,
-            next_poll_at=self._next_poll_at,
-            poll_count=self._state.poll_count,
-            cancel_requested=self._state.cancel_requested,
-            failure_reason=self._state.failure_reason,
-            handlers=self._state.handlers,
-        )
+        return status_of(self._require_cfg(), self._state, self._next_poll_at)
 
     @workflow.update(name="redispatch_handlers")
     async def redispatch_handlers(self) -> RedispatchResult:
@@ -554,87 +536,17 @@ class BatchWorkflow:
         self._state.failure_reason = reason
 
     def _ended_status(self) -> BatchStatus:
-        st = self._state
-        if st.cancel_requested:
-            return "cancelled"
-        states = {s.state for s in st.shards}
-        if states and states <= {"failed"}:
-            first = next((s for s in st.shards if s.failure_message), None)
-            st.failure_reason = st.failure_reason or (
-                f"provider failed the batch: {first.failure_code}: {first.failure_message}"
-                if first
-                else "provider failed the batch"
-            )
-            return "failed"
-        if "expired" in states:
-            return "expired"
-        return "completed"
-
-    def _live_counts(self) -> OutcomeCounts:
-        succeeded = sum(s.succeeded for s in self._state.shards)
-        failed = sum(s.failed for s in self._state.shards)
-        total = self._state.request_count
-        return OutcomeCounts(
-            total=total, succeeded=succeeded, failed=failed, pending=max(0, total - succeeded - failed)
-        )
+        status, self._state.failure_reason = ended_status(self._state)
+        return status
 
     def _summary(self) -> BatchSummary:
-        cfg = self._require_cfg()
-        st = self._state
-        totals = st.totals
-        return BatchSummary(
-            batch_id=cfg.batch_id,
-            workflow_id=workflow.info().workflow_id,
-            status=st.status,
-            provider=cfg.provider,
-            endpoint=cfg.endpoint,
-            model=st.model,
-            counts=totals.counts if totals else self._live_counts(),
-            input_tokens=totals.input_tokens if totals else 0,
-            output_tokens=totals.output_tokens if totals else 0,
-            cached_tokens=totals.cached_tokens if totals else 0,
-            cost_usd=totals.cost_usd if totals else None,
-            provider_batch_ids=[s.provider_batch_id for s in st.shards if s.provider_batch_id],
-            created_at=st.started_at,
-            submitted_at=totals.submitted_at if totals else None,
-            ended_at=totals.ended_at if totals else None,
-            failure_reason=st.failure_reason or (totals.failure_reason if totals else None),
-            handlers=st.handlers,
-            metadata=cfg.metadata,
-        )
+        return summary_of(self._require_cfg(), self._state, workflow.info().workflow_id)
 
     def _publish(self) -> None:
         """Search attributes and Web UI details: what `temporal workflow list` and the UI show."""
         cfg = self._require_cfg()
-        st = self._state
-        updates: list[SearchAttributeUpdate[Any]] = [
-            SA_STATUS.value_set(st.status),
-            SA_PROVIDER.value_set(cfg.provider),
-            SA_REQUESTS.value_set(st.request_count),
-        ]
-        if st.model:
-            updates.append(SA_MODEL.value_set(st.model))
-        workflow.upsert_search_attributes(updates)
-        counts = st.totals.counts if st.totals else self._live_counts()
-        lines = [
-            f"**status** {st.status} · **provider** {cfg.provider} · **model** {st.model or '-'}",
-            f"**requests** {counts.total}: {counts.succeeded} succeeded, {counts.failed} failed, "
-            f"{counts.expired} expired, {counts.cancelled} cancelled, {counts.pending} pending",
-            "**provider batches** "
-            + (
-                ", ".join(
-                    f"{s.provider_batch_id} ({s.provider_status or s.state})"
-                    for s in st.shards
-                    if s.provider_batch_id
-                )
-                or "-"
-            ),
-            f"**polls** {st.poll_count}"
-            + (f" · next at {self._next_poll_at:%H:%M:%S} UTC" if self._next_poll_at else ""),
-        ]
-        if st.failure_reason:
-            lines.append(f"**failure** {st.failure_reason}")
-        workflow.set_current_details("\n\n".join(lines))
+        workflow.upsert_search_attributes(search_attribute_updates(cfg, self._state))
+        workflow.set_current_details(details_markdown(cfg, self._state, self._next_poll_at))
 
     def _require_cfg(self) -> BatchConfig:
         if self._cfg is None:

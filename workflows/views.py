@@ -1,0 +1,134 @@
+"""How a batch's state is shown: its summary, its live status, its search attributes and the Web UI
+details. Pure functions of the workflow's state, so they are deterministic and easy to test."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from temporalio.common import SearchAttributeKey, SearchAttributeUpdate
+
+from durabatch.models import BatchState, BatchStatus, BatchSummary, OutcomeCounts, StatusQuery
+from workflows.validate import BatchConfig
+
+__all__ = [
+    "SA_MODEL",
+    "SA_PROVIDER",
+    "SA_REQUESTS",
+    "SA_STATUS",
+    "details_markdown",
+    "ended_status",
+    "live_counts",
+    "search_attribute_updates",
+    "status_of",
+    "summary_of",
+]
+
+SA_STATUS = SearchAttributeKey.for_keyword("DurabatchStatus")
+SA_PROVIDER = SearchAttributeKey.for_keyword("DurabatchProvider")
+SA_MODEL = SearchAttributeKey.for_keyword("DurabatchModel")
+SA_REQUESTS = SearchAttributeKey.for_int("DurabatchRequests")
+
+
+def live_counts(st: BatchState) -> OutcomeCounts:
+    """Counts while the batch runs (from the provider's request counts), final ones once recorded."""
+    if st.totals is not None:
+        return st.totals.counts
+    succeeded = sum(s.succeeded for s in st.shards)
+    failed = sum(s.failed for s in st.shards)
+    total = st.request_count
+    return OutcomeCounts(
+        total=total, succeeded=succeeded, failed=failed, pending=max(0, total - succeeded - failed)
+    )
+
+
+def ended_status(st: BatchState) -> tuple[BatchStatus, str | None]:
+    """The batch's end status once every provider batch has ended, and a failure reason if any."""
+    if st.cancel_requested:
+        return "cancelled", st.failure_reason
+    states = {s.state for s in st.shards}
+    if states and states <= {"failed"}:
+        first = next((s for s in st.shards if s.failure_message), None)
+        reason = st.failure_reason or (
+            f"provider failed the batch: {first.failure_code}: {first.failure_message}"
+            if first
+            else "provider failed the batch"
+        )
+        return "failed", reason
+    if "expired" in states:
+        return "expired", st.failure_reason
+    return "completed", st.failure_reason
+
+
+def summary_of(cfg: BatchConfig, st: BatchState, workflow_id: str) -> BatchSummary:
+    totals = st.totals
+    return BatchSummary(
+        batch_id=cfg.batch_id,
+        workflow_id=workflow_id,
+        status=st.status,
+        provider=cfg.provider,
+        endpoint=cfg.endpoint,
+        model=st.model,
+        counts=live_counts(st),
+        input_tokens=totals.input_tokens if totals else 0,
+        output_tokens=totals.output_tokens if totals else 0,
+        cached_tokens=totals.cached_tokens if totals else 0,
+        cost_usd=totals.cost_usd if totals else None,
+        provider_batch_ids=[s.provider_batch_id for s in st.shards if s.provider_batch_id],
+        created_at=st.started_at,
+        submitted_at=totals.submitted_at if totals else None,
+        ended_at=totals.ended_at if totals else None,
+        failure_reason=st.failure_reason or (totals.failure_reason if totals else None),
+        handlers=st.handlers,
+        metadata=cfg.metadata,
+    )
+
+
+def status_of(cfg: BatchConfig, st: BatchState, next_poll_at: datetime | None) -> StatusQuery:
+    totals = st.totals
+    return StatusQuery(
+        batch_id=cfg.batch_id,
+        status=st.status,
+        provider=cfg.provider,
+        model=st.model,
+        counts=live_counts(st),
+        shards=st.shards,
+        input_tokens=totals.input_tokens if totals else 0,
+        output_tokens=totals.output_tokens if totals else 0,
+        cost_usd=totals.cost_usd if totals else None,
+        next_poll_at=next_poll_at,
+        poll_count=st.poll_count,
+        cancel_requested=st.cancel_requested,
+        failure_reason=st.failure_reason,
+        handlers=st.handlers,
+    )
+
+
+def search_attribute_updates(cfg: BatchConfig, st: BatchState) -> list[SearchAttributeUpdate[Any]]:
+    """What `durabatch list`, `temporal workflow list` and the Web UI filter on."""
+    updates: list[SearchAttributeUpdate[Any]] = [
+        SA_STATUS.value_set(st.status),
+        SA_PROVIDER.value_set(cfg.provider),
+        SA_REQUESTS.value_set(st.request_count),
+    ]
+    if st.model:
+        updates.append(SA_MODEL.value_set(st.model))
+    return updates
+
+
+def details_markdown(cfg: BatchConfig, st: BatchState, next_poll_at: datetime | None) -> str:
+    """The Web UI's current details of a batch."""
+    counts = live_counts(st)
+    provider_batches = ", ".join(
+        f"{s.provider_batch_id} ({s.provider_status or s.state})" for s in st.shards if s.provider_batch_id
+    )
+    lines = [
+        f"**status** {st.status} · **provider** {cfg.provider} · **model** {st.model or '-'}",
+        f"**requests** {counts.total}: {counts.succeeded} succeeded, {counts.failed} failed, "
+        f"{counts.expired} expired, {counts.cancelled} cancelled, {counts.pending} pending",
+        f"**provider batches** {provider_batches or '-'}",
+        f"**polls** {st.poll_count}" + (f" · next at {next_poll_at:%H:%M:%S} UTC" if next_poll_at else ""),
+    ]
+    if st.failure_reason:
+        lines.append(f"**failure** {st.failure_reason}")
+    return "\n\n".join(lines)
