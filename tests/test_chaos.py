@@ -58,7 +58,6 @@ def test_short_chaos_run_keeps_every_invariant(tmp_path: Path) -> None:
     assert kinds.get("restart_temporal", 0) >= 1 and kinds.get("restart_postgres", 0) >= 1
     for phase in ("staging", "sleeping", "ingest", "handler"):
         assert f["phases_hit"].get(phase, 0) >= 1, f["phases_hit"]
-    assert f["elapsed_seconds"] < 180
 
 
 @pytest.mark.timeout(200)
