@@ -4,6 +4,7 @@ and a workflow started before a stop is still there, running, after the next sta
 from __future__ import annotations
 
 import json
+import socket
 import time
 import uuid
 from pathlib import Path
@@ -11,8 +12,10 @@ from typing import Any
 
 import httpx
 
+from durabatch.cli import EXIT_USAGE
 from durabatch.devstack import port_in_use
-from tests.cli.conftest import data_dir, run_cli, start_dev
+from tests.cli.conftest import clean_env, data_dir, run_cli, start_dev
+from tests.conftest import free_port
 
 
 def test_dev_stops_on_sigint_and_a_restart_keeps_running_workflows(requests_file: Path) -> None:
@@ -77,3 +80,26 @@ def _wait_submitted(env: dict[str, str], batch_id: str, timeout: float = 30) -> 
                 return st
         assert time.monotonic() < deadline, r.stdout + r.stderr
         time.sleep(0.5)
+
+
+def test_dev_names_the_port_already_in_use() -> None:
+    with data_dir() as path, socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        r = run_cli(
+            "dev",
+            "--data-dir",
+            str(path),
+            "--temporal-port",
+            str(busy),
+            "--ui-port",
+            str(free_port()),
+            "--emulator-port",
+            str(free_port()),
+            env=clean_env(),
+        )
+        assert r.returncode == EXIT_USAGE, r.stdout + r.stderr
+        assert f"Temporal port {busy} already in use" in r.stderr, r.stderr
+        assert "--temporal-port" in r.stderr
+        assert not (path / "postgres").exists(), "nothing was started"
