@@ -61,12 +61,14 @@ class IngestActivities:
         outcome, code, message = _UNRESOLVED.get(status.state, _UNRESOLVED["completed"])
         if status.state == "failed" and status.failure_message:
             message = f"{status.failure_code or 'batch_failed'}: {status.failure_message}"
+        if status.state == "cancelled" and inp.expiry_reason:
+            outcome, code, message = "expired", "max_age", inp.expiry_reason
         async with self._deps.pool.acquire() as conn:
             await batches.reconcile(
                 conn, inp.batch_id, outcome=outcome, code=code, reason=message, shard=inp.shard.shard
             )
         await self._record_ingested(inp, status)
-        succeeded, not_succeeded = await results.shard_outcomes(
+        shard_totals = await results.shard_totals(
             self._deps.pool, inp.batch_id, inp.shard.shard, inp.shard.round
         )
         elapsed = time.monotonic() - started
@@ -79,9 +81,20 @@ class IngestActivities:
                 "lines_per_second": round(lines / max(elapsed, 1e-6)),
             },
         )
-        return IngestResult(lines=lines, succeeded=succeeded, failed=not_succeeded)
+        return IngestResult(
+            lines=lines,
+            succeeded=shard_totals.succeeded,
+            failed=shard_totals.not_succeeded,
+            input_tokens=shard_totals.input_tokens,
+            output_tokens=shard_totals.output_tokens,
+            cached_tokens=shard_totals.cached_tokens,
+            cost_usd=shard_totals.cost_usd,
+        )
 
     def _record(self, inp: IngestInput, line: ResultLine) -> tuple[Any, ...]:
+        if line.outcome == "cancelled" and inp.expiry_reason:
+            line.outcome = "expired"
+            line.error = {"code": "max_age", "message": inp.expiry_reason, "provider_error": line.error}
         cost = (
             cost_usd(
                 inp.provider,

@@ -431,6 +431,7 @@ def worker() -> None:
     """
     from durabatch.store import StoreError
     from durabatch.telemetry import configure_logging
+    from durabatch.temporal import SearchAttributesMissing
     from worker import run_worker
 
     settings = _settings()
@@ -439,6 +440,8 @@ def worker() -> None:
         asyncio.run(run_worker(settings))
     except KeyboardInterrupt:
         pass
+    except SearchAttributesMissing as exc:
+        raise _fail(f"worker could not start: {exc}", EXIT_USAGE) from None
     except (OSError, StoreError) as exc:
         raise _fail(f"worker could not start: {exc}", EXIT_UNREACHABLE) from None
     except RuntimeError as exc:

@@ -111,6 +111,10 @@ class ShardState(_Model):
     #: the provider failed this batch for quota (OpenAI token_limit_exceeded): submit it again later
     retry_later: bool = False
     quota_retries: int = 0
+    #: usage of the results ingested so far (the status query's "tokens and cost so far")
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float | None = None
 
 
 class HandlerState(_Model):
@@ -280,12 +284,19 @@ class IngestInput(_Model):
     provider: str
     model: str | None = None
     shard: ShardState
+    #: set when the batch is being expired: what the provider cancelled because of durabatch's
+    #: max-age cancel is recorded as `expired`, with this reason, not as a user's cancel
+    expiry_reason: str | None = None
 
 
 class IngestResult(_Model):
     lines: int
     succeeded: int
     failed: int
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    cost_usd: float | None = None
 
 
 class CancelInput(_Model):

@@ -22,7 +22,7 @@ logger = logging.getLogger(__name__)
 
 
 class SearchAttributesMissing(RuntimeError):
-    """The namespace lacks durabatch's search attributes and we may not add them."""
+    """The namespace (or durabatch's search attributes in it) is missing and we may not add them."""
 
 
 def search_attribute_keys() -> list[SearchAttributeKey]:  # type: ignore[type-arg]
@@ -66,6 +66,21 @@ async def ensure_search_attributes(client: Client) -> list[str]:
         )
         present = set(existing.custom_attributes) | set(existing.system_attributes)
     except RPCError as exc:
+        if exc.status == RPCStatusCode.PERMISSION_DENIED:
+            # Temporal Cloud API keys may not read the operator service; there the attributes are
+            # created with tcld or the Cloud UI, which deploy.md asks for.
+            logger.warning(
+                "may not list search attributes of namespace %r (%s); assuming they are registered",
+                namespace,
+                exc.message,
+            )
+            return []
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            raise SearchAttributesMissing(
+                f"namespace {namespace!r} not found on the Temporal server: check "
+                "DURABATCH_TEMPORAL_NAMESPACE, or create it with "
+                f"`temporal operator namespace create --namespace {namespace}`"
+            ) from exc
         # The time-skipping test server cannot list them; adding is idempotent enough there.
         if exc.status != RPCStatusCode.UNIMPLEMENTED:
             raise

@@ -17,7 +17,13 @@ from typing import Any
 
 from aiohttp import web
 
-from durabatch.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, WebhookVerificationError, verify_signature
+from durabatch.webhooks import (
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    ReplayGuard,
+    WebhookVerificationError,
+    verify_signature,
+)
 
 __all__ = ["Delivery", "WebhookReceiver"]
 
@@ -35,6 +41,7 @@ class WebhookReceiver:
         self.fail_remaining = fail_first
         self.fail_status = fail_status
         self.accepted: list[Delivery] = []
+        self._replay_guard = ReplayGuard()
         self.attempts = 0
         self.rejected: list[str] = []
         self._runner: web.AppRunner | None = None
@@ -53,6 +60,7 @@ class WebhookReceiver:
                     raw,
                     request.headers.get(TIMESTAMP_HEADER),
                     request.headers.get(SIGNATURE_HEADER),
+                    replay_guard=self._replay_guard,
                 )
             except WebhookVerificationError as exc:
                 self.rejected.append(str(exc))

@@ -373,6 +373,7 @@ async def test_a_real_delivery_rejects_tampering_and_replay(secret_stack: Stack)
         # the receiver itself: the same delivery sent again, tampered or stale, is refused
         async with httpx.AsyncClient() as http:
             send = {k: v for k, v in headers.items() if k.lower() not in ("host", "content-length")}
+            replayed = await http.post(receiver.url, content=body, headers=send)
             tampered = await http.post(receiver.url, content=altered, headers=send)
             stale = await http.post(
                 receiver.url, content=body, headers={**send, TIMESTAMP_HEADER: str(int(timestamp) - 600)}
@@ -382,9 +383,11 @@ async def test_a_real_delivery_rejects_tampering_and_replay(secret_stack: Stack)
                 content=body,
                 headers={k: v for k, v in send.items() if k not in (SIGNATURE_HEADER, TIMESTAMP_HEADER)},
             )
-        assert (tampered.status_code, stale.status_code, unsigned.status_code) == (401, 401, 401)
+        codes = (replayed.status_code, tampered.status_code, stale.status_code, unsigned.status_code)
+        assert codes == (401, 401, 401, 401)
+        assert "replayed" in replayed.text
         assert len(receiver.accepted) == 1
-        assert len(receiver.rejected) == 3
+        assert len(receiver.rejected) == 4
 
 
 async def test_the_search_sees_inside_payloads() -> None:

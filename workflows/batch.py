@@ -60,6 +60,11 @@ __all__ = ["BatchWorkflow"]
 HISTORY_EVENTS_PER_RUN = 1500
 #: How many times a shard refused for quota (token_limit_exceeded) is submitted again.
 MAX_QUOTA_RETRIES = 5
+#: After the max-age cancel, how long to wait for the provider to end the batch and hand over what
+#: it finished (OpenAI: "cancelling for up to 10 minutes") before force-failing the rest.
+EXPIRY_GRACE = timedelta(minutes=15)
+#: workflow.patched id: histories recorded before it polled once after the expiry cancel.
+PATCH_EXPIRY_KEEPS_PARTIAL_RESULTS = "expiry-keeps-partial-results"
 _PROVIDER_TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})
 
 
@@ -77,6 +82,7 @@ class BatchWorkflow:
         self._next_poll_at: datetime | None = None
         self._handlers_ran = False
         self._redispatching = False
+        self._expiring = False
 
     # ---- interface --------------------------------------------------------------------------
 
@@ -319,6 +325,7 @@ class BatchWorkflow:
             and shard.retry_later
             and shard.quota_retries < MAX_QUOTA_RETRIES
             and not self._state.cancel_requested
+            and not self._expiring
         )
 
     async def _resubmit(self, shard: ShardState) -> None:
@@ -366,15 +373,22 @@ class BatchWorkflow:
     async def _ingest(self, shard: ShardState) -> None:
         cfg = self._require_cfg()
         try:
-            await self._activity(
+            ingested: IngestResult = await self._activity(
                 "ingest_results",
                 IngestInput(
-                    batch_id=cfg.batch_id, provider=cfg.provider, model=self._state.model, shard=shard
+                    batch_id=cfg.batch_id,
+                    provider=cfg.provider,
+                    model=self._state.model,
+                    shard=shard,
+                    expiry_reason=self._state.failure_reason if self._expiring else None,
                 ),
                 options.INGEST,
                 IngestResult,
                 summary=f"ingest results of shard {shard.shard}",
             )
+            shard.input_tokens = ingested.input_tokens
+            shard.output_tokens = ingested.output_tokens
+            shard.cost_usd = ingested.cost_usd
         except ActivityError as err:
             # Only a permanent failure gets here (ingest retries everything else); the shard's
             # requests without a result are failed by finalize, with this reason.
@@ -409,8 +423,35 @@ class BatchWorkflow:
         st = self._state
         st.failure_reason = st.failure_reason or "max age reached before the provider finished"
         await self._cancel_at_provider()
-        await self._poll_and_ingest()
+        if workflow.patched(PATCH_EXPIRY_KEEPS_PARTIAL_RESULTS):
+            self._expiring = True
+            await self._collect_after_cancel(EXPIRY_GRACE)
+        else:
+            await self._poll_and_ingest()
         st.status = "expired"
+
+    async def _collect_after_cancel(self, grace: timedelta) -> None:
+        """Poll, on the schedule from its start, until every cancelled provider batch has ended and
+        its partial results are ingested, or `grace` has passed (a provider that ignores the cancel
+        must not hold the batch open for long)."""
+        cfg = self._require_cfg()
+        st = self._state
+        deadline = workflow.now() + grace
+        attempt = 0
+        while True:
+            await self._poll_and_ingest()
+            self._publish()
+            now = workflow.now()
+            if not any(s.provider_batch_id and not s.ingested for s in st.shards) or now >= deadline:
+                return
+            delay = min(
+                poll_delay(cfg.poll_schedule, attempt, workflow.random().random()),
+                (deadline - now).total_seconds(),
+            )
+            self._next_poll_at = now + timedelta(seconds=delay)
+            await workflow.sleep(timedelta(seconds=max(delay, 0.001)), summary="wait for the cancel")
+            self._next_poll_at = None
+            attempt += 1
 
     async def _complete(self) -> BatchSummary:
         cfg = self._require_cfg()

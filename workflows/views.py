@@ -22,6 +22,7 @@ __all__ = [
     "search_attribute_updates",
     "status_of",
     "summary_of",
+    "usage_so_far",
 ]
 
 SA_STATUS = SearchAttributeKey.for_keyword("DurabatchStatus")
@@ -84,8 +85,19 @@ def summary_of(cfg: BatchConfig, st: BatchState, workflow_id: str) -> BatchSumma
     )
 
 
+def usage_so_far(st: BatchState) -> tuple[int, int, float | None]:
+    """Input tokens, output tokens and cost of the results recorded so far: final once totalled,
+    else summed over the shards already ingested (cost unknown if any shard's is unknown)."""
+    if st.totals is not None:
+        return st.totals.input_tokens, st.totals.output_tokens, st.totals.cost_usd
+    ingested = [s for s in st.shards if s.ingested]
+    costs = [s.cost_usd for s in ingested]
+    cost = None if not ingested or None in costs else sum(c for c in costs if c is not None)
+    return sum(s.input_tokens for s in ingested), sum(s.output_tokens for s in ingested), cost
+
+
 def status_of(cfg: BatchConfig, st: BatchState, next_poll_at: datetime | None) -> StatusQuery:
-    totals = st.totals
+    input_tokens, output_tokens, cost = usage_so_far(st)
     return StatusQuery(
         batch_id=cfg.batch_id,
         status=st.status,
@@ -93,9 +105,9 @@ def status_of(cfg: BatchConfig, st: BatchState, next_poll_at: datetime | None) -
         model=st.model,
         counts=live_counts(st),
         shards=st.shards,
-        input_tokens=totals.input_tokens if totals else 0,
-        output_tokens=totals.output_tokens if totals else 0,
-        cost_usd=totals.cost_usd if totals else None,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        cost_usd=cost,
         next_poll_at=next_poll_at,
         poll_count=st.poll_count,
         cancel_requested=st.cancel_requested,

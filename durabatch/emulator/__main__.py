@@ -10,7 +10,7 @@ from durabatch.emulator.server import serve_forever
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m durabatch.emulator", description=__doc__)
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8400)
+    p.add_argument("--port", type=int, default=8089)
     p.add_argument("--api-key", action="append", dest="api_keys", default=None)
     p.add_argument("--validating-seconds", type=float, default=0.5)
     p.add_argument("--ms-per-request", type=float, default=1.0)

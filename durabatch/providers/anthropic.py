@@ -160,7 +160,9 @@ class AnthropicProvider:
                     break
                 if str(batch.get("id")) in excluded:
                     continue
-                if _total(batch.get("request_counts") or {}) == shard.request_count:
+                if _total(batch.get("request_counts") or {}) == shard.request_count and await self._may_own(
+                    batch, shard
+                ):
                     candidates.append((created, str(batch["id"])))
             if older_than_window or not data or not page.get("has_more"):
                 break
@@ -186,6 +188,40 @@ class AnthropicProvider:
             except ProviderError as exc:
                 log.warning("cancelling duplicate anthropic batch %s failed: %s", duplicate, exc)
         return ProviderBatchRef(provider=self.name, provider_batch_id=keep)
+
+    async def _may_own(self, batch: dict[str, Any], shard: ShardSubmission) -> bool:
+        """Whether a same-size batch in the time window can be this shard's. An ended batch's
+        results name its requests: if its first custom_id is not the shard's, it belongs to someone
+        else (another client of the account) and must be neither claimed nor cancelled. A batch
+        still running cannot be told apart this way and counts as a candidate."""
+        url = batch.get("results_url")
+        if batch.get("processing_status") != "ended" or not isinstance(url, str):
+            return True
+        ref = ProviderBatchRef(provider=self.name, provider_batch_id=str(batch.get("id")))
+        first: str | None = None
+        lines = self._http.stream_lines(
+            self._results_url(url, ref),
+            headers={"Accept": "application/binary"},
+            what=f"results of {ref.provider_batch_id}",
+        )
+        try:
+            async for item in lines:
+                line = anthropic_result(item.record)
+                if line is not None:
+                    first = line.custom_id
+                    break
+        finally:
+            await _close(lines)  # only the first line is read: end the download now
+        if first is None:
+            return True
+        requests = shard.requests()
+        try:
+            async for request in requests:
+                if request.custom_id == first:
+                    return True
+            return False
+        finally:
+            await _close(requests)  # a store cursor: release it now
 
     async def status(self, ref: ProviderBatchRef) -> ProviderStatus:
         try:
@@ -326,3 +362,10 @@ def anthropic_result(record: Any) -> ResultLine | None:
     else:
         error = {"type": kind}
     return ResultLine(custom_id=record["custom_id"], outcome=outcome, error=error)
+
+
+async def _close(iterator: AsyncIterator[Any]) -> None:
+    """Close an async generator left before its end, so its connection is released at once."""
+    close = getattr(iterator, "aclose", None)
+    if close is not None:
+        await close()

@@ -361,6 +361,8 @@ def gemini_status(operation: dict[str, Any]) -> ProviderStatus:
     if isinstance(error, dict) and state == "failed":
         status.failure_code = str(error.get("status") or error.get("code") or "")
         status.failure_message = str(error.get("message") or "")
+        # google.rpc.Code 8 is RESOURCE_EXHAUSTED: a quota refusal, worth submitting again later
+        status.retry_later = error.get("code") == 8 or error.get("status") == "RESOURCE_EXHAUSTED"
     return status
 
 

@@ -62,6 +62,7 @@ OPENAI_STATES: dict[str, ProviderState] = {
     "failed": "failed",
     "expired": "expired",
     "cancelling": "in_progress",
+    "canceling": "in_progress",  # Together's spelling (uppercase there; matched case-blind)
     "cancelled": "cancelled",
 }
 
@@ -194,6 +195,7 @@ class OpenAIProvider:
         return None
 
     def _ref(self, batch: dict[str, Any]) -> ProviderBatchRef:
+        batch = _unwrap(batch)
         return ProviderBatchRef(
             provider=self.name,
             provider_batch_id=str(batch["id"]),
@@ -259,9 +261,16 @@ def _metadata(shard: ShardSubmission) -> dict[str, str]:
     }
 
 
+def _unwrap(batch: dict[str, Any]) -> dict[str, Any]:
+    """Together answers a batch as ``{"job": {...}}``; OpenAI and the others answer it bare."""
+    job = batch.get("job")
+    return job if isinstance(job, dict) and "id" not in batch else batch
+
+
 def openai_status(batch: dict[str, Any]) -> ProviderStatus:
+    batch = _unwrap(batch)
     raw = str(batch.get("status"))
-    state = OPENAI_STATES.get(raw)
+    state = OPENAI_STATES.get(raw.lower())
     if state is None:
         log.warning("unknown openai batch status %r, treated as in_progress", raw)
         state = "in_progress"

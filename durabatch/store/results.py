@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -10,7 +11,7 @@ import asyncpg
 from durabatch.store.pool import Conn, Executor
 from durabatch.store.tracing import query_span, traced
 
-__all__ = ["RESULT_COLUMNS", "iter_results", "shard_outcomes", "write_results"]
+__all__ = ["RESULT_COLUMNS", "ShardTotals", "iter_results", "shard_totals", "write_results"]
 
 RESULT_COLUMNS = (
     "batch_id",
@@ -25,6 +26,16 @@ RESULT_COLUMNS = (
     "cached_tokens",
     "cost_usd",
 )
+
+
+@dataclass(frozen=True)
+class ShardTotals:
+    succeeded: int
+    not_succeeded: int
+    input_tokens: int
+    output_tokens: int
+    cached_tokens: int
+    cost_usd: float | None
 
 
 @traced
@@ -91,11 +102,16 @@ async def iter_results(
 
 
 @traced
-async def shard_outcomes(conn: Executor, batch_id: str, shard: int, round_: int) -> tuple[int, int]:
-    """(succeeded, not succeeded) results of one shard in one round."""
+async def shard_totals(conn: Executor, batch_id: str, shard: int, round_: int) -> ShardTotals:
+    """Outcomes, tokens and cost of one shard's results in one round."""
     row = await conn.fetchrow(
         """SELECT count(*) FILTER (WHERE x.outcome = 'succeeded') AS ok,
-                  count(*) FILTER (WHERE x.outcome <> 'succeeded') AS bad
+                  count(*) FILTER (WHERE x.outcome <> 'succeeded') AS bad,
+                  COALESCE(sum(x.input_tokens), 0) AS input_tokens,
+                  COALESCE(sum(x.output_tokens), 0) AS output_tokens,
+                  COALESCE(sum(x.cached_tokens), 0) AS cached_tokens,
+                  COALESCE(sum(x.cost_usd), 0) AS cost_usd,
+                  count(*) FILTER (WHERE x.cost_usd IS NULL AND x.outcome = 'succeeded') AS cost_unknown
              FROM results x JOIN requests r
                ON r.batch_id = x.batch_id AND r.custom_id = x.custom_id AND r.round = x.round
             WHERE x.batch_id = $1 AND r.shard = $2 AND r.round = $3""",
@@ -104,4 +120,12 @@ async def shard_outcomes(conn: Executor, batch_id: str, shard: int, round_: int)
         round_,
     )
     assert row is not None
-    return int(row["ok"]), int(row["bad"])
+    return ShardTotals(
+        succeeded=int(row["ok"]),
+        not_succeeded=int(row["bad"]),
+        input_tokens=int(row["input_tokens"]),
+        output_tokens=int(row["output_tokens"]),
+        cached_tokens=int(row["cached_tokens"]),
+        # a result whose price is unknown makes the sum unknown, never a silent undercount
+        cost_usd=None if row["cost_unknown"] else float(row["cost_usd"]),
+    )

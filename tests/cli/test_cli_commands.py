@@ -416,3 +416,10 @@ def test_worker_command_runs_batches_and_stops_on_sigterm(dev: DevProcess, reque
     assert any(entry.get("msg", "").startswith("worker polling task queue") for entry in logs)
     assert any(entry.get("batch_id") == batch_id for entry in logs), "structured logs carry the batch id"
     assert DEV_API_KEY not in stderr
+
+
+def test_worker_on_an_unknown_namespace_says_so(dev: DevProcess) -> None:
+    r = run_cli("worker", env={**dev.env, "DURABATCH_TEMPORAL_NAMESPACE": "no-such-namespace"}, timeout=60)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "namespace 'no-such-namespace' not found" in r.stderr, r.stderr
+    assert "DURABATCH_TEMPORAL_NAMESPACE" in r.stderr and "Traceback" not in r.stderr

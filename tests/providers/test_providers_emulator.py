@@ -338,12 +338,18 @@ async def test_anthropic_duplicate_is_cancelled(emu: RunningEmulator, http: http
 # -- batch faults ------------------------------------------------------------------------------
 
 
-async def test_openai_token_limit_is_retry_later(emu: RunningEmulator, http: httpx.AsyncClient) -> None:
-    client = client_for("openai", emu, http)
-    await add_fault(http, emu, fault="token_limit_exceeded", provider="openai", count=1)
-    ref = await client.submit(shard_for("openai", 2))
+@pytest.mark.parametrize(
+    ("provider", "code"), [("openai", "token_limit_exceeded"), ("gemini", "8")], ids=["openai", "gemini"]
+)
+async def test_quota_failure_is_retry_later(
+    provider: str, code: str, emu: RunningEmulator, http: httpx.AsyncClient
+) -> None:
+    # a 200 on create, then a failed batch: a quota refusal to submit again, not bad input
+    client = client_for(provider, emu, http)
+    await add_fault(http, emu, fault="token_limit_exceeded", provider=provider, count=1)
+    ref = await client.submit(shard_for(provider, 2))
     status = await wait_terminal(client, ref)
-    assert status.state == "failed" and status.retry_later and status.failure_code == "token_limit_exceeded"
+    assert status.state == "failed" and status.retry_later and status.failure_code == code
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
@@ -433,6 +439,25 @@ async def test_anthropic_same_size_shard_of_another_owner_is_left_alone(
     assert found is not None and found.provider_batch_id != other.provider_batch_id
     await admin(http, emu, other, "release")
     assert (await wait_terminal(client, other)).state == "completed"
+
+
+async def test_anthropic_ended_batch_of_another_owner_is_never_claimed_or_cancelled(
+    emu: RunningEmulator, http: httpx.AsyncClient
+) -> None:
+    # Same size, same time window, not known to the store: only its results tell it is not ours.
+    client = client_for("anthropic", emu, http)
+    started = time.time()
+    foreign = await client.submit(shard_for("anthropic", 3, tag="someone_else", prefix="theirs"))
+    assert (await wait_terminal(client, foreign)).state == "completed"
+    ours = shard_for("anthropic", 3, attempt_started_at=started)
+    assert await client.find_submitted(ours) is None
+    assert (await client.status(foreign)).provider_status == "ended"
+
+    # and an ended batch that is ours is still found by its results
+    mine = await client.submit(ours)
+    assert (await wait_terminal(client, mine)).state == "completed"
+    found = await client.find_submitted(ours)
+    assert found is not None and found.provider_batch_id == mine.provider_batch_id
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)

@@ -130,6 +130,16 @@ def test_status_table() -> None:
     assert openai_status(_batch(status="brand_new")).state == "in_progress"
 
 
+def test_together_job_wrapper_and_uppercase_statuses() -> None:
+    # OpenAI-compatible services that differ only in spelling (providers.md §5.4)
+    done = openai_status({"job": _batch(status="COMPLETED", output_file_id="file-out")})
+    assert done.state == "completed" and done.output_location == "file-out"
+    assert done.provider_status == "COMPLETED"
+    assert openai_status(_batch(status="CANCELING")).state == "in_progress"
+    assert openai_status(_batch(status="CANCELLED")).state == "cancelled"
+    assert openai_status(_batch(status="IN_PROGRESS")).state == "in_progress"
+
+
 def test_result_lines() -> None:
     ok = openai_result(
         {

@@ -141,3 +141,23 @@ def test_signature_helper_rejects_altered_and_replayed_bodies() -> None:
         verify_signature(SECRET, body, "1000", signature, now=1_000 + 3600)
     with pytest.raises(WebhookVerificationError):
         verify_signature("other-secret", body, "1000", signature, now=1_010)
+
+
+def test_replay_guard_rejects_a_delivery_sent_again_within_the_tolerance() -> None:
+    from durabatch.webhooks import ReplayGuard, WebhookVerificationError, verify_signature
+
+    guard = ReplayGuard(tolerance_seconds=300)
+    body = b'{"batch_id": "b1"}'
+    first = sign(SECRET, 1_000, body)
+    verify_signature(SECRET, body, "1000", first, now=1_010, replay_guard=guard)
+    with pytest.raises(WebhookVerificationError, match="replayed"):
+        verify_signature(SECRET, body, "1000", first, now=1_020, replay_guard=guard)
+    # durabatch's own retry is signed afresh: accepted (the receiver dedupes on Idempotency-Key)
+    retry = sign(SECRET, 1_030, body)
+    verify_signature(SECRET, body, "1030", retry, now=1_030, replay_guard=guard)
+    # a rejected (altered) body is not remembered, and entries past the window are forgotten
+    with pytest.raises(WebhookVerificationError, match="altered"):
+        verify_signature(SECRET, b"{}", "1040", sign(SECRET, 1_040, body), now=1_040, replay_guard=guard)
+    assert len(guard) == 2
+    guard.remember("v1=later", 2_000, now=2_000)
+    assert len(guard) == 1
