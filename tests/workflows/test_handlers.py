@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
+from typing import Any
 
 import pytest
+from temporalio import activity
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.workflowservice.v1 import ResetWorkflowExecutionRequest
-from temporalio.client import WorkflowUpdateFailedError
+from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.service import RPCError
+from temporalio.worker import Worker
 
 from durabatch.models import BatchSummary, RedispatchResult, StatusQuery
 from durabatch.webhook_receiver import WebhookReceiver
@@ -106,27 +109,65 @@ async def test_reset_to_start_never_runs_a_succeeded_handler_again(stack: Stack)
             handlers=[{"type": "webhook", "url": receiver.url, "secret_env": SECRET_ENV}],
         )
         first = await handle.result()
-        history = await handle.fetch_history()
-        first_task = next(
-            e.event_id for e in history.events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
-        )
-        desc = await handle.describe()
-        reset = await stack.client.workflow_service.reset_workflow_execution(
-            ResetWorkflowExecutionRequest(
-                namespace=stack.client.namespace,
-                workflow_execution=WorkflowExecution(workflow_id=handle.id, run_id=desc.run_id),
-                reason="test: replay the whole batch",
-                workflow_task_finish_event_id=first_task,
-                request_id=str(uuid.uuid4()),
-            )
-        )
-        again = await stack.client.get_workflow_handle(
-            handle.id, run_id=reset.run_id, result_type=BatchSummary
-        ).result()
+        again = await reset_to_start(stack, handle)
     assert first.status == again.status == "completed"
     assert len(receiver.accepted) == 1
     assert again.counts == first.counts
     assert again.provider_batch_ids == first.provider_batch_ids  # no second provider batch either
+
+
+async def reset_to_start(stack: Stack, handle: WorkflowHandle[Any, BatchSummary]) -> BatchSummary:
+    """Reset the ended batch to its first workflow task, so it runs again, and wait for it."""
+    history = await handle.fetch_history()
+    first_task = next(
+        e.event_id for e in history.events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
+    )
+    desc = await handle.describe()
+    reset = await stack.client.workflow_service.reset_workflow_execution(
+        ResetWorkflowExecutionRequest(
+            namespace=stack.client.namespace,
+            workflow_execution=WorkflowExecution(workflow_id=handle.id, run_id=desc.run_id),
+            reason="test: replay the whole batch",
+            workflow_task_finish_event_id=first_task,
+            request_id=str(uuid.uuid4()),
+        )
+    )
+    return await stack.client.get_workflow_handle(
+        handle.id, run_id=reset.run_id, result_type=BatchSummary
+    ).result()
+
+
+async def test_custom_activity_handler_on_the_users_own_queue_runs_once(stack: Stack) -> None:
+    """A handler that lives in the user's own worker: called by name on its task queue, retried
+    until it succeeds, and never called again, even when the batch is reset to its start."""
+    calls: list[dict[str, Any]] = []
+
+    @activity.defn(name="notify_data_team")
+    async def notify_data_team(inp: dict[str, Any]) -> None:
+        calls.append(inp)
+        if len(calls) == 1:
+            raise RuntimeError("the data team's service is down")
+
+    queue = f"user-handlers-{uuid.uuid4().hex[:6]}"
+    async with Worker(stack.client, task_queue=queue, activities=[notify_data_team]):
+        batch_id = new_id()
+        handle = await stack.start(
+            batch_id=batch_id,
+            provider="openai",
+            endpoint="/v1/chat/completions",
+            requests=chat_requests(4),
+            handlers=[{"type": "activity", "name": "notify_data_team", "task_queue": queue}],
+        )
+        first = await handle.result()
+        assert len(calls) == 2, "retried once after the failure"
+        again = await reset_to_start(stack, handle)
+    assert first.handlers[0].status == again.handlers[0].status == "succeeded"
+    assert len(calls) == 2, "a succeeded handler never runs again"
+    received = calls[-1]
+    assert received["batch_id"] == batch_id
+    assert received["idempotency_key"] == f"batch-{batch_id}:handler:0"
+    assert received["summary"]["status"] == "completed"
+    assert received["summary"]["counts"]["succeeded"] == 4
 
 
 def test_signature_helper_rejects_altered_and_replayed_bodies() -> None:
