@@ -235,11 +235,20 @@ class BatchClient:
         settings: Settings | None = None,
         database_url: str | None = None,
         *,
-        interceptors: Sequence[Interceptor] = (),
+        interceptors: Sequence[Interceptor] | None = None,
     ) -> BatchClient:
         """Connect to Temporal (settings from the environment by default). PostgreSQL is connected
-        lazily, on the first `results()`; `database_url` overrides the settings' one."""
+        lazily, on the first `results()`; `database_url` overrides the settings' one.
+
+        With `DURABATCH_OTLP_ENDPOINT` set and no `interceptors` given, client calls are traced, so a
+        batch's `StartWorkflow` span is the root of its trace."""
         settings = settings or load_settings()
+        if interceptors is None:
+            interceptors = []
+            if settings.otlp_endpoint.strip():
+                from durabatch.telemetry import tracing_interceptors  # OpenTelemetry only when used
+
+                interceptors = tracing_interceptors(settings)
         return cls(await connect(settings, interceptors=interceptors), settings, database_url)
 
     async def __aenter__(self) -> BatchClient:

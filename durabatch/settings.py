@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from urllib.parse import urlparse
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["API_KEY_ENV", "Settings", "SettingsError", "load_settings"]
@@ -53,6 +53,15 @@ class Settings(BaseSettings):
     openai_api_key: SecretStr | None = Field(None, validation_alias=_env("OPENAI_API_KEY"))
     anthropic_api_key: SecretStr | None = Field(None, validation_alias=_env("ANTHROPIC_API_KEY"))
     gemini_api_key: SecretStr | None = Field(None, validation_alias=_env("GEMINI_API_KEY"))
+    #: Temporal Cloud API-key namespaces (implies TLS); read by the worker and CLI, never logged
+    temporal_api_key: SecretStr | None = Field(None, validation_alias=_env("DURABATCH_TEMPORAL_API_KEY"))
+    #: TLS to the Temporal frontend; implied by an API key or a client certificate
+    temporal_tls: bool = Field(False, validation_alias=_env("DURABATCH_TEMPORAL_TLS"))
+    #: mTLS client certificate and key (PEM files), e.g. a Temporal Cloud mTLS namespace
+    temporal_tls_cert: Path | None = Field(None, validation_alias=_env("DURABATCH_TEMPORAL_TLS_CERT"))
+    temporal_tls_key: Path | None = Field(None, validation_alias=_env("DURABATCH_TEMPORAL_TLS_KEY"))
+    #: a private CA for a self-hosted cluster (PEM); the system roots otherwise
+    temporal_tls_ca: Path | None = Field(None, validation_alias=_env("DURABATCH_TEMPORAL_TLS_CA"))
     prices_file: Path | None = Field(None, validation_alias=_env("DURABATCH_PRICES_FILE"))
     otlp_endpoint: str = Field("", validation_alias=_env("DURABATCH_OTLP_ENDPOINT"))
     metrics_address: str = Field("", validation_alias=_env("DURABATCH_METRICS_ADDRESS"))
@@ -90,6 +99,25 @@ class Settings(BaseSettings):
             raise ValueError(f"expected an http(s):// URL, got {value!r}")
         return value.rstrip("/")
 
+    @field_validator("temporal_tls_cert", "temporal_tls_key", "temporal_tls_ca", mode="after")
+    @classmethod
+    def _readable_file(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"no such file: {str(value)!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _cert_and_key_together(self) -> Settings:
+        if (self.temporal_tls_cert is None) != (self.temporal_tls_key is None):
+            raise ValueError(
+                "DURABATCH_TEMPORAL_TLS_CERT and DURABATCH_TEMPORAL_TLS_KEY must be set together"
+            )
+        return self
+
+    @property
+    def temporal_uses_tls(self) -> bool:
+        return bool(self.temporal_tls or self.temporal_api_key or self.temporal_tls_cert)
+
     @field_validator("log_level", mode="after")
     @classmethod
     def _level(cls, value: str) -> str:
@@ -123,7 +151,11 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
-            field = str(err["loc"][0]) if err["loc"] else "?"
+            message = err["msg"].removeprefix("Value error, ")
+            if not err["loc"]:  # a rule across variables: its message names them
+                problems.append(message)
+                continue
+            field = str(err["loc"][0])
             name = field if field.isupper() else _variable_for(field)
-            problems.append(f"{name}: {err['msg'].removeprefix('Value error, ')}")
+            problems.append(f"{name}: {message}")
         raise SettingsError("invalid settings: " + "; ".join(problems)) from None

@@ -10,13 +10,19 @@ from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSe
 from temporalio.client import Client, Interceptor
 from temporalio.common import SearchAttributeKey
 from temporalio.runtime import Runtime
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.service import RPCError, RPCStatusCode, TLSConfig
 
 from durabatch.converter import DATA_CONVERTER
 from durabatch.models import SEARCH_ATTRIBUTES
 from durabatch.settings import Settings
 
-__all__ = ["SearchAttributesMissing", "connect", "ensure_search_attributes", "search_attribute_keys"]
+__all__ = [
+    "SearchAttributesMissing",
+    "connect",
+    "ensure_search_attributes",
+    "search_attribute_keys",
+    "tls_config",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -34,15 +40,33 @@ def search_attribute_keys() -> list[SearchAttributeKey]:  # type: ignore[type-ar
     return keys
 
 
+def tls_config(settings: Settings) -> TLSConfig | bool:
+    """TLS to the frontend as the settings ask: off, the system roots, a private CA, and/or an
+    mTLS client certificate (files read now, at connect)."""
+    if not settings.temporal_uses_tls:
+        return False
+    cert, key, ca = settings.temporal_tls_cert, settings.temporal_tls_key, settings.temporal_tls_ca
+    if cert is None and ca is None:
+        return True
+    return TLSConfig(
+        server_root_ca_cert=ca.read_bytes() if ca else None,
+        client_cert=cert.read_bytes() if cert else None,
+        client_private_key=key.read_bytes() if key else None,
+    )
+
+
 async def connect(
     settings: Settings, *, interceptors: Sequence[Interceptor] = (), runtime: Runtime | None = None
 ) -> Client:
+    api_key = settings.temporal_api_key
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
         data_converter=DATA_CONVERTER,
         interceptors=interceptors,
         runtime=runtime,
+        tls=tls_config(settings),
+        api_key=api_key.get_secret_value() if api_key else None,
     )
 
 

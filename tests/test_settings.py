@@ -57,6 +57,9 @@ def test_every_documented_variable_is_read() -> None:
         ("DURABATCH_OPENAI_BASE_URL", "api.openai.com"),
         ("DURABATCH_TASK_QUEUE", "  "),
         ("DURABATCH_LOG_LEVEL", "LOUD"),
+        ("DURABATCH_TEMPORAL_TLS_CERT", "/no/such/client.pem"),
+        ("DURABATCH_TEMPORAL_TLS_CA", "/no/such/ca.pem"),
+        ("DURABATCH_TEMPORAL_TLS", "maybe"),
     ],
 )
 def test_bad_setting_names_the_variable(variable: str, value: str) -> None:
@@ -79,3 +82,35 @@ def test_bad_setting_stops_the_worker_command_with_the_variable_named() -> None:
     )
     assert proc.returncode == 2
     assert "DURABATCH_TEMPORAL_ADDRESS" in proc.stderr
+
+
+def test_temporal_tls_and_api_key_for_temporal_cloud(tmp_path: Path) -> None:
+    from temporalio.service import TLSConfig
+
+    from durabatch.temporal import tls_config
+
+    assert tls_config(load_settings({})) is False
+    cloud = load_settings({"DURABATCH_TEMPORAL_API_KEY": "tc-key-123"})
+    assert tls_config(cloud) is True, "an API key implies TLS with the system roots"
+    assert "tc-key-123" not in repr(cloud)
+
+    cert, key, ca = tmp_path / "client.pem", tmp_path / "client.key", tmp_path / "ca.pem"
+    for path in (cert, key, ca):
+        path.write_bytes(f"-----PEM {path.name}-----".encode())
+    mtls = tls_config(
+        load_settings(
+            {
+                "DURABATCH_TEMPORAL_TLS_CERT": str(cert),
+                "DURABATCH_TEMPORAL_TLS_KEY": str(key),
+                "DURABATCH_TEMPORAL_TLS_CA": str(ca),
+            }
+        )
+    )
+    assert isinstance(mtls, TLSConfig)
+    assert mtls.client_cert == cert.read_bytes() and mtls.client_private_key == key.read_bytes()
+    assert mtls.server_root_ca_cert == ca.read_bytes()
+
+    with pytest.raises(SettingsError) as err:
+        load_settings({"DURABATCH_TEMPORAL_TLS_CERT": str(cert)})
+    assert "DURABATCH_TEMPORAL_TLS_KEY" in str(err.value) and "together" in str(err.value)
+

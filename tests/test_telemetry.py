@@ -249,3 +249,30 @@ async def test_metrics_appear_on_the_prometheus_endpoint() -> None:
     for name, fragment in wanted.items():
         matching = [line for line in lines if line.startswith(name) and fragment in line]
         assert matching, f"{name} with {fragment!r} not scraped:\n{text}"
+
+
+async def test_batch_client_traces_its_calls_when_otlp_is_configured(
+    spans: InMemorySpanExporter, temporal_client: Client
+) -> None:
+    from temporalio.contrib.opentelemetry import TracingInterceptor
+
+    from durabatch.client import BatchClient
+
+    address = temporal_client.service_client.config.target_host
+    plain = await BatchClient.connect(Settings(temporal_address=address))
+    assert not any(isinstance(i, TracingInterceptor) for i in plain.temporal.config()["interceptors"])
+
+    nobody = f"no-worker-{uuid.uuid4().hex[:8]}"
+    traced = await BatchClient.connect(
+        Settings(temporal_address=address, task_queue=nobody, otlp_endpoint="http://127.0.0.1:4318")
+    )
+    assert any(isinstance(i, TracingInterceptor) for i in traced.temporal.config()["interceptors"])
+    # a start through it is the root span of the batch's trace (no worker here: it just waits)
+    handle = await traced.start(
+        batch_id=f"traced-{uuid.uuid4().hex[:8]}",
+        provider="openai",
+        endpoint="/v1/chat/completions",
+        requests=[{"custom_id": "a", "body": {"model": "gpt-4o-mini", "messages": []}}],
+    )
+    await traced.temporal.get_workflow_handle(handle.workflow_id).terminate("test done")
+    assert "StartWorkflow:BatchWorkflow" in {s.name for s in spans.get_finished_spans()}
