@@ -136,8 +136,9 @@ def _database_url(settings: Settings, *, required: bool = True) -> str | None:
     return embedded_database_url(settings.data_dir)
 
 
-def _check_requests_file(file: Path) -> None:
-    """Exit 2 unless `file` is a readable JSONL file of objects (the first _CHECK_LINES lines are parsed)."""
+def _check_requests_file(file: Path) -> int:
+    """Exit 2 unless `file` is a readable JSONL file of objects (the first _CHECK_LINES lines are
+    parsed; the worker validates every line when it stages them). Returns the number of requests."""
     if not file.is_file():
         raise _fail(f"{file}: no such file", EXIT_USAGE)
     seen = 0
@@ -146,19 +147,20 @@ def _check_requests_file(file: Path) -> None:
             for number, raw in enumerate(fh, start=1):
                 if not raw.strip():
                     continue
+                seen += 1
+                if seen > _CHECK_LINES:
+                    continue  # only counted, for the batch's summary in the Web UI
                 try:
                     record = json.loads(raw)
                 except ValueError as exc:
                     raise _fail(f"{file}:{number}: not valid JSON ({exc})", EXIT_USAGE) from None
                 if not isinstance(record, dict):
                     raise _fail(f"{file}:{number}: expected a JSON object per line", EXIT_USAGE)
-                seen += 1
-                if seen >= _CHECK_LINES:
-                    break
     except OSError as exc:
         raise _fail(f"{file}: cannot read ({exc.strerror})", EXIT_USAGE) from None
     if not seen:
         raise _fail(f"{file}: the file has no requests", EXIT_USAGE)
+    return seen
 
 
 async def _follow(handle: BatchHandle) -> int:
@@ -224,7 +226,7 @@ def submit(
     for url in webhook or []:
         if not url.startswith(("http://", "https://")):
             raise _fail(f"--webhook must be an http(s) URL, got {url!r}", EXIT_USAGE)
-    _check_requests_file(file)
+    request_count = _check_requests_file(file)
     handlers = [{"type": "webhook", "url": u, "secret_env": webhook_secret_env} for u in webhook or []]
     inp = BatchInput(
         batch_id=batch_id or uuid.uuid4().hex[:12],
@@ -242,7 +244,7 @@ def submit(
 
         async with await _client() as client:
             try:
-                handle = await client.start(inp)
+                handle = await client.start(inp, request_count=request_count)
             except BatchAlreadyExists as exc:
                 raise _fail(f"{exc}; batch ids are never reused", EXIT_USAGE) from None
             out.print(f"started batch [bold]{handle.batch_id}[/] (workflow {handle.workflow_id})")

@@ -259,9 +259,13 @@ class BatchClient:
     ) -> None:
         await self.close()
 
-    async def start(self, inp: BatchInput | None = None, /, **fields: Any) -> BatchHandle:
+    async def start(
+        self, inp: BatchInput | None = None, /, *, request_count: int | None = None, **fields: Any
+    ) -> BatchHandle:
         """Start a batch from a `BatchInput` or its fields (`start(batch_id=..., provider=...)`).
 
+        `request_count`, when the caller knows it for a `requests_uri` batch, goes into the summary
+        the Web UI shows from the start (inline requests are counted here).
         Raises BatchAlreadyExists if the batch_id was used before (ids are never reused).
         """
         if inp is None:
@@ -270,7 +274,7 @@ class BatchClient:
             inp = inp.model_copy(update=fields)
         if not inp.batch_id:
             raise ValueError("batch_id is required")
-        count = len(inp.requests) if inp.requests is not None else None
+        count = len(inp.requests) if inp.requests is not None else request_count
         summary = f"{inp.provider} {inp.model or ''} batch {inp.batch_id}".replace("  ", " ")
         if count is not None:
             summary += f" ({count} requests)"
@@ -290,7 +294,8 @@ class BatchClient:
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
             static_summary=summary,
             static_details=f"provider: {inp.provider}\nendpoint: {inp.endpoint}\nmodel: {inp.model or '-'}\n"
-            f"requests: {inp.requests_uri or f'{count} inline'}",
+            f"requests: {f'{count} inline' if inp.requests is not None else inp.requests_uri}"
+            + (f" ({count} requests)" if inp.requests is None and count is not None else ""),
         )
 
     def get(self, batch_id: str) -> BatchHandle:

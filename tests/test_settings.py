@@ -113,4 +113,3 @@ def test_temporal_tls_and_api_key_for_temporal_cloud(tmp_path: Path) -> None:
     with pytest.raises(SettingsError) as err:
         load_settings({"DURABATCH_TEMPORAL_TLS_CERT": str(cert)})
     assert "DURABATCH_TEMPORAL_TLS_KEY" in str(err.value) and "together" in str(err.value)
-

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -88,7 +89,7 @@ async def test_sync_progress_callback_and_inline_requests(client: BatchClient) -
 
 
 async def test_duplicate_start_raises(client: BatchClient) -> None:
-    fields = {"batch_id": new_id(), "provider": "openai", "endpoint": "/v1/chat/completions"}
+    fields: dict[str, Any] = {"batch_id": new_id(), "provider": "openai", "endpoint": "/v1/chat/completions"}
     await client.start(**fields, requests=chat_lines(1), poll_schedule_seconds=[1.0])
     with pytest.raises(BatchAlreadyExists):
         await client.start(**fields, requests=chat_lines(1))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
@@ -104,6 +105,10 @@ def test_submit_wait_shows_progress_and_summary_then_status_list_results(
     assert st["counts"]["total"] == st["counts"]["succeeded"] == 12
     r = run_cli("status", batch_id, env=dev.env)
     assert r.returncode == 0 and "completed" in r.stdout and "12: 12 ok" in r.stdout, r.stdout
+    # the Web UI's summary, set at start, counts the file's requests; its details end completed
+    summary, details = asyncio.run(_static_summary_and_details(dev, batch_id))
+    assert summary == f"openai batch {batch_id} (12 requests)", summary
+    assert details is not None and "requests: " in details and "(12 requests)" in details, details
 
     # visibility is eventually consistent
     deadline = time.monotonic() + 10
@@ -423,3 +428,11 @@ def test_worker_on_an_unknown_namespace_says_so(dev: DevProcess) -> None:
     assert r.returncode == 2, r.stdout + r.stderr
     assert "namespace 'no-such-namespace' not found" in r.stderr, r.stderr
     assert "DURABATCH_TEMPORAL_NAMESPACE" in r.stderr and "Traceback" not in r.stderr
+
+
+async def _static_summary_and_details(dev: DevProcess, batch_id: str) -> tuple[str | None, str | None]:
+    from temporalio.client import Client
+
+    client = await Client.connect(f"127.0.0.1:{dev.temporal_port}")
+    desc = await client.get_workflow_handle(f"batch-{batch_id}").describe()
+    return await desc.static_summary(), await desc.static_details()
