@@ -359,7 +359,22 @@ async def test_db_migrate_applies_then_is_up_to_date(dev: DevProcess) -> None:
 def test_emulator_command_starts_and_answers() -> None:
     port = free_port()
     proc = subprocess.Popen(
-        [CLI, "emulator", "--port", str(port), "--api-key", "k-123456789"],
+        [
+            CLI,
+            "emulator",
+            "--port",
+            str(port),
+            "--api-key",
+            "k-123456789",
+            "--validating-seconds",
+            "0.25",
+            "--ms-per-request",
+            "3",
+            "--finalizing-seconds",
+            "0.75",
+            "--expire-after-seconds",
+            "60",
+        ],
         env=clean_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -376,6 +391,9 @@ def test_emulator_command_starts_and_answers() -> None:
             f"http://127.0.0.1:{port}/v1/batches", headers={"Authorization": "Bearer k-123456789"}
         )
         assert listed.status_code == 200
+        config = httpx.patch(f"http://127.0.0.1:{port}/_emulator/config", json={}).json()
+        timings = ("validating_seconds", "ms_per_request", "finalizing_seconds", "expire_after_seconds")
+        assert [config[k] for k in timings] == [0.25, 3.0, 0.75, 60.0], config
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=15) == 0
     finally:

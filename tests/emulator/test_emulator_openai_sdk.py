@@ -140,6 +140,34 @@ async def test_validation_failure_reports_lines(client: openai.AsyncOpenAI) -> N
     assert done.output_file_id is None and done.error_file_id is None
 
 
+@pytest.mark.parametrize(
+    ("limit", "code"),
+    [
+        ({"openai_max_requests": 2}, "too_many_tasks"),
+        ({"openai_max_batch_file_bytes": 100}, "file_too_large"),
+    ],
+)
+async def test_over_the_limits_fails_the_batch(
+    client: openai.AsyncOpenAI, emu: RunningEmulator, limit: dict[str, int], code: str
+) -> None:
+    for name, value in limit.items():
+        setattr(emu.state.config, name, value)
+    b = await _create(client, [chat_line("a"), chat_line("b"), chat_line("c")])
+    done = await wait_for(lambda: client.batches.retrieve(b.id), lambda x: x.status == "failed")
+    assert done.errors is not None
+    assert [e.code for e in done.errors.data or []] == [code]
+    assert counts(done).total == 0 and done.output_file_id is None
+
+
+async def test_files_retrieve_and_delete(client: openai.AsyncOpenAI) -> None:
+    f = await client.files.create(file=("in.jsonl", jsonl([chat_line("a")])), purpose="batch")
+    assert (await client.files.retrieve(f.id)).bytes == f.bytes
+    deleted = await client.files.delete(f.id)
+    assert deleted.deleted and deleted.id == f.id
+    with pytest.raises(openai.NotFoundError):
+        await client.files.retrieve(f.id)
+
+
 async def test_realtime_endpoints(client: openai.AsyncOpenAI) -> None:
     body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi there"}]}
     r = await client.chat.completions.create(
