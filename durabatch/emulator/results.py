@@ -1,15 +1,19 @@
 """Result lines of an ended batch, in each provider's exact shape, generated lazily.
 
-Requests are reported in input order. Quirk flags on an item make its line go missing, come out
-malformed (cut mid-object) or appear twice; the padding knob widens every line.
+OpenAI and Anthropic results are not reported in input order, as with the real providers
+(providers.md §7: join on custom_id); Gemini's are, as documented. Each block of OUTPUT_BLOCK requests comes out in a shuffled order, fixed by the
+batch id, so every read of a file (a ranged resume included) gets the same bytes. Quirk flags on an
+item make its line go missing, come out malformed (cut mid-object) or appear twice; the padding knob
+widens every line.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
-from typing import Any
+import random
+from collections.abc import Iterator, Sequence
+from typing import Any, TypeVar
 
 from durabatch.emulator.batches import DUPLICATE, MALFORMED, MISSING, Batch, Item
 from durabatch.emulator.content import expected_chat_response
@@ -26,6 +30,19 @@ __all__ = [
 
 EXPIRED_MESSAGE = "This request could not be executed before the completion window expired."
 CANCELLED_MESSAGE = "This request was not executed because the batch was cancelled."
+
+
+T = TypeVar("T")
+
+#: results are shuffled within blocks of this many requests (bounded work per block, lazy output)
+OUTPUT_BLOCK = 64
+
+
+def _output_order(batch: Batch, items: Sequence[T]) -> Iterator[T]:
+    for start in range(0, len(items), OUTPUT_BLOCK):
+        block = list(items[start : start + OUTPUT_BLOCK])
+        random.Random(f"{batch.id}:{start}").shuffle(block)
+        yield from block
 
 
 def _hash(*parts: str) -> str:
@@ -62,7 +79,7 @@ def _openai_response(batch: Batch, item: Item) -> dict[str, Any]:
 
 
 def openai_output_lines(batch: Batch, processed: int, padding: int) -> Iterator[bytes]:
-    for item in batch.items[:processed]:
+    for item in _output_order(batch, batch.items[:processed]):
         if item.error is None:
             yield from _encode(
                 batch, item, _openai_line(batch, item, _openai_response(batch, item), None), padding
@@ -70,7 +87,7 @@ def openai_output_lines(batch: Batch, processed: int, padding: int) -> Iterator[
 
 
 def openai_error_lines(batch: Batch, processed: int, padding: int) -> Iterator[bytes]:
-    for item in batch.items[:processed]:
+    for item in _output_order(batch, batch.items[:processed]):
         if item.error is not None:
             yield from _encode(
                 batch, item, _openai_line(batch, item, _openai_response(batch, item), None), padding
@@ -81,13 +98,13 @@ def openai_error_lines(batch: Batch, processed: int, padding: int) -> Iterator[b
         err = {"code": "batch_cancelled", "message": CANCELLED_MESSAGE}
     else:
         return
-    for item in batch.items[processed:]:
+    for item in _output_order(batch, batch.items[processed:]):
         yield from _encode(batch, item, _openai_line(batch, item, None, dict(err)), padding)
 
 
 def anthropic_result_lines(batch: Batch, processed: int, padding: int) -> Iterator[bytes]:
     unprocessed = "canceled" if batch.timeline.phase == Phase.CANCELLED else "expired"
-    for i, item in enumerate(batch.items):
+    for i, item in _output_order(batch, list(enumerate(batch.items))):
         result: dict[str, Any]
         if i >= processed:
             result = {"type": unprocessed}
@@ -111,7 +128,7 @@ def _gemini_error(item: Item) -> dict[str, Any]:
 
 def gemini_result_lines(batch: Batch, processed: int, padding: int) -> Iterator[bytes]:
     model = batch.model or "models/gemini-2.5-flash"
-    for item in batch.items[:processed]:
+    for item in batch.items[:processed]:  # Gemini documents input order
         line: dict[str, Any] = {"key": item.cid}
         if item.error is None:
             line["response"] = expected_chat_response("gemini", "", item.body, model=model)
