@@ -27,7 +27,7 @@ from temporalio.testing import WorkflowEnvironment
 from durabatch.converter import DATA_CONVERTER
 from durabatch.store import create_pool, migrate
 from durabatch.store.pool import Pool
-from durabatch.temporal import search_attribute_keys
+from durabatch.temporal import ensure_search_attributes, search_attribute_keys
 
 BIN_DIR = Path(sys.executable).parent
 TEMPLATE_DB = "durabatch_test_template"
@@ -127,6 +127,21 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
 @pytest.fixture(scope="session")
 def temporal_client(temporal_env: WorkflowEnvironment) -> Client:
     return temporal_env.client
+
+
+@pytest.fixture(scope="module")
+async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+    """The time-skipping test server, one per module (its clock can jump on some calls: tests
+    compare workflow-time differences, never absolute times), with durabatch's search attributes."""
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=str(BIN_DIR / "temporal-test-server"), data_converter=DATA_CONVERTER
+    )
+    try:
+        # the Java test server has no --search-attribute flag: register them through the API
+        await ensure_search_attributes(env.client)
+        yield env
+    finally:
+        await env.shutdown()
 
 
 @pytest.fixture

@@ -17,28 +17,20 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
-from durabatch.converter import DATA_CONVERTER
 from durabatch.models import BatchInput, BatchSummary, StatusQuery, workflow_id_for
 from durabatch.store.pool import Pool
-from durabatch.temporal import ensure_search_attributes
-from tests.conftest import BIN_DIR
 from tests.workflows.conftest import Stack, chat_requests, emulator_config, worker_stack
 
 DAY = 24 * 3600
 
 
 @pytest.fixture(scope="module")
-async def ts_stack(pool: Pool, database_url: str, api_keys: None) -> AsyncIterator[Stack]:
-    env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=str(BIN_DIR / "temporal-test-server"), data_converter=DATA_CONVERTER
-    )
-    try:
-        await ensure_search_attributes(env.client)
-        config = emulator_config(validating_seconds=10 * DAY)
-        async with worker_stack(env.client, pool, database_url, config, queue_prefix="ts") as stack:
-            yield stack
-    finally:
-        await env.shutdown()
+async def ts_stack(
+    time_skipping_env: WorkflowEnvironment, pool: Pool, database_url: str, api_keys: None
+) -> AsyncIterator[Stack]:
+    config = emulator_config(validating_seconds=10 * DAY)
+    async with worker_stack(time_skipping_env.client, pool, database_url, config, queue_prefix="ts") as stack:
+        yield stack
 
 
 async def start(stack: Stack, **fields: Any) -> WorkflowHandle[Any, BatchSummary]:
@@ -50,6 +42,9 @@ async def start(stack: Stack, **fields: Any) -> WorkflowHandle[Any, BatchSummary
         id=workflow_id_for(inp.batch_id),
         task_queue=stack.settings.task_queue,
         result_type=BatchSummary,
+        # Far beyond any max age here: without an execution timeout the test server's clock can
+        # jump years ahead on a result() call (TEMPORAL.md), expiring a batch mid-test.
+        execution_timeout=timedelta(days=60),
     )
 
 
@@ -125,6 +120,7 @@ async def test_polling_every_30s_for_25_hours_keeps_each_run_under_2000_events(t
     try:
         # a cancel between runs is carried across continue-as-new
         while await _poll_count(latest) < 2000:
+            assert not result.done(), f"the batch ended before 2,000 polls: {result.result()}"
             await asyncio.sleep(0.5)
         await latest.signal("cancel", {"reason": "late cancel"})
         summary = await asyncio.wait_for(result, timeout=300)
