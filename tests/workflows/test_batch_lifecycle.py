@@ -83,6 +83,32 @@ async def test_max_age_expires_batch_keeping_partial_results(stack: Stack, tmp_p
     await assert_one_outcome_each(stack, batch_id)
 
 
+async def test_max_age_with_a_failing_provider_cancel_still_ends_the_batch(
+    stack: Stack, tmp_path: Path
+) -> None:
+    batch_id = new_id()
+    # every cancel call fails: the batch must not hang on it, and what the provider still finishes
+    # within the expiry grace is kept
+    await stack.fault(fault="http_error", status=500, provider="openai", operation="batches.cancel", count=50)
+    uri = write_jsonl(tmp_path / "in.jsonl", chat_requests(3000))
+    try:
+        handle = await stack.start(
+            batch_id=batch_id,
+            provider="openai",
+            endpoint="/v1/chat/completions",
+            requests_uri=uri,
+            max_age_seconds=1,
+        )
+        summary = await handle.result()
+    finally:
+        await stack.admin("DELETE", "/faults")  # the module's other batches share this emulator
+    assert summary.status == "expired"
+    assert summary.failure_reason and "max age" in summary.failure_reason
+    by = await outcomes(stack, batch_id)
+    assert by == {"succeeded": 3000}, by
+    await assert_one_outcome_each(stack, batch_id)
+
+
 async def test_provider_expiry_with_partial_results(stack: Stack, tmp_path: Path) -> None:
     batch_id = new_id()
     await stack.fault(fault="expire_after", provider="openai", seconds=1.5, count=1)
