@@ -454,3 +454,65 @@ async def _static_summary_and_details(dev: DevProcess, batch_id: str) -> tuple[s
     client = await Client.connect(f"127.0.0.1:{dev.temporal_port}")
     desc = await client.get_workflow_handle(f"batch-{batch_id}").describe()
     return await desc.static_summary(), await desc.static_details()
+
+
+def test_anthropic_batch_results_keep_anthropic_line_shapes_and_filter_by_outcome(
+    dev: DevProcess, tmp_path: Path
+) -> None:
+    from durabatch.webhook_receiver import WebhookReceiver
+
+    lines = [
+        {
+            "custom_id": f"a{i}" + ("__fail_400" if i in (2, 5) else ""),
+            "params": {"max_tokens": 32, "messages": [{"role": "user", "content": f"question {i}"}]},
+        }
+        for i in range(6)
+    ]
+    path = tmp_path / "anthropic.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    batch_id = new_id()
+
+    async def submit_with_a_webhook() -> tuple[subprocess.CompletedProcess[str], list[dict[str, Any]]]:
+        async with WebhookReceiver() as receiver:
+            args = ["submit", str(path), "--provider", "anthropic", "--endpoint", "/v1/messages"]
+            args += ["--model", "claude-haiku-4-5", "--batch-id", batch_id, "--poll", "1"]
+            args += ["--max-age", "3600", "--webhook", receiver.url, "--wait"]
+            r = await asyncio.to_thread(run_cli, *args, env=dev.env)
+            return r, [d.body for d in receiver.accepted]
+
+    r, deliveries = asyncio.run(submit_with_a_webhook())
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert len(deliveries) == 1 and deliveries[0]["batch_id"] == batch_id
+    assert deliveries[0]["counts"]["succeeded"] == 4 and deliveries[0]["counts"]["failed"] == 2
+    assert deliveries[0]["model"] == "claude-haiku-4-5"
+
+    r = run_cli("results", batch_id, env=dev.env)
+    assert r.returncode == 0, r.stderr
+    ours = {line["custom_id"]: line for line in map(json.loads, r.stdout.splitlines())}
+    assert list(ours) == [line["custom_id"] for line in lines], "input order"
+    st = status_json(dev, batch_id)
+    theirs = {
+        line["custom_id"]: line for line in anthropic_results(dev, st["shards"][0]["provider_batch_id"])
+    }
+    for custom_id, line in ours.items():
+        assert set(line) == {"custom_id", "result"}
+        assert line["result"]["type"] == theirs[custom_id]["result"]["type"]
+        if line["result"]["type"] == "succeeded":
+            assert line["result"]["message"] == theirs[custom_id]["result"]["message"]
+    assert {cid for cid, line in ours.items() if line["result"]["type"] == "errored"} == {
+        "a2__fail_400",
+        "a5__fail_400",
+    }
+
+    r = run_cli("results", batch_id, "--outcome", "failed", "--format", "csv", env=dev.env)
+    assert r.returncode == 0, r.stderr
+    rows = list(csv.DictReader(io.StringIO(r.stdout)))
+    assert [row["custom_id"] for row in rows] == ["a2__fail_400", "a5__fail_400"]
+    assert {row["outcome"] for row in rows} == {"failed"} and all(row["error_message"] for row in rows)
+
+
+def anthropic_results(dev: DevProcess, provider_batch_id: str) -> list[dict[str, Any]]:
+    base = f"http://127.0.0.1:{dev.emulator_port}/v1/messages/batches"
+    headers = {"x-api-key": DEV_API_KEY, "anthropic-version": "2023-06-01"}
+    content = httpx.get(f"{base}/{provider_batch_id}/results", headers=headers).raise_for_status()
+    return [json.loads(line) for line in content.text.splitlines() if line.strip()]
