@@ -7,6 +7,7 @@ guard such a change with `workflow.patched(...)`. Record new histories with
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 
 import pytest
@@ -17,17 +18,24 @@ from durabatch.converter import DATA_CONVERTER
 from workflows.batch import BatchWorkflow
 from workflows.smoke import SmokeWorkflow
 
-HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
+HISTORIES = sorted(
+    p for p in (Path(__file__).parent / "histories").iterdir() if p.name.endswith((".json", ".json.gz"))
+)
 
 
 def test_history_corpus_is_present() -> None:
     assert len(HISTORIES) >= 8, "tests/histories/ lost its recorded histories"
 
 
-@pytest.mark.parametrize("path", HISTORIES, ids=[p.stem.split("@")[0] for p in HISTORIES])
+def _name(path: Path) -> str:
+    return path.name.removesuffix(".gz").removesuffix(".json")
+
+
+@pytest.mark.parametrize("path", HISTORIES, ids=[_name(p).split("@")[0] for p in HISTORIES])
 async def test_history_replays(path: Path) -> None:
-    workflow_id = path.stem.split("@", 1)[1]
-    history = WorkflowHistory.from_json(workflow_id, path.read_text())
+    workflow_id = _name(path).split("@", 1)[1]
+    raw = gzip.decompress(path.read_bytes()).decode() if path.suffix == ".gz" else path.read_text()
+    history = WorkflowHistory.from_json(workflow_id, raw)
     await Replayer(workflows=[BatchWorkflow, SmokeWorkflow], data_converter=DATA_CONVERTER).replay_workflow(
         history
     )

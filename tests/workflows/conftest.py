@@ -3,6 +3,7 @@ an in-process worker on its own task queue, with the provider settings pointed a
 
 from __future__ import annotations
 
+import gzip
 import os
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -148,9 +149,10 @@ def write_jsonl(path: Path, requests: list[dict[str, Any]]) -> str:
 HISTORIES = Path(__file__).resolve().parent.parent / "histories"
 
 
-async def replay_and_record(handle: WorkflowHandle[Any, Any], name: str) -> None:
+async def replay_and_record(handle: WorkflowHandle[Any, Any], name: str, *, gzip_it: bool = False) -> None:
     """Replay the run's history against today's workflow code (a nondeterminism fails the test),
-    and with DURABATCH_RECORD_HISTORIES=1 save it to tests/histories/ for the upgrade gate."""
+    and with DURABATCH_RECORD_HISTORIES=1 save it to tests/histories/ for the upgrade gate
+    (gzipped when asked: a run of 1,500 events is a megabyte of JSON)."""
     from temporalio.worker import Replayer
 
     from durabatch.converter import DATA_CONVERTER
@@ -161,4 +163,8 @@ async def replay_and_record(handle: WorkflowHandle[Any, Any], name: str) -> None
     if os.environ.get("DURABATCH_RECORD_HISTORIES") == "1":
         HISTORIES.mkdir(exist_ok=True)
         # the workflow id is part of what replays (the workflow checks it), so it names the file
-        (HISTORIES / f"{name}@{handle.id}.json").write_text(history.to_json())
+        path = HISTORIES / f"{name}@{handle.id}.json"
+        if gzip_it:
+            path.with_suffix(".json.gz").write_bytes(gzip.compress(history.to_json().encode(), mtime=0))
+        else:
+            path.write_text(history.to_json())

@@ -19,7 +19,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from durabatch.models import BatchInput, BatchSummary, StatusQuery, workflow_id_for
 from durabatch.store.pool import Pool
-from tests.workflows.conftest import Stack, chat_requests, emulator_config, worker_stack
+from tests.workflows.conftest import Stack, chat_requests, emulator_config, replay_and_record, worker_stack
 
 DAY = 24 * 3600
 
@@ -126,6 +126,8 @@ async def test_polling_every_30s_for_25_hours_keeps_each_run_under_2000_events(t
         summary = await asyncio.wait_for(result, timeout=300)
     finally:
         result.cancel()
+    # the last run: started by continue-as-new with the state carried, then cancelled
+    await replay_and_record(latest, "continued_as_new_then_cancelled", gzip_it=True)
     lengths = await runs_of(stack.client, handle.id)
     assert len(lengths) > 5
     assert max(lengths) < 2000
