@@ -1,0 +1,46 @@
+"""Provider errors become Temporal failures the workflow's retry policies can act on."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from activities.errors import to_application_error
+from durabatch.providers import errors as perr
+from workflows.options import NON_RETRYABLE
+
+
+def test_rate_limit_carries_the_providers_retry_after() -> None:
+    failure = to_application_error(
+        perr.RateLimited("slow down", provider="openai", status_code=429, request_id="req_1", retry_after=7)
+    )
+    assert not failure.non_retryable
+    assert failure.next_retry_delay == timedelta(seconds=7)
+    assert failure.type == "RateLimited" and failure.type not in NON_RETRYABLE
+    assert "HTTP 429" in failure.message and "slow down" in failure.message and "req_1" in failure.message
+
+
+def test_retryable_without_retry_after_uses_the_policy_backoff() -> None:
+    failure = to_application_error(
+        perr.ProviderUnavailable("bad gateway", provider="gemini", status_code=502)
+    )
+    assert not failure.non_retryable and failure.next_retry_delay is None
+
+
+@pytest.mark.parametrize(
+    ("error", "kind"),
+    [
+        (
+            perr.AuthenticationFailed("invalid x-api-key", provider="anthropic", status_code=401),
+            "AuthenticationFailed",
+        ),
+        (perr.QuotaExceeded("enqueued token limit", provider="openai"), "QuotaExceeded"),
+        (perr.BadRequest("model not found", provider="openai", status_code=400), "ProviderRejected"),
+        (perr.NotFound("no such batch", provider="openai", status_code=404), "ProviderRejected"),
+    ],
+)
+def test_permanent_errors_are_never_retried(error: perr.ProviderError, kind: str) -> None:
+    failure = to_application_error(error)
+    assert failure.non_retryable and failure.type == kind and kind in NON_RETRYABLE
+    assert error.message in failure.message, "the provider's own message is kept"
