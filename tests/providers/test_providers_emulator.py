@@ -399,6 +399,20 @@ async def test_expiry_with_partial_results(
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
+async def test_crlf_line_ends_are_read_line_for_line(
+    provider: str, emu: RunningEmulator, http: httpx.AsyncClient
+) -> None:
+    """Result files with CRLF line ends: the trailing \\r is stripped, every record parses."""
+    client = client_for(provider, emu, http)
+    await add_fault(http, emu, fault="crlf_lines", provider=provider, count=1)
+    ref = await client.submit(shard_for(provider, 6))
+    status = await wait_terminal(client, ref)
+    lines = await all_results(client, ref, status)
+    assert sorted(x.custom_id for x in lines) == [f"req-{i}" for i in range(6)]
+    assert {x.outcome for x in lines} == {"succeeded"}
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
 async def test_odd_output_files(provider: str, emu: RunningEmulator, http: httpx.AsyncClient) -> None:
     """Malformed lines are skipped (and logged), duplicates passed through for the idempotent
     ingest, missing results simply absent: the stream itself never breaks."""
