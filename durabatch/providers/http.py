@@ -28,7 +28,7 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import httpx
 from opentelemetry.trace import Span, StatusCode
@@ -255,7 +255,10 @@ class ProviderHttp:
     ) -> None:
         self.provider = provider
         self.http = http
-        self.base_url = base_url.rstrip("/")
+        # A query on the base URL (Azure's dated API: `...?api-version=2024-10-21`) goes on every call.
+        parts = urlsplit(base_url)
+        self.base_url = urlunsplit(parts._replace(query="", fragment="")).rstrip("/")
+        self.base_query = parts.query
         self._auth = auth
         self.download_attempts = download_attempts
         self.retry_delay = retry_delay
@@ -269,6 +272,12 @@ class ProviderHttp:
         if path.startswith(("http://", "https://")):
             return path
         return self.base_url + ("" if path.startswith("/") else "/") + path
+
+    def params(self, path: str, extra: Mapping[str, str | int] | None = None) -> dict[str, str | int]:
+        """Query parameters of a call: the base URL's own (not on absolute URLs the provider handed
+        out, which carry theirs), then the call's."""
+        own = {} if path.startswith(("http://", "https://")) else dict(parse_qsl(self.base_query))
+        return {**own, **(extra or {})}
 
     def headers(
         self, extra: Mapping[str, str] | None = None, url: str | None = None
@@ -307,7 +316,7 @@ class ProviderHttp:
                     json=json_body,
                     content=content,
                     headers=req_headers,
-                    params=params,
+                    params=self.params(path, params) or None,
                 )
             except httpx.TransportError as exc:
                 raise transport_error(self.provider, exc, context or f"{method} {path}") from None
@@ -428,7 +437,9 @@ class ProviderHttp:
         what: str,
         current: Span,
     ) -> AsyncGenerator[DownloadedLine | _Restart, None]:
-        async with self.http.stream("GET", self.url(url), headers=req_headers) as response:
+        async with self.http.stream(
+            "GET", self.url(url), headers=req_headers, params=self.params(url) or None
+        ) as response:
             current.set_attribute("http.response.status_code", response.status_code)
             if ranged:
                 current.set_attribute("http.request.range_start", offset)

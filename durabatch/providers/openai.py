@@ -11,11 +11,14 @@ limit is a later ``failed`` batch with ``token_limit_exceeded`` (reported with `
 cancelling an ended batch answers 409, which is not an error.
 
 Azure: a base URL on ``*.openai.azure.com`` (or ``azure=True``) authenticates with ``api-key``
-instead of ``Authorization: Bearer``.
+instead of ``Authorization: Bearer`` and waits for an uploaded input file to be ``processed``; the
+dated API keeps its ``?api-version=...`` from the base URL on every call. Together's answers
+(``{"job": ...}``, uppercase statuses) are read too.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import secrets
@@ -36,7 +39,7 @@ from durabatch.providers.base import (
     ResultOutcome,
     ShardSubmission,
 )
-from durabatch.providers.errors import BadRequest
+from durabatch.providers.errors import BadRequest, ProviderUnavailable
 from durabatch.providers.formats import OPENAI_ENDPOINTS, check_endpoint
 from durabatch.providers.http import ProviderHttp
 from durabatch.providers.jsonl import dumps_line
@@ -73,6 +76,8 @@ _LINE_ERROR_OUTCOMES: dict[str, ResultOutcome] = {"batch_expired": "expired", "b
 _FIND_SKEW_SECONDS = 300
 _FIND_MAX_PAGES = 50
 _UPLOAD_CHUNK = 256 * 1024
+#: how long Azure may take to process an uploaded input file before the submit is retried
+_FILE_PROCESSING_TIMEOUT = 600.0
 
 
 class OpenAIProvider:
@@ -166,7 +171,30 @@ class OpenAIProvider:
         file_id = uploaded.get("id")
         if not isinstance(file_id, str):
             raise BadRequest("upload answered without a file id", provider=self.name)
+        if self._azure:
+            await self._wait_processed(file_id, uploaded)
         return file_id
+
+    async def _wait_processed(self, file_id: str, file: dict[str, Any]) -> None:
+        """Azure OpenAI refuses a batch whose input file is still being processed (providers.md
+        §5.1): wait for `processed`; a file in `error` is bad input, one that never gets there is
+        an outage worth retrying."""
+        delay, waited = 0.5, 0.0
+        while True:
+            status = str(file.get("status") or "processed")
+            if status == "processed":
+                return
+            if status in ("error", "deleted", "deleting"):
+                detail = file.get("status_details") or status
+                raise BadRequest(f"input file {file_id} was not accepted: {detail}", provider=self.name)
+            if waited >= _FILE_PROCESSING_TIMEOUT:
+                raise ProviderUnavailable(
+                    f"input file {file_id} still {status!r} after {waited:.0f} s", provider=self.name
+                )
+            await asyncio.sleep(delay)
+            waited += delay
+            delay = min(delay * 2, 10.0)
+            file = await self._http.json("GET", f"/files/{file_id}", context="get input file")
 
     # -- find --------------------------------------------------------------------------------
 

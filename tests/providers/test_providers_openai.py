@@ -75,6 +75,47 @@ async def test_azure_uses_api_key_header() -> None:
     ).state == ("in_progress")
 
 
+async def test_azure_dated_api_keeps_api_version_and_waits_for_the_file() -> None:
+    calls: list[tuple[str, str, str | None]] = []
+    file_checks = iter(["running", "processed"])
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        calls.append((request.method, request.url.path, request.url.params.get("api-version")))
+        assert request.headers["api-key"] == SECRET
+        if request.method == "POST" and request.url.path == "/openai/files":
+            await request.aread()
+            return httpx.Response(200, json={"id": "file-in", "object": "file", "status": "pending"})
+        if request.url.path == "/openai/files/file-in":
+            return httpx.Response(200, json={"id": "file-in", "status": next(file_checks)})
+        assert request.url.path == "/openai/batches"
+        return httpx.Response(200, json=_batch())
+
+    provider = OpenAIProvider(
+        mock_client(handler), "https://x.openai.azure.com/openai?api-version=2024-10-21", lambda: SECRET
+    )
+    ref = await provider.submit(make_shard())
+    assert ref.provider_batch_id == "batch_1"
+    assert [(m, p) for m, p, _ in calls] == [
+        ("POST", "/openai/files"),
+        ("GET", "/openai/files/file-in"),
+        ("GET", "/openai/files/file-in"),
+        ("POST", "/openai/batches"),
+    ]
+    assert {v for _, _, v in calls} == {"2024-10-21"}, "every call keeps the dated api-version"
+
+
+async def test_azure_file_in_error_is_bad_input() -> None:
+    async def handler(request: httpx.Request) -> httpx.Response:
+        await request.aread()
+        return httpx.Response(
+            200, json={"id": "file-in", "status": "error", "status_details": "line 2: invalid JSON"}
+        )
+
+    provider = OpenAIProvider(mock_client(handler), "https://x.openai.azure.com/openai/v1", lambda: SECRET)
+    with pytest.raises(errors.BadRequest, match="line 2: invalid JSON"):
+        await provider.submit(make_shard())
+
+
 async def test_find_submitted_pages_and_stops_at_window() -> None:
     pages = {
         None: [_batch(id="batch_9", created_at=5000), _batch(id="batch_8", created_at=4900)],
