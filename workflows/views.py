@@ -63,6 +63,7 @@ def ended_status(st: BatchState) -> tuple[BatchStatus, str | None]:
 
 def summary_of(cfg: BatchConfig, st: BatchState, workflow_id: str) -> BatchSummary:
     totals = st.totals
+    input_tokens, output_tokens, cost = usage_so_far(st)
     return BatchSummary(
         batch_id=cfg.batch_id,
         workflow_id=workflow_id,
@@ -71,10 +72,10 @@ def summary_of(cfg: BatchConfig, st: BatchState, workflow_id: str) -> BatchSumma
         endpoint=cfg.endpoint,
         model=st.model,
         counts=live_counts(st),
-        input_tokens=totals.input_tokens if totals else 0,
-        output_tokens=totals.output_tokens if totals else 0,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
         cached_tokens=totals.cached_tokens if totals else 0,
-        cost_usd=totals.cost_usd if totals else None,
+        cost_usd=cost,
         provider_batch_ids=[s.provider_batch_id for s in st.shards if s.provider_batch_id],
         created_at=st.started_at,
         submitted_at=totals.submitted_at if totals else None,

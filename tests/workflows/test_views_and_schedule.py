@@ -7,7 +7,7 @@ import pytest
 from durabatch.models import BatchState, BatchTotals, ShardState
 from workflows.schedule import JITTER_FRACTION, poll_delay
 from workflows.validate import BatchConfig
-from workflows.views import details_markdown, status_of, usage_so_far
+from workflows.views import details_markdown, status_of, summary_of, usage_so_far
 
 SCHEDULE = (30.0, 60.0, 120.0)
 
@@ -54,6 +54,8 @@ def test_usage_so_far_sums_ingested_shards_until_the_totals_exist() -> None:
     assert usage_so_far(st) == (150, 15, 0.75)
     q = status_of(_cfg(), st, None)
     assert (q.input_tokens, q.output_tokens, q.cost_usd) == (150, 15, 0.75)
+    summary = summary_of(_cfg(), st, "batch-b1")
+    assert (summary.input_tokens, summary.output_tokens, summary.cost_usd) == (150, 15, 0.75)
 
     st.shards[1].cost_usd = None  # a model without a price: the cost is unknown, never a low figure
     assert usage_so_far(st) == (150, 15, None)
