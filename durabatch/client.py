@@ -294,8 +294,7 @@ class BatchClient:
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
             static_summary=summary,
             static_details=f"provider: {inp.provider}\nendpoint: {inp.endpoint}\nmodel: {inp.model or '-'}\n"
-            f"requests: {f'{count} inline' if inp.requests is not None else inp.requests_uri}"
-            + (f" ({count} requests)" if inp.requests is None and count is not None else ""),
+            f"requests: {_requests_source(inp, count)}",
         )
 
     def get(self, batch_id: str) -> BatchHandle:
@@ -376,3 +375,10 @@ def _quote(value: str) -> str:
 
 def is_terminal(status: str) -> bool:
     return status in TERMINAL_BATCH_STATUSES
+
+
+def _requests_source(inp: BatchInput, count: int | None) -> str:
+    """Where a batch's requests come from, as the Web UI's static details say it."""
+    if inp.requests is not None:
+        return f"{count} inline"
+    return f"{inp.requests_uri} ({count} requests)" if count is not None else str(inp.requests_uri)

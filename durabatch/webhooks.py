@@ -49,10 +49,13 @@ class ReplayGuard:
 
     def remember(self, signature: str, timestamp: int, now: float) -> None:
         """Record an accepted delivery; raise WebhookVerificationError if it was seen before."""
-        for old, at in list(self._seen.items()):
-            if at >= now - self.tolerance_seconds:
-                break  # insertion order is close to timestamp order; the rest are recent
-            del self._seen[old]
+        cutoff = now - self.tolerance_seconds
+        # insertion order is close to timestamp order: forget from the oldest until a recent one
+        while self._seen:
+            oldest, at = next(iter(self._seen.items()))
+            if at >= cutoff:
+                break
+            del self._seen[oldest]
         if signature in self._seen:
             raise WebhookVerificationError("replayed delivery: this signature was already accepted")
         self._seen[signature] = timestamp

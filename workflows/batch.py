@@ -68,6 +68,11 @@ PATCH_EXPIRY_KEEPS_PARTIAL_RESULTS = "expiry-keeps-partial-results"
 _PROVIDER_TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})
 
 
+def _awaits_results(shard: ShardState) -> bool:
+    """Sent to the provider, results not ingested yet: the batch must poll on."""
+    return shard.provider_batch_id is not None and not shard.ingested
+
+
 def _cause_message(err: BaseException) -> str:
     cause = err.__cause__ if isinstance(err, ActivityError) and err.__cause__ else err
     return str(getattr(cause, "message", None) or cause)
@@ -246,7 +251,7 @@ class BatchWorkflow:
         st = self._state
         assert st.started_at is not None
         deadline = st.started_at + timedelta(seconds=cfg.max_age_seconds)
-        while any(s.provider_batch_id and not s.ingested for s in st.shards):
+        while self._shards_awaiting_results():
             if st.cancel_requested and not st.cancel_sent:
                 await self._cancel_at_provider()
                 st.cancel_sent = True
@@ -284,7 +289,7 @@ class BatchWorkflow:
     async def _poll_and_ingest(self) -> None:
         cfg = self._require_cfg()
         st = self._state
-        active = [s for s in st.shards if s.provider_batch_id and not s.ingested]
+        active = self._shards_awaiting_results()
         try:
             polled: PollResult = await self._activity(
                 "poll_shards",
@@ -403,7 +408,7 @@ class BatchWorkflow:
         shards = [
             s
             for s in self._state.shards
-            if (s.provider_batch_id and not s.ingested) or (include_submitting and s.state == "submitting")
+            if _awaits_results(s) or (include_submitting and s.state == "submitting")
         ]
         if not shards:
             return
@@ -435,14 +440,13 @@ class BatchWorkflow:
         its partial results are ingested, or `grace` has passed (a provider that ignores the cancel
         must not hold the batch open for long)."""
         cfg = self._require_cfg()
-        st = self._state
         deadline = workflow.now() + grace
         attempt = 0
         while True:
             await self._poll_and_ingest()
             self._publish()
             now = workflow.now()
-            if not any(s.provider_batch_id and not s.ingested for s in st.shards) or now >= deadline:
+            if not self._shards_awaiting_results() or now >= deadline:
                 return
             delay = min(
                 poll_delay(cfg.poll_schedule, attempt, workflow.random().random()),
@@ -566,6 +570,9 @@ class BatchWorkflow:
             result_type=result_type,
             summary=summary,
         )
+
+    def _shards_awaiting_results(self) -> list[ShardState]:
+        return [s for s in self._state.shards if _awaits_results(s)]
 
     def _request_cancel(self, reason: str) -> None:
         if not self._state.cancel_requested:

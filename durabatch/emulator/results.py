@@ -1,10 +1,10 @@
 """Result lines of an ended batch, in each provider's exact shape, generated lazily.
 
 OpenAI and Anthropic results are not reported in input order, as with the real providers
-(providers.md §7: join on custom_id); Gemini's are, as documented. Each block of OUTPUT_BLOCK requests comes out in a shuffled order, fixed by the
-batch id, so every read of a file (a ranged resume included) gets the same bytes. Quirk flags on an
-item make its line go missing, come out malformed (cut mid-object) or appear twice; the padding knob
-widens every line.
+(providers.md §7: join on custom_id); Gemini's are, as documented. Each block of OUTPUT_BLOCK
+requests comes out in a shuffled order, fixed by the batch id, so every read of a file (a ranged
+resume included) gets the same bytes. Quirk flags on an item make its line go missing, come out
+malformed (cut mid-object) or appear twice; the padding knob widens every line.
 """
 
 from __future__ import annotations
@@ -104,7 +104,8 @@ def openai_error_lines(batch: Batch, processed: int, padding: int) -> Iterator[b
 
 def anthropic_result_lines(batch: Batch, processed: int, padding: int) -> Iterator[bytes]:
     unprocessed = "canceled" if batch.timeline.phase == Phase.CANCELLED else "expired"
-    for i, item in _output_order(batch, list(enumerate(batch.items))):
+    for i in _output_order(batch, range(len(batch.items))):
+        item = batch.items[i]
         result: dict[str, Any]
         if i >= processed:
             result = {"type": unprocessed}

@@ -258,7 +258,7 @@ class ProviderHttp:
         # A query on the base URL (Azure's dated API: `...?api-version=2024-10-21`) goes on every call.
         parts = urlsplit(base_url)
         self.base_url = urlunsplit(parts._replace(query="", fragment="")).rstrip("/")
-        self.base_query = parts.query
+        self.base_params: dict[str, str | int] = dict(parse_qsl(parts.query))
         self._auth = auth
         self.download_attempts = download_attempts
         self.retry_delay = retry_delay
@@ -276,7 +276,7 @@ class ProviderHttp:
     def params(self, path: str, extra: Mapping[str, str | int] | None = None) -> dict[str, str | int]:
         """Query parameters of a call: the base URL's own (not on absolute URLs the provider handed
         out, which carry theirs), then the call's."""
-        own = {} if path.startswith(("http://", "https://")) else dict(parse_qsl(self.base_query))
+        own = {} if path.startswith(("http://", "https://")) else self.base_params
         return {**own, **(extra or {})}
 
     def headers(
