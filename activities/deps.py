@@ -10,7 +10,7 @@ import httpx
 from durabatch.providers.base import BatchProvider
 from durabatch.settings import Settings
 from durabatch.store.pool import Pool
-from durabatch.telemetry import DurabatchMetrics
+from durabatch.telemetry.metrics import DurabatchMetrics
 
 __all__ = ["ActivityDeps"]
 

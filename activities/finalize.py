@@ -11,7 +11,7 @@ from activities.deps import ActivityDeps
 from activities.heartbeat import heartbeating
 from durabatch.models import BatchTotals, FinalizeInput, OutcomeCounts
 from durabatch.store import batches
-from durabatch.telemetry import DurabatchMetrics
+from durabatch.telemetry.metrics import DurabatchMetrics
 
 __all__ = ["FinalizeActivities"]
 

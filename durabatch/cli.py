@@ -431,10 +431,10 @@ def worker() -> None:
 
     Example: DURABATCH_TEMPORAL_ADDRESS=temporal:7233 durabatch worker
     """
+    from durabatch.service import run_worker
     from durabatch.store import StoreError
-    from durabatch.telemetry import configure_logging
+    from durabatch.telemetry.logs import configure_logging
     from durabatch.temporal import SearchAttributesMissing
-    from worker import run_worker
 
     settings = _settings()
     configure_logging(settings.log_level)
@@ -499,7 +499,7 @@ def dev(
     Example: durabatch dev --data-dir .durabatch
     """
     from durabatch.devstack import DevStack, DevStackConfig, PortInUse
-    from durabatch.telemetry import configure_logging
+    from durabatch.telemetry.logs import configure_logging
 
     configure_logging("WARNING")
     stack = DevStack(

@@ -246,7 +246,9 @@ class BatchClient:
         if interceptors is None:
             interceptors = []
             if settings.otlp_endpoint.strip():
-                from durabatch.telemetry import tracing_interceptors  # OpenTelemetry only when used
+                from durabatch.telemetry.interceptors import (
+                    tracing_interceptors,  # OpenTelemetry only when used
+                )
 
                 interceptors = tracing_interceptors(settings)
         return cls(await connect(settings, interceptors=interceptors), settings, database_url)

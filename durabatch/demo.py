@@ -20,7 +20,7 @@ from rich.console import Console
 from durabatch.client import BatchClient
 from durabatch.devstack import DevStack, DevStackConfig, PortInUse
 from durabatch.models import BatchInput
-from durabatch.telemetry import configure_logging
+from durabatch.telemetry.logs import configure_logging
 from durabatch.webhook_receiver import WebhookReceiver
 
 __all__ = ["main", "run_demo"]

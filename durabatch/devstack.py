@@ -158,7 +158,7 @@ class DevStack:
 
         self.settings = load_settings()
         if self.config.with_worker:
-            from worker import run_worker
+            from durabatch.service import run_worker
 
             self._tasks.append(asyncio.create_task(run_worker(self.settings, self._stop)))
 

@@ -36,7 +36,7 @@ from temporalio.client import Client, WorkflowHandle
 from durabatch.models import BatchSummary
 from durabatch.settings import API_KEY_ENV
 from durabatch.store.pool import Pool
-from durabatch.telemetry import configure_logging
+from durabatch.telemetry.logs import configure_logging
 from durabatch.webhook_receiver import WebhookReceiver
 from durabatch.webhooks import (
     SIGNATURE_HEADER,

@@ -22,9 +22,11 @@ with workflow.unsafe.imports_passed_through():
     from temporalio.client import Client
     from temporalio.worker import Worker
 
-    from durabatch import telemetry
     from durabatch.settings import Settings
-    from durabatch.telemetry import DurabatchMetrics, configure_logging, span
+    from durabatch.telemetry import interceptors, traces
+    from durabatch.telemetry.logs import configure_logging
+    from durabatch.telemetry.metrics import DurabatchMetrics, runtime_with_metrics
+    from durabatch.telemetry.traces import span
     from tests.conftest import free_port
 
 # ---------------------------------------------------------------------------------------------- logs
@@ -99,9 +101,9 @@ def spans() -> Iterator[InMemorySpanExporter]:
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    telemetry.install_tracer_provider(provider)
+    traces.install_tracer_provider(provider)
     yield exporter
-    telemetry.install_tracer_provider(None)
+    traces.install_tracer_provider(None)
     provider.shutdown()
 
 
@@ -126,22 +128,22 @@ def test_span_helper_records_errors(spans: InMemorySpanExporter) -> None:
 
 def test_span_without_provider_is_a_no_op(monkeypatch: pytest.MonkeyPatch) -> None:
     # Another test (a worker run) may have installed a provider, here and as OpenTelemetry's global.
-    monkeypatch.setattr(telemetry, "_provider", None)
+    monkeypatch.setattr(traces, "_provider", None)
     monkeypatch.setattr(trace, "_TRACER_PROVIDER", None)
     with span("store.query") as current:
         assert not current.is_recording()
 
 
 def test_tracing_interceptors_keep_an_installed_provider(spans: InMemorySpanExporter) -> None:
-    [interceptor] = telemetry.tracing_interceptors(Settings())
+    [interceptor] = interceptors.tracing_interceptors(Settings())
     with interceptor.tracer.start_as_current_span("probe"):
         pass
     assert [s.name for s in spans.get_finished_spans()] == ["probe"]
 
 
 def test_tracer_provider_exports_by_otlp_only_when_configured() -> None:
-    quiet = telemetry.build_tracer_provider(Settings(otlp_endpoint=""))
-    loud = telemetry.build_tracer_provider(Settings(otlp_endpoint="http://collector:4318"))
+    quiet = traces.build_tracer_provider(Settings(otlp_endpoint=""))
+    loud = traces.build_tracer_provider(Settings(otlp_endpoint="http://collector:4318"))
     try:
         processors = loud._active_span_processor._span_processors
         assert len(processors) == 1
@@ -178,7 +180,7 @@ async def test_spans_of_one_workflow_through_a_real_worker(
     temporal_client: Client, task_queue: str, spans: InMemorySpanExporter
 ) -> None:
     config = temporal_client.config()
-    config["interceptors"] = telemetry.tracing_interceptors(Settings())
+    config["interceptors"] = interceptors.tracing_interceptors(Settings())
     client = Client(**config)
     workflow_id = f"batch-{uuid.uuid4().hex[:8]}"
     async with Worker(client, task_queue=task_queue, workflows=[TracedWorkflow], activities=[call_provider]):
@@ -206,7 +208,7 @@ async def test_spans_of_one_workflow_through_a_real_worker(
 
 
 def test_metrics_without_runtime_are_a_no_op() -> None:
-    assert telemetry.runtime_with_metrics("") is None
+    assert runtime_with_metrics("") is None
     metrics = DurabatchMetrics.from_runtime(None)
     assert not metrics.enabled
     metrics.batch_started("openai")
@@ -221,7 +223,7 @@ async def test_metrics_appear_on_the_prometheus_endpoint() -> None:
     import httpx
 
     address = f"127.0.0.1:{free_port()}"
-    runtime = telemetry.runtime_with_metrics(address)
+    runtime = runtime_with_metrics(address)
     assert runtime is not None
     metrics = DurabatchMetrics.from_runtime(runtime)
     assert metrics.enabled

@@ -21,17 +21,17 @@ with workflow.unsafe.imports_passed_through():
     from temporalio.client import Client
 
     from activities import ActivityDeps
-    from durabatch import telemetry
     from durabatch.client import BatchClient
     from durabatch.converter import DATA_CONVERTER
     from durabatch.emulator import run_emulator
     from durabatch.providers.registry import build_provider
+    from durabatch.service import worker_for
     from durabatch.settings import Settings
     from durabatch.store.pool import Pool
-    from durabatch.telemetry import DurabatchMetrics
+    from durabatch.telemetry import interceptors, traces
+    from durabatch.telemetry.metrics import DurabatchMetrics, runtime_with_metrics
     from tests.conftest import free_port
     from tests.workflows.conftest import API_KEY, api_keys, chat_requests, emulator_config, write_jsonl
-    from worker import worker_for
 
 __all__ = ["api_keys"]  # the fixture, re-exported so pytest finds it here
 
@@ -41,9 +41,9 @@ def spans() -> Iterator[InMemorySpanExporter]:
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    telemetry.install_tracer_provider(provider)
+    traces.install_tracer_provider(provider)
     yield exporter
-    telemetry.install_tracer_provider(None)
+    traces.install_tracer_provider(None)
 
 
 def attribute_text(span: ReadableSpan) -> str:
@@ -72,10 +72,10 @@ async def test_spans_of_one_batch(
             temporal_client.service_client,
             namespace=temporal_client.namespace,
             data_converter=DATA_CONVERTER,
-            interceptors=telemetry.tracing_interceptors(settings),
+            interceptors=interceptors.tracing_interceptors(settings),
         )
         metrics_address = f"127.0.0.1:{free_port()}"
-        runtime = telemetry.runtime_with_metrics(metrics_address)  # kept: it serves /metrics while alive
+        runtime = runtime_with_metrics(metrics_address)  # kept: it serves /metrics while alive
         metrics = DurabatchMetrics.from_runtime(runtime)
         deps = ActivityDeps(
             pool=pool, settings=settings, http=http, provider_factory=build_provider, metrics=metrics

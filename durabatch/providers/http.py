@@ -45,7 +45,7 @@ from durabatch.providers.errors import (
     TransportError,
 )
 from durabatch.providers.jsonl import LineSplitter, parse_line
-from durabatch.telemetry import span, tracer
+from durabatch.telemetry.traces import span, tracer
 
 __all__ = [
     "DownloadedLine",

@@ -11,7 +11,7 @@ import functools
 from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar
 
-from durabatch.telemetry import span
+from durabatch.telemetry.traces import span
 
 __all__ = ["query_span", "traced"]
 

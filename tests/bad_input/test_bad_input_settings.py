@@ -24,6 +24,7 @@ from activities import ActivityDeps
 from durabatch.providers.base import BatchProvider
 from durabatch.providers.openai import OPENAI_LIMITS
 from durabatch.providers.registry import build_provider
+from durabatch.service import worker_for
 from durabatch.settings import Settings
 from tests.bad_input.conftest import (
     Background,
@@ -35,7 +36,6 @@ from tests.bad_input.conftest import (
     provider_requests,
 )
 from tests.workflows.conftest import API_KEY, Stack, chat_requests, write_jsonl
-from worker import worker_for
 
 ENDPOINT = "/v1/chat/completions"
 

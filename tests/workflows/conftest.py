@@ -20,9 +20,9 @@ from durabatch.emulator import EmulatorConfig, run_emulator
 from durabatch.emulator.server import RunningEmulator
 from durabatch.models import BatchInput, BatchSummary, workflow_id_for
 from durabatch.providers.registry import build_provider
+from durabatch.service import worker_for
 from durabatch.settings import Settings
 from durabatch.store.pool import Pool
-from worker import worker_for
 
 API_KEY = "sk-test-durabatch-0123456789"
 
