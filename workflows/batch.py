@@ -15,21 +15,30 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, TemporalError
 
 with workflow.unsafe.imports_passed_through():
-    from durabatch.models import (
+    from durabatch.contract import (
+        BATCH_FAILED,
+        BATCH_ID_IN_USE,
+        INVALID_INPUT,
+        PROVIDER_LOST_BATCH,
+        PROVIDER_TERMINAL_STATES,
         TERMINAL_BATCH_STATUSES,
+        BatchConfig,
+        InvalidBatchInput,
+        decode_input,
+        validate_input,
+    )
+    from durabatch.models import (
         BatchInput,
         BatchState,
         BatchStatus,
         BatchSummary,
         BatchTotals,
         CancelInput,
+        ClaimInput,
         FinalizeInput,
-        HandlerInput,
-        HandlerResult,
-        HandlerState,
         IngestInput,
         IngestResult,
         PollInput,
@@ -44,8 +53,9 @@ with workflow.unsafe.imports_passed_through():
         SubmitResult,
     )
     from workflows import options
+    from workflows.calls import cause_message, cause_type, execute
+    from workflows.handlers import initial_handler_states, run_handlers
     from workflows.schedule import poll_delay
-    from workflows.validate import BatchConfig, InvalidBatchInput, decode_input, validate_input
     from workflows.views import (
         details_markdown,
         ended_status,
@@ -65,17 +75,25 @@ MAX_QUOTA_RETRIES = 5
 EXPIRY_GRACE = timedelta(minutes=15)
 #: workflow.patched id: histories recorded before it polled once after the expiry cancel.
 PATCH_EXPIRY_KEEPS_PARTIAL_RESULTS = "expiry-keeps-partial-results"
-_PROVIDER_TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})
+#: workflow.patched id: runs before it did not claim their batch id before staging.
+PATCH_CLAIM_BATCH_ID = "claim-batch-id"
+#: workflow.patched id: runs before it accepted a `state` from a client's start.
+PATCH_CLIENT_STATE_REFUSED = "client-state-refused"
+#: workflow.patched id: runs before it ended a failed batch COMPLETED, and one cancelled through
+#: Temporal COMPLETED too; now they close as Failed (BatchFailed, the summary in its details) and
+#: as Canceled.
+PATCH_CLOSE_AS_OUTCOME = "close-as-outcome"
+#: workflow.patched id: runs before it waited a whole first schedule delay after a cancel.
+PATCH_QUICK_POLL_AFTER_CANCEL = "quick-poll-after-cancel"
+#: After the provider cancel is sent, the next poll comes this soon (or the first delay if shorter).
+CANCEL_POLL_DELAY_SECONDS = 5.0
+#: Consecutive polls answered "not found" after which a provider batch counts as lost.
+NOT_FOUND_POLLS_LIMIT = 5
 
 
 def _awaits_results(shard: ShardState) -> bool:
     """Sent to the provider, results not ingested yet: the batch must poll on."""
     return shard.provider_batch_id is not None and not shard.ingested
-
-
-def _cause_message(err: BaseException) -> str:
-    cause = err.__cause__ if isinstance(err, ActivityError) and err.__cause__ else err
-    return str(getattr(cause, "message", None) or cause)
 
 
 @workflow.defn(name="BatchWorkflow")
@@ -88,6 +106,8 @@ class BatchWorkflow:
         self._handlers_ran = False
         self._redispatching = False
         self._expiring = False
+        self._cancelled_through_temporal = False
+        self._quick_poll_after_cancel = False
 
     # ---- interface --------------------------------------------------------------------------
 
@@ -95,12 +115,17 @@ class BatchWorkflow:
     async def run(self, raw: Any = None) -> BatchSummary:
         # Untyped on purpose: any JSON decodes, then a bad field fails the workflow naming it
         # (a typed input that does not decode would leave the workflow stuck; TEMPORAL.md).
+        info = workflow.info()
         try:
-            inp = decode_input(raw)
-            self._cfg = validate_input(inp, workflow.info().workflow_id)
+            inp = decode_input(raw, strict=info.continued_run_id is None)
+            # Only a run this workflow continued as new may carry `state`; a client's may not.
+            continued = info.continued_run_id is not None or (
+                inp.state is not None and not workflow.patched(PATCH_CLIENT_STATE_REFUSED)
+            )
+            self._cfg = validate_input(inp, info.workflow_id, continued=continued)
         except InvalidBatchInput as exc:
             self._invalid_input = str(exc)
-            raise ApplicationError(str(exc), type="InvalidInput", non_retryable=True) from None
+            raise ApplicationError(str(exc), type=INVALID_INPUT, non_retryable=True) from None
         if inp.state is not None:
             self._state = inp.state
         else:
@@ -108,32 +133,68 @@ class BatchWorkflow:
             self._state.model = self._cfg.model
         self._publish()
         try:
+            summary = await self._lifecycle(inp)
+        except _ContinueAsNew:
+            await workflow.wait_condition(workflow.all_handlers_finished)
+            # Inline requests are staged by now: only the carried state changes.
+            workflow.continue_as_new(inp.model_copy(update={"state": self._state, "requests": None}))
+        return self._close(summary)
+
+    async def _lifecycle(self, inp: BatchInput) -> BatchSummary:
+        """Stage, submit, poll, finalize, handlers; whatever goes wrong becomes a decision."""
+        try:
             if self._state.status not in TERMINAL_BATCH_STATUSES:
                 try:
                     await self._stage_submit_poll(inp)
                 except asyncio.CancelledError:
                     # Temporal's own cancellation (Web UI button, `temporal workflow cancel`) means
                     # the same as the cancel signal: cancel at the provider and keep partial results.
+                    self._cancelled_through_temporal = True
                     self._request_cancel("cancelled through Temporal")
                     await self._stage_submit_poll(inp)
             return await self._complete()
-        except _ContinueAsNew:
-            await workflow.wait_condition(workflow.all_handlers_finished)
-            workflow.continue_as_new(
-                BatchInput(
-                    batch_id=inp.batch_id,
-                    provider=inp.provider,
-                    endpoint=inp.endpoint,
-                    model=inp.model,
-                    requests_uri=inp.requests_uri,
-                    poll_schedule_seconds=inp.poll_schedule_seconds,
-                    max_age_seconds=inp.max_age_seconds,
-                    handlers=inp.handlers,
-                    metadata=inp.metadata,
-                    handler_grace_seconds=inp.handler_grace_seconds,
-                    state=self._state,
-                )
+        except (_ContinueAsNew, ApplicationError, asyncio.CancelledError):
+            raise
+        except ActivityError as err:
+            return await self._fail_unexpected(
+                f"{cause_type(err) or 'activity'} failed: {cause_message(err)}"
             )
+        except TemporalError:
+            raise  # nondeterminism and other SDK errors: a code fault, fixed by deploying a fix
+        except Exception as err:
+            # Any other bug in workflow code would fail the workflow task and retry it forever.
+            workflow.logger.exception("unexpected error in the batch workflow")
+            return await self._fail_unexpected(f"internal error: {type(err).__name__}: {err}")
+
+    async def _fail_unexpected(self, reason: str) -> BatchSummary:
+        """Fail the batch with `reason`: cancel what was sent, give every request its outcome, run
+        handlers. If even that fails, close the workflow as failed (never a task-failure loop)."""
+        self._fail(reason)
+        try:
+            await self._cancel_at_provider(include_submitting=True)
+            return await self._complete()
+        except (ApplicationError, asyncio.CancelledError, TemporalError):
+            raise
+        except Exception as err:
+            raise ApplicationError(
+                f"batch {self._require_cfg().batch_id} failed: {reason}; cleaning up failed too: {err}",
+                type=BATCH_FAILED,
+                non_retryable=True,
+            ) from None
+
+    def _close(self, summary: BatchSummary) -> BatchSummary:
+        """A failed batch closes as Failed and a Temporal-cancelled one as Canceled, so lists tell
+        them from completed ones (old runs, unpatched, return the summary in every case)."""
+        if summary.status == "failed" and workflow.patched(PATCH_CLOSE_AS_OUTCOME):
+            raise ApplicationError(
+                f"batch {summary.batch_id} failed: {summary.failure_reason or 'see the summary'}",
+                summary,
+                type=BATCH_FAILED,
+                non_retryable=True,
+            )
+        if self._cancelled_through_temporal and workflow.patched(PATCH_CLOSE_AS_OUTCOME):
+            raise asyncio.CancelledError(f"batch {summary.batch_id} cancelled through Temporal")
+        return summary
 
     @workflow.signal(name="cancel")
     def cancel(self, payload: Any = None) -> None:
@@ -174,9 +235,11 @@ class BatchWorkflow:
     async def _stage_submit_poll(self, inp: BatchInput) -> None:
         cfg = self._require_cfg()
         st = self._state
+        if not st.staged and workflow.patched(PATCH_CLAIM_BATCH_ID):
+            await self._claim()
         if not st.staged:
             try:
-                staged: StageResult = await self._activity(
+                staged: StageResult = await execute(
                     "stage_requests",
                     StageInput(
                         batch_id=cfg.batch_id,
@@ -193,7 +256,7 @@ class BatchWorkflow:
                     summary="stage requests into PostgreSQL",
                 )
             except ActivityError as err:
-                self._fail(f"staging failed: {_cause_message(err)}")
+                self._fail(f"staging failed: {cause_message(err)}")
                 return
             st.staged = True
             st.request_count = staged.request_count
@@ -218,11 +281,40 @@ class BatchWorkflow:
             self._publish()
         await self._poll_until_done()
 
+    async def _claim(self) -> None:
+        """Own the batch id before anything is staged or sent; a batch id the store holds for
+        another run fails this one at once, leaving that run's rows untouched."""
+        cfg = self._require_cfg()
+        info = workflow.info()
+        try:
+            await execute(
+                "claim_batch",
+                ClaimInput(
+                    batch_id=cfg.batch_id,
+                    workflow_id=info.workflow_id,
+                    owner_run_id=info.first_execution_run_id,
+                    provider=cfg.provider,
+                    endpoint=cfg.endpoint,
+                    model=cfg.model,
+                    metadata=cfg.metadata,
+                ),
+                options.CLAIM,
+                None,
+                summary="claim the batch id",
+            )
+        except ActivityError as err:
+            # No finalize and no handlers: the rows in the store belong to the other run.
+            message = cause_message(err)
+            self._fail(message)
+            self._publish()
+            kind = BATCH_ID_IN_USE if cause_type(err) == BATCH_ID_IN_USE else BATCH_FAILED
+            raise ApplicationError(message, type=kind, non_retryable=True) from None
+
     async def _submit(self, shard: ShardState) -> bool:
         cfg = self._require_cfg()
         shard.state = "submitting"
         try:
-            result: SubmitResult = await self._activity(
+            result: SubmitResult = await execute(
                 "submit_shard",
                 SubmitInput(
                     batch_id=cfg.batch_id,
@@ -238,7 +330,7 @@ class BatchWorkflow:
                 summary=f"submit shard {shard.shard} to {cfg.provider}",
             )
         except ActivityError as err:
-            self._fail(f"submitting shard {shard.shard} failed: {_cause_message(err)}")
+            self._fail(f"submitting shard {shard.shard} failed: {cause_message(err)}")
             return False
         shard.provider_batch_id = result.provider_batch_id
         shard.input_file_id = result.input_file_id
@@ -247,25 +339,23 @@ class BatchWorkflow:
         return True
 
     async def _poll_until_done(self) -> None:
-        cfg = self._require_cfg()
         st = self._state
-        assert st.started_at is not None
-        deadline = st.started_at + timedelta(seconds=cfg.max_age_seconds)
+        deadline = self._deadline()
         while self._shards_awaiting_results():
             if st.cancel_requested and not st.cancel_sent:
                 await self._cancel_at_provider()
                 st.cancel_sent = True
                 # A cancelling provider batch ends soon: start the schedule over instead of
-                # sleeping out a long late-schedule interval.
+                # sleeping out a long late-schedule interval, and look again within seconds.
                 st.schedule_origin = st.poll_count
+                self._quick_poll_after_cancel = workflow.patched(PATCH_QUICK_POLL_AFTER_CANCEL)
             now = workflow.now()
             if now >= deadline:
                 await self._expire()
                 return
-            delay = poll_delay(
-                cfg.poll_schedule, st.poll_count - st.schedule_origin, workflow.random().random()
-            )
-            delay = min(delay, (deadline - now).total_seconds())
+            delay = self._next_delay()
+            if self._quick_poll_after_cancel and st.poll_count == st.schedule_origin:
+                delay = min(delay, CANCEL_POLL_DELAY_SECONDS)
             self._next_poll_at = now + timedelta(seconds=delay)
             cancel_seen = st.cancel_requested
             try:
@@ -291,7 +381,7 @@ class BatchWorkflow:
         st = self._state
         active = self._shards_awaiting_results()
         try:
-            polled: PollResult = await self._activity(
+            polled: PollResult = await execute(
                 "poll_shards",
                 PollInput(batch_id=cfg.batch_id, provider=cfg.provider, shards=active),
                 options.POLL,
@@ -300,29 +390,45 @@ class BatchWorkflow:
             )
         except ActivityError as err:
             # A provider outage: keep the batch and poll again on the schedule.
-            workflow.logger.warning("poll failed, will retry on schedule: %s", _cause_message(err))
+            workflow.logger.warning("poll failed, will retry on schedule: %s", cause_message(err))
             return
         by_key = {(s.shard, s.round): s for s in polled.shards}
         for shard in st.shards:
             fresh = by_key.get((shard.shard, shard.round))
-            if fresh is not None:
-                shard.provider_status = fresh.provider_status
-                shard.state = fresh.state
-                shard.succeeded = fresh.succeeded
-                shard.failed = fresh.failed
-                shard.failure_code = fresh.failure_code
-                shard.failure_message = fresh.failure_message
-                shard.retry_later = fresh.retry_later
+            if fresh is None:
+                continue
+            if not fresh.not_found:
+                shard.apply_poll(fresh)
+                continue
+            shard.not_found_polls += 1
+            if shard.not_found_polls >= NOT_FOUND_POLLS_LIMIT:
+                self._lose(shard)
         if any(s.state in ("in_progress", "finalizing") for s in st.shards) and st.status == "submitted":
             st.status = "in_progress"
         for shard in st.shards:
-            if shard.state in _PROVIDER_TERMINAL and not shard.ingested:
+            if shard.state in PROVIDER_TERMINAL_STATES and not shard.ingested:
                 if self._should_resubmit(shard):
                     await self._resubmit(shard)
                     continue
                 st.status = "finalizing" if st.status not in ("cancelled", "expired") else st.status
                 self._publish()
                 await self._ingest(shard)
+
+    def _lose(self, shard: ShardState) -> None:
+        """The provider no longer knows this batch: stop polling it and fail the batch."""
+        cfg = self._require_cfg()
+        message = (
+            f"{cfg.provider} answered 'not found' to {shard.not_found_polls} polls in a row for provider "
+            f"batch {shard.provider_batch_id} (shard {shard.shard}); likely causes: the worker's API key "
+            "belongs to another account or organisation than the one that created it, or the provider "
+            "lost its state (an emulator restart)"
+        )
+        workflow.logger.warning(message)
+        shard.state = "failed"
+        shard.failure_code = PROVIDER_LOST_BATCH
+        shard.failure_message = message
+        shard.ingested = True  # nothing to read: its requests are failed by finalize with the reason
+        self._state.failure_reason = self._state.failure_reason or message
 
     def _should_resubmit(self, shard: ShardState) -> bool:
         return (
@@ -338,13 +444,8 @@ class BatchWorkflow:
         again as a new round (its requests never ran, so nothing is lost or charged twice)."""
         cfg = self._require_cfg()
         st = self._state
-        assert st.started_at is not None
         shard.quota_retries += 1
-        remaining = (st.started_at + timedelta(seconds=cfg.max_age_seconds) - workflow.now()).total_seconds()
-        wait = min(
-            poll_delay(cfg.poll_schedule, st.poll_count - st.schedule_origin, workflow.random().random()),
-            remaining,
-        )
+        wait = min(self._next_delay(), (self._deadline() - workflow.now()).total_seconds())
         workflow.logger.info(
             "provider quota exceeded; submitting shard %s again in %.0f s", shard.shard, wait
         )
@@ -357,9 +458,9 @@ class BatchWorkflow:
             return  # cancelled while waiting: the shard stays failed, its requests are cancelled
         except TimeoutError:
             pass
-        if workflow.now() >= st.started_at + timedelta(seconds=cfg.max_age_seconds):
+        if workflow.now() >= self._deadline():
             return
-        await self._activity(
+        await execute(
             "start_round",
             RoundInput(
                 batch_id=cfg.batch_id, shard=shard.shard, from_round=shard.round, to_round=shard.round + 1
@@ -378,7 +479,7 @@ class BatchWorkflow:
     async def _ingest(self, shard: ShardState) -> None:
         cfg = self._require_cfg()
         try:
-            ingested: IngestResult = await self._activity(
+            ingested: IngestResult = await execute(
                 "ingest_results",
                 IngestInput(
                     batch_id=cfg.batch_id,
@@ -398,7 +499,7 @@ class BatchWorkflow:
             # Only a permanent failure gets here (ingest retries everything else); the shard's
             # requests without a result are failed by finalize, with this reason.
             self._state.failure_reason = (
-                f"reading results of shard {shard.shard} failed: {_cause_message(err)}"
+                f"reading results of shard {shard.shard} failed: {cause_message(err)}"
             )
         shard.ingested = True
 
@@ -413,7 +514,7 @@ class BatchWorkflow:
         if not shards:
             return
         try:
-            await self._activity(
+            await execute(
                 "cancel_provider_batches",
                 CancelInput(batch_id=cfg.batch_id, provider=cfg.provider, shards=shards),
                 options.CANCEL,
@@ -421,7 +522,7 @@ class BatchWorkflow:
                 summary=f"cancel at {cfg.provider}",
             )
         except ActivityError as err:
-            workflow.logger.warning("provider cancel failed (ignored): %s", _cause_message(err))
+            workflow.logger.warning("provider cancel failed (ignored): %s", cause_message(err))
 
     async def _expire(self) -> None:
         """Max age reached: cancel at the provider, keep whatever already ended, force-fail the rest."""
@@ -471,25 +572,27 @@ class BatchWorkflow:
                 "expired": st.failure_reason or "max age reached",
                 "failed": st.failure_reason or "missing from the provider's output",
             }.get(st.status, "missing from the provider's output")
-            st.totals = await self._activity(
-                "finalize_batch",
-                FinalizeInput(
-                    batch_id=cfg.batch_id,
-                    unresolved_outcome=unresolved,
-                    unresolved_reason=reason,
-                    status=st.status,
-                    failure_reason=st.failure_reason,
-                ),
-                options.FINALIZE,
-                BatchTotals,
-                summary="reconcile outcomes and totals",
-            )
+            try:
+                st.totals = await execute(
+                    "finalize_batch",
+                    FinalizeInput(
+                        batch_id=cfg.batch_id,
+                        unresolved_outcome=unresolved,
+                        unresolved_reason=reason,
+                        status=st.status,
+                        failure_reason=st.failure_reason,
+                        cancel_reason=st.cancel_reason,
+                    ),
+                    options.FINALIZE,
+                    BatchTotals,
+                    summary="reconcile outcomes and totals",
+                )
+            except ActivityError as err:
+                # Its retry budget is spent: the batch still ends (failed), handlers still run.
+                self._fail(f"recording the outcomes failed: {cause_message(err)}")
             self._publish()
         if not st.handlers:
-            st.handlers = [
-                HandlerState(index=i, type=h.type, target=h.url or h.name or "")
-                for i, h in enumerate(cfg.handlers)
-            ]
+            st.handlers = initial_handler_states(cfg)
         await self._run_handlers(only_failed=False)
         self._handlers_ran = True
         if any(h.status == "failed" for h in st.handlers) and cfg.handler_grace_seconds > 0:
@@ -506,69 +609,20 @@ class BatchWorkflow:
         return self._summary()
 
     async def _run_handlers(self, *, only_failed: bool) -> None:
-        cfg = self._require_cfg()
-        wanted = ("failed",) if only_failed else ("pending", "failed")
-        for state in self._state.handlers:
-            if state.status not in wanted:
-                continue
-            spec = cfg.handlers[state.index]
-            handler_input = HandlerInput(
-                batch_id=cfg.batch_id,
-                handler_index=state.index,
-                handler=spec,
-                idempotency_key=f"{workflow.info().workflow_id}:handler:{state.index}",
-                summary=self._summary(),
-            )
-            state.attempts += 1
-            try:
-                if spec.type == "webhook":
-                    await self._activity(
-                        "deliver_webhook",
-                        handler_input,
-                        options.handler_preset(spec.max_attempts),
-                        HandlerResult,
-                        summary=f"POST webhook {state.target}",
-                    )
-                else:
-                    await self._custom_handler(handler_input, spec.name or "", spec.task_queue)
-                state.status = "succeeded"
-                state.error = None
-            except ActivityError as err:
-                state.status = "failed"
-                state.error = _cause_message(err)
-
-    async def _custom_handler(self, handler_input: HandlerInput, name: str, task_queue: str | None) -> None:
-        """A user's activity, guarded by the store so it never runs again after a success."""
-        claim: HandlerResult = await self._activity(
-            "claim_handler", handler_input, options.FINALIZE, HandlerResult, summary="check handler record"
-        )
-        if claim.status == "skipped":
-            return
-        await workflow.execute_activity(
-            name,
-            handler_input,
-            task_queue=task_queue or workflow.info().task_queue,
-            start_to_close_timeout=options.HANDLER.start_to_close,
-            retry_policy=options.handler_preset(handler_input.handler.max_attempts).retry,
-            summary=f"handler {name}",
-        )
-        await self._activity(
-            "record_handler", handler_input, options.FINALIZE, None, summary="record handler success"
-        )
+        await run_handlers(self._require_cfg(), self._state.handlers, self._summary, only_failed=only_failed)
 
     # ---- helpers ----------------------------------------------------------------------------
 
-    async def _activity(
-        self, name: str, arg: Any, preset: options.Preset, result_type: type | None, *, summary: str
-    ) -> Any:
-        return await workflow.execute_activity(
-            name,
-            arg,
-            start_to_close_timeout=preset.start_to_close,
-            heartbeat_timeout=preset.heartbeat,
-            retry_policy=preset.retry,
-            result_type=result_type,
-            summary=summary,
+    def _deadline(self) -> datetime:
+        """When max age is reached (validation bounds it, so this never overflows)."""
+        assert self._state.started_at is not None
+        return self._state.started_at + timedelta(seconds=self._require_cfg().max_age_seconds)
+
+    def _next_delay(self) -> float:
+        """The schedule's next delay, counted from its origin, jittered."""
+        st = self._state
+        return poll_delay(
+            self._require_cfg().poll_schedule, st.poll_count - st.schedule_origin, workflow.random().random()
         )
 
     def _shards_awaiting_results(self) -> list[ShardState]:
