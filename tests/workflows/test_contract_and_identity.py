@@ -237,5 +237,7 @@ async def test_hostile_inputs_fail_fast_naming_the_field(
     assert cause.type == INVALID_INPUT and cause.non_retryable
     assert f"'{field}'" in cause.message, cause.message
     await no_workflow_task_failed(handle)
+    if field in ("state", "handlers[0].max_attempts"):
+        await replay_and_record(handle, f"invalid_{field.split('.')[-1]}")
     # refused before anything was staged or claimed
     assert await stack.pool.fetchval("SELECT count(*) FROM batches WHERE batch_id = $1", batch_id) == 0
