@@ -31,7 +31,7 @@ def first_party(names: set[str]) -> set[str]:
 
 @pytest.mark.parametrize("path", modules("workflows"), ids=lambda p: p.name)
 def test_workflows_import_only_models_and_workflows(path: Path) -> None:
-    allowed = ("durabatch.models", "workflows")
+    allowed = ("durabatch.models", "durabatch.contract", "workflows")
     bad = {n for n in first_party(imports_of(path)) if not n.startswith(allowed)}
     assert not bad, f"{path.name} imports {bad}"
     assert "httpx" not in imports_of(path) and "asyncpg" not in imports_of(path)
