@@ -185,6 +185,9 @@ def _seconds(name: str, value: Any, *, low: float, high: float, low_open: bool) 
 def _text(name: str, value: str | None, limit: int) -> str | None:
     if value is not None and len(value) > limit:
         raise _fail(name, f"at most {limit} characters, got {len(value)}")
+    if value is not None and "\x00" in value:
+        # PostgreSQL text and jsonb cannot hold NUL: the batch row could never be written.
+        raise _fail(name, "must not contain NUL (\\u0000)")
     return value
 
 
@@ -226,8 +229,8 @@ def _metadata(raw: dict[str, str] | None) -> dict[str, str]:
     for key, value in meta.items():
         if not key or len(key) > METADATA_MAX_KEY_CHARS:
             raise _fail(f"metadata.{key[:40]}", f"keys are 1-{METADATA_MAX_KEY_CHARS} characters")
-        if len(value) > METADATA_MAX_VALUE_CHARS:
-            raise _fail(f"metadata.{key}", f"values are at most {METADATA_MAX_VALUE_CHARS} characters")
+        _text(f"metadata.{key}", key, METADATA_MAX_KEY_CHARS)
+        _text(f"metadata.{key}", value, METADATA_MAX_VALUE_CHARS)
     size = len(json.dumps(meta, separators=(",", ":")).encode())
     if size > METADATA_MAX_BYTES:
         raise _fail("metadata", f"{size} bytes as JSON, over the {METADATA_MAX_BYTES} limit")

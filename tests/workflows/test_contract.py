@@ -103,6 +103,8 @@ def test_metadata_is_bounded() -> None:
     config(metadata={"k": "v" * 1024})
     assert "'metadata.k'" in refused(metadata={"k": "v" * 1025})
     assert "16384 limit" in refused(metadata={f"k{i}": "v" * 1000 for i in range(20)})
+    assert "NUL" in refused(metadata={"k": "a\x00b"})
+    assert "'model'" in refused(model="gpt\x00")
 
 
 def test_inline_requests_must_be_standard_json() -> None:
@@ -119,7 +121,8 @@ def test_state_is_internal_unless_the_workflow_continued_the_run() -> None:
 def test_one_batch_id_pattern_for_cli_client_and_workflow() -> None:
     from durabatch import cli, client
 
-    assert cli.BATCH_ID_RE is contract.BATCH_ID_RE and client.BATCH_ID_RE is contract.BATCH_ID_RE
+    assert getattr(cli, "BATCH_ID_RE") is contract.BATCH_ID_RE  # noqa: B009 (not re-exported)
+    assert getattr(client, "BATCH_ID_RE") is contract.BATCH_ID_RE  # noqa: B009
     assert "'batch_id'" in refused(batch_id="-leading-dash")
     assert "'batch_id'" in refused(batch_id="x" * 129)
 

@@ -199,6 +199,43 @@ async def test_a_provider_that_forgot_its_batch_ends_the_batch(stack: Stack) -> 
     ]
     assert len(polls) >= 5
     await no_workflow_task_failed(handle)
+    await replay_and_record(handle, "provider_forgot_batch")
+
+
+async def test_a_cancel_while_submitting_is_sent_at_once_and_polled_within_seconds(stack: Stack) -> None:
+    batch_id = new_id()
+    await stack.fault(fault="slow", operation="batches.create", delay_seconds=3, count=1)
+    await stack.admin("PATCH", "/config", json={"validating_seconds": 3600})
+    try:
+        handle = await stack.start(
+            batch_id=batch_id,
+            provider="openai",
+            endpoint="/v1/chat/completions",
+            requests=chat_requests(3),
+            poll_schedule_seconds=[60.0],
+        )
+        await wait_status(handle, lambda s: any(sh.state == "submitting" for sh in s.shards))
+        await handle.signal("cancel", {"reason": "too early"})
+        summary = await asyncio.wait_for(handle.result(), 45)
+    finally:
+        await stack.admin("PATCH", "/config", json={"validating_seconds": 0.1})
+        await stack.admin("DELETE", "/faults")
+    assert summary.status == "cancelled" and summary.cancel_reason == "too early"
+    assert summary.counts.cancelled == 3 and len(summary.provider_batch_ids) == 1
+    events = list((await handle.fetch_history()).events)
+    names = [
+        e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+    ]
+    # submitted, then cancelled at the provider before any poll
+    assert names.index("cancel_provider_batches") < names.index("poll_shards")
+    timers = [
+        e.timer_started_event_attributes.start_to_fire_timeout.ToTimedelta().total_seconds()
+        for e in events
+        if e.event_type == EventType.EVENT_TYPE_TIMER_STARTED
+    ]
+    assert timers and timers[0] <= 5.0
 
 
 HOSTILE = [
