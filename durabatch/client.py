@@ -13,8 +13,9 @@ Errors:
     ├── BatchNotFound        no batch with this id (in Temporal, or in the store for results())
     ├── BatchAlreadyExists   start() with a batch_id already used
     ├── BatchEnded           cancel() of a batch that has already ended
-    └── BatchWorkflowFailed  wait(): the workflow itself failed or was terminated (not a batch that
-                             ended "failed", which is a normal summary)
+    └── BatchWorkflowFailed  wait(): the workflow failed without a summary (invalid input, a used
+                             batch id, terminated, cancelled through Temporal); a batch that
+                             ended "failed" closes as Failed too but wait() returns its summary
 Temporal's RPCError (server unreachable) propagates unchanged.
 """
 
