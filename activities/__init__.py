@@ -8,6 +8,7 @@ from typing import Any
 from activities.deps import ActivityDeps
 from activities.finalize import FinalizeActivities
 from activities.handlers import HandlerActivities
+from activities.identity import IdentityActivities
 from activities.ingest import IngestActivities
 from activities.smoke import SmokeActivities
 from activities.staging import StagingActivities
@@ -24,7 +25,9 @@ def all_activities(deps: ActivityDeps) -> list[Callable[..., Any]]:
     finalize = FinalizeActivities(deps)
     handler = HandlerActivities(deps)
     smoke = SmokeActivities(deps.pool)
+    identity = IdentityActivities(deps)
     return [
+        identity.claim_batch,
         staging.stage_requests,
         submission.submit_shard,
         submission.poll_shards,

@@ -8,6 +8,7 @@ from typing import Any
 from temporalio import activity
 
 from activities.deps import ActivityDeps
+from activities.errors import invalid_input
 from activities.heartbeat import heartbeating
 from durabatch.models import BatchTotals, FinalizeInput, OutcomeCounts
 from durabatch.store import batches
@@ -37,7 +38,10 @@ class FinalizeActivities:
                 reason=inp.unresolved_reason,
             )
             sums = await batches.totals(conn, inp.batch_id)
-            row = await batches.finish(conn, inp.batch_id, inp.status, inp.failure_reason)
+            row = await batches.finish(conn, inp.batch_id, inp.status, inp.failure_reason, inp.cancel_reason)
+        if row is None:
+            # No retry can create the row: the batch was never staged (or its rows were deleted).
+            raise invalid_input(f"batch {inp.batch_id!r} is not in the store; nothing to finalize")
         _record_metrics(self._deps.metrics, row["provider"], inp.status, sums)
         if resolved:
             activity.logger.info(

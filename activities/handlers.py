@@ -17,6 +17,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.deps import ActivityDeps
 from activities.errors import invalid_input
+from durabatch import contract
 from durabatch.models import HandlerInput, HandlerResult
 from durabatch.store import TRANSIENT_ERRORS, batches, handlers
 from durabatch.webhooks import signature_headers
@@ -57,12 +58,12 @@ class HandlerActivities:
                 self._deps.pool, inp.batch_id, inp.handler_index, f"{type(exc).__name__}"
             )
             raise ApplicationError(
-                f"webhook {spec.url} unreachable: {type(exc).__name__}", type="WebhookFailed"
+                f"webhook {spec.url} unreachable: {type(exc).__name__}", type=contract.WEBHOOK_FAILED
             ) from None
         if response.status_code >= 300:
             error = f"webhook {spec.url} answered HTTP {response.status_code}"
             await handlers.record_failure(self._deps.pool, inp.batch_id, inp.handler_index, error)
-            raise ApplicationError(error, type="WebhookFailed")
+            raise ApplicationError(error, type=contract.WEBHOOK_FAILED)
         await self._record_delivered(inp)
         return HandlerResult(status="succeeded", detail=f"HTTP {response.status_code}")
 

@@ -16,6 +16,7 @@ from temporalio import activity
 from activities.deps import ActivityDeps
 from activities.errors import to_application_error
 from activities.heartbeat import heartbeating
+from durabatch.contract import PROVIDER_TERMINAL_STATES
 from durabatch.models import (
     CancelInput,
     PollInput,
@@ -138,10 +139,24 @@ class SubmissionActivities:
         for shard in inp.shards:
             try:
                 status = await provider.status(ref_of(inp.provider, shard))
+            except perr.NotFound as exc:
+                # Reported, not raised: the workflow counts consecutive answers like this and
+                # ends the batch after a few (another key's organisation, a provider that lost state).
+                activity.logger.warning(
+                    "provider does not know the batch",
+                    extra={
+                        "batch_id": inp.batch_id,
+                        "provider_batch_id": shard.provider_batch_id,
+                        "error": str(exc),
+                    },
+                )
+                polled.append(shard.model_copy(update={"not_found": True}))
+                continue
             except perr.ProviderError as exc:
                 raise to_application_error(exc) from exc
             fresh = shard.model_copy(
                 update={
+                    "not_found": False,
                     "provider_status": status.provider_status,
                     "state": status.state,
                     "succeeded": status.counts.succeeded,
@@ -162,12 +177,12 @@ class SubmissionActivities:
                 error_file_id=status.error_location,
             )
             polled.append(fresh)
-        overall = (
-            "finalizing"
-            if all(s.state in ("completed", "failed", "expired", "cancelled") for s in polled)
-            else "in_progress"
-        )
-        await batches.set_progress(self._deps.pool, inp.batch_id, overall)
+        found = [s for s in polled if not s.not_found]
+        if found:
+            overall = (
+                "finalizing" if all(s.state in PROVIDER_TERMINAL_STATES for s in found) else "in_progress"
+            )
+            await batches.set_progress(self._deps.pool, inp.batch_id, overall)
         return PollResult(shards=polled)
 
     @activity.defn(name="start_round")

@@ -50,6 +50,7 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy  #
 from temporalio.exceptions import WorkflowAlreadyStartedError  # noqa: E402
 from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter  # noqa: E402
 
+from durabatch.contract import summary_from_failure  # noqa: E402
 from durabatch.converter import DATA_CONVERTER  # noqa: E402
 from durabatch.emulator.content import expected_chat_response  # noqa: E402
 from durabatch.models import WORKFLOW_TYPE, BatchInput, BatchSummary, workflow_id_for  # noqa: E402
@@ -394,7 +395,12 @@ class ChaosRun:
                 self.summaries[plan.batch_id] = await handle.result()
                 return
             except WorkflowFailureError as exc:
-                self.workflow_failures[plan.batch_id] = str(exc.cause or exc)
+                # a failed batch closes as Failed with its summary in the BatchFailed details
+                failed = summary_from_failure(exc)
+                if failed is not None:
+                    self.summaries[plan.batch_id] = failed
+                else:
+                    self.workflow_failures[plan.batch_id] = str(exc.cause or exc)
                 return
             except Exception as exc:
                 logger.debug("result of %s: %s; retrying", plan.batch_id, exc)

@@ -16,7 +16,6 @@ import contextlib
 import csv
 import json
 import os
-import re
 import sys
 import uuid
 from collections.abc import Awaitable, Callable
@@ -28,7 +27,7 @@ from rich.console import Console
 from rich.table import Table
 
 from durabatch.console import Detached, status_table, summary_table, wait_with_progress
-from durabatch.models import PROVIDERS
+from durabatch.contract import BATCH_ID_RE, PROVIDERS
 from durabatch.settings import Settings, SettingsError, load_settings
 
 if TYPE_CHECKING:
@@ -49,7 +48,6 @@ EXIT_OK, EXIT_NOT_COMPLETED, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_UNREACHABLE, EXIT_
 
 #: Lines of a requests file checked before submitting (the worker validates every line anyway).
 _CHECK_LINES = 10_000
-_BATCH_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 _OUTCOMES = ("succeeded", "failed", "expired", "cancelled")
 
 app = typer.Typer(
@@ -215,7 +213,7 @@ def submit(
 
     if provider not in PROVIDERS:
         raise _fail(f"--provider must be one of {', '.join(PROVIDERS)}, got {provider!r}", EXIT_USAGE)
-    if batch_id is not None and not _BATCH_ID.match(batch_id):
+    if batch_id is not None and not BATCH_ID_RE.match(batch_id):
         raise _fail("--batch-id must be 1-128 characters of letters, digits, '_', '-', '.', ':'", EXIT_USAGE)
     try:
         schedule = [float(x) for x in poll.split(",")] if poll else None

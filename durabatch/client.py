@@ -13,8 +13,9 @@ Errors:
     ├── BatchNotFound        no batch with this id (in Temporal, or in the store for results())
     ├── BatchAlreadyExists   start() with a batch_id already used
     ├── BatchEnded           cancel() of a batch that has already ended
-    └── BatchWorkflowFailed  wait(): the workflow itself failed or was terminated (not a batch that
-                             ended "failed", which is a normal summary)
+    └── BatchWorkflowFailed  wait(): the workflow failed without a summary (invalid input, a used
+                             batch id, terminated, cancelled through Temporal); a batch that
+                             ended "failed" closes as Failed too but wait() returns its summary
 Temporal's RPCError (server unreachable) propagates unchanged.
 """
 
@@ -38,8 +39,8 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from durabatch.contract import BATCH_ID_PATTERN, BATCH_ID_RE, TERMINAL_BATCH_STATUSES, summary_from_failure
 from durabatch.models import (
-    TERMINAL_BATCH_STATUSES,
     WORKFLOW_TYPE,
     BatchInput,
     BatchSummary,
@@ -136,7 +137,18 @@ class BatchHandle:
                 raise self._not_found() from None
             if exc.status != RPCStatusCode.DEADLINE_EXCEEDED or await self.is_running():
                 raise
-        return _status_from_summary(await self._handle.result())
+        return _status_from_summary(await self._final_summary())
+
+    async def _final_summary(self) -> BatchSummary:
+        """The ended workflow's summary: its result, or for a failed batch the summary carried in
+        its `BatchFailed` failure (a failed batch closes its workflow as Failed)."""
+        try:
+            return await self._handle.result()
+        except WorkflowFailureError as exc:
+            summary = summary_from_failure(exc)
+            if summary is None:
+                raise
+            return summary
 
     async def cancel(self, reason: str | None = None) -> None:
         """Ask the batch to cancel (at the provider too); results that already exist are kept.
@@ -172,7 +184,7 @@ class BatchHandle:
         Cancelling the wait leaves the batch running. Raises BatchNotFound, or BatchWorkflowFailed
         when the workflow ends without a summary (terminated, timed out, invalid input).
         """
-        result = asyncio.ensure_future(self._handle.result())
+        result = asyncio.ensure_future(self._final_summary())
         try:
             while not result.done():
                 if progress is not None:
@@ -274,8 +286,8 @@ class BatchClient:
             inp = BatchInput(**fields)
         elif fields:
             inp = inp.model_copy(update=fields)
-        if not inp.batch_id:
-            raise ValueError("batch_id is required")
+        if not inp.batch_id or not BATCH_ID_RE.match(inp.batch_id):
+            raise ValueError(f"batch_id must be {BATCH_ID_PATTERN}, got {inp.batch_id!r}")
         count = len(inp.requests) if inp.requests is not None else request_count
         summary = f"{inp.provider} {inp.model or ''} batch {inp.batch_id}".replace("  ", " ")
         if count is not None:

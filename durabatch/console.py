@@ -164,6 +164,8 @@ def status_table(st: StatusQuery) -> Table:
     ]
     if st.failure_reason:
         rows.append(("failure", st.failure_reason))
+    if st.cancel_reason:
+        rows.append(("cancel reason", st.cancel_reason))
     for key, value in rows:
         table.add_row(key, value)
     return table

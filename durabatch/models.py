@@ -13,12 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
-    "DEFAULT_MAX_AGE_SECONDS",
-    "DEFAULT_POLL_SCHEDULE",
-    "INLINE_REQUESTS_MAX_BYTES",
-    "PROVIDERS",
     "SEARCH_ATTRIBUTES",
-    "TERMINAL_BATCH_STATUSES",
     "WORKFLOW_TYPE",
     "BatchInput",
     "BatchState",
@@ -26,6 +21,7 @@ __all__ = [
     "BatchSummary",
     "BatchTotals",
     "CancelInput",
+    "ClaimInput",
     "FinalizeInput",
     "HandlerInput",
     "HandlerResult",
@@ -48,16 +44,28 @@ __all__ = [
     "workflow_id_for",
 ]
 
-PROVIDERS = ("openai", "anthropic", "gemini")
-DEFAULT_POLL_SCHEDULE = (30.0, 60.0, 120.0, 300.0, 600.0, 900.0)
-DEFAULT_MAX_AGE_SECONDS = 25 * 3600.0
-#: Inline requests travel in the start payload and history; above this they belong in a file.
-INLINE_REQUESTS_MAX_BYTES = 256 * 1024
-
 BatchStatus = Literal[
     "pending", "submitted", "in_progress", "finalizing", "completed", "cancelled", "expired", "failed"
 ]
-TERMINAL_BATCH_STATUSES = frozenset({"completed", "cancelled", "expired", "failed"})
+#: The contract's constants, once importable from here: `durabatch.contract` is their home now.
+_FROM_CONTRACT = frozenset(
+    {
+        "DEFAULT_MAX_AGE_SECONDS",
+        "DEFAULT_POLL_SCHEDULE",
+        "INLINE_REQUESTS_MAX_BYTES",
+        "PROVIDERS",
+        "TERMINAL_BATCH_STATUSES",
+    }
+)
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy, because durabatch.contract imports this module.
+    if name in _FROM_CONTRACT:
+        from durabatch import contract
+
+        return getattr(contract, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class _Model(BaseModel):
@@ -111,10 +119,32 @@ class ShardState(_Model):
     #: the provider failed this batch for quota (OpenAI token_limit_exceeded): submit it again later
     retry_later: bool = False
     quota_retries: int = 0
+    #: set by poll_shards when the provider answered "not found" for this batch
+    not_found: bool = False
+    #: consecutive polls answered "not found" (the workflow gives up on the batch after a few)
+    not_found_polls: int = 0
     #: usage of the results ingested so far (the status query's "tokens and cost so far")
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float | None = None
+
+    def apply_poll(self, fresh: ShardState) -> None:
+        """Take what a poll learnt about this provider batch (`poll_shards` returns updated copies)."""
+        for name in _POLLED_FIELDS:
+            setattr(self, name, getattr(fresh, name))
+        self.not_found_polls = 0
+
+
+#: What `poll_shards` learns about a provider batch; everything else in ShardState is the workflow's.
+_POLLED_FIELDS = (
+    "provider_status",
+    "state",
+    "succeeded",
+    "failed",
+    "failure_code",
+    "failure_message",
+    "retry_later",
+)
 
 
 class HandlerState(_Model):
@@ -199,6 +229,7 @@ class BatchSummary(_Model):
     submitted_at: datetime | None = None
     ended_at: datetime | None = None
     failure_reason: str | None = None
+    cancel_reason: str | None = None
     handlers: list[HandlerState] = Field(default_factory=list)
     metadata: dict[str, str] = Field(default_factory=dict)
 
@@ -218,11 +249,25 @@ class StatusQuery(_Model):
     next_poll_at: datetime | None = None
     poll_count: int = 0
     cancel_requested: bool = False
+    cancel_reason: str | None = None
     failure_reason: str | None = None
     handlers: list[HandlerState] = Field(default_factory=list)
 
 
 # ---- activity inputs and outputs -------------------------------------------------------------
+
+
+class ClaimInput(_Model):
+    """Claim a batch id for one workflow run chain before anything is staged or sent."""
+
+    batch_id: str
+    workflow_id: str
+    #: the first run id of the chain (continue-as-new keeps it)
+    owner_run_id: str
+    provider: str
+    endpoint: str
+    model: str | None = None
+    metadata: dict[str, str] = Field(default_factory=dict)
 
 
 class StageInput(_Model):
@@ -313,6 +358,7 @@ class FinalizeInput(_Model):
     unresolved_reason: str = "missing from the provider's output"
     status: BatchStatus
     failure_reason: str | None = None
+    cancel_reason: str | None = None
 
 
 class HandlerInput(_Model):

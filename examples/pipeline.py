@@ -14,9 +14,11 @@ from datetime import timedelta
 
 from pydantic import BaseModel
 from temporalio import workflow
+from temporalio.exceptions import ChildWorkflowError
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
+    from durabatch.contract import summary_from_failure
     from durabatch.models import BatchInput, BatchSummary, workflow_id_for
 
 
@@ -43,6 +45,26 @@ class PipelineResult(BaseModel):
 class EvalPipeline:
     @workflow.run
     async def run(self, inp: PipelineInput) -> PipelineResult:
+        try:
+            summary = await self._batch(inp)
+        except ChildWorkflowError as err:
+            # A failed batch closes its workflow as Failed (BatchFailed) with the summary in the
+            # failure's details; anything else (terminated, timed out, invalid input) re-raises.
+            failed = summary_from_failure(err)
+            if failed is None:
+                raise
+            summary = failed
+        total = summary.counts.total
+        ratio = summary.counts.succeeded / total if total else 0.0
+        return PipelineResult(
+            batch_status=summary.status,
+            succeeded=summary.counts.succeeded,
+            total=total,
+            cost_usd=summary.cost_usd,
+            passed=summary.status == "completed" and ratio >= inp.min_success_ratio,
+        )
+
+    async def _batch(self, inp: PipelineInput) -> BatchSummary:
         summary: BatchSummary = await workflow.execute_child_workflow(
             "BatchWorkflow",
             BatchInput(
@@ -60,12 +82,4 @@ class EvalPipeline:
             parent_close_policy=ParentClosePolicy.REQUEST_CANCEL,
             execution_timeout=timedelta(days=3),
         )
-        total = summary.counts.total
-        ratio = summary.counts.succeeded / total if total else 0.0
-        return PipelineResult(
-            batch_status=summary.status,
-            succeeded=summary.counts.succeeded,
-            total=total,
-            cost_usd=summary.cost_usd,
-            passed=summary.status == "completed" and ratio >= inp.min_success_ratio,
-        )
+        return summary

@@ -142,6 +142,17 @@ RULES: dict[str, tuple[str, ...]] = {
         "workflows",
         "worker",
     ),
+    # the contract is imported by workflow code too
+    "durabatch.contract": (
+        "temporalio",
+        "httpx",
+        "asyncpg",
+        "durabatch.store",
+        "durabatch.providers",
+        "activities",
+        "workflows",
+        "worker",
+    ),
     "durabatch.telemetry.traces": ("temporalio", "asyncpg", "httpx", "activities", "workflows", "worker"),
     "durabatch.telemetry.logs": ("asyncpg", "httpx", "activities", "workflows", "worker"),
 }

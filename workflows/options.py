@@ -7,8 +7,16 @@ from datetime import timedelta
 
 from temporalio.common import RetryPolicy
 
+from durabatch.contract import (
+    DEFAULT_HANDLER_ATTEMPTS,
+    INVALID_INPUT,
+    MAX_HANDLER_ATTEMPTS,
+    NON_RETRYABLE_ERRORS,
+)
+
 __all__ = [
     "CANCEL",
+    "CLAIM",
     "FINALIZE",
     "HANDLER",
     "INGEST",
@@ -21,7 +29,7 @@ __all__ = [
 ]
 
 #: ApplicationError types the activities raise for failures a retry cannot fix.
-NON_RETRYABLE = ["InvalidInput", "ProviderRejected", "AuthenticationFailed", "QuotaExceeded"]
+NON_RETRYABLE = list(NON_RETRYABLE_ERRORS)
 
 
 @dataclass(frozen=True)
@@ -40,6 +48,14 @@ STAGE = Preset(
         maximum_interval=timedelta(minutes=1), maximum_attempts=12, non_retryable_error_types=NON_RETRYABLE
     ),
 )
+#: Every preset has a bounded budget: an activity that can never succeed must end in a decision
+#: (fail the batch with the reason), never in a retry loop that keeps the batch open.
+CLAIM = Preset(
+    start_to_close=timedelta(minutes=1),
+    retry=RetryPolicy(
+        maximum_interval=timedelta(seconds=30), maximum_attempts=20, non_retryable_error_types=NON_RETRYABLE
+    ),
+)
 #: The interval stays short because a rate-limited attempt still counts toward the backoff even
 #: when its own delay came from Retry-After; a 5-minute cap left batches idle after a 429 storm.
 SUBMIT = Preset(
@@ -48,6 +64,8 @@ SUBMIT = Preset(
     retry=RetryPolicy(
         initial_interval=timedelta(seconds=2),
         maximum_interval=timedelta(seconds=30),
+        # about an hour of 429s and outages before the batch fails naming the last error
+        maximum_attempts=120,
         non_retryable_error_types=NON_RETRYABLE,
     ),
 )
@@ -68,6 +86,8 @@ INGEST = Preset(
     retry=RetryPolicy(
         initial_interval=timedelta(seconds=1),
         maximum_interval=timedelta(minutes=2),
+        # about two hours: past it the shard's requests are failed with the reason
+        maximum_attempts=60,
         non_retryable_error_types=["AuthenticationFailed"],
     ),
 )
@@ -79,7 +99,10 @@ CANCEL = Preset(
 FINALIZE = Preset(
     start_to_close=timedelta(minutes=10),
     heartbeat=timedelta(minutes=1),
-    retry=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1)),
+    # about half an hour; a finalize that still fails closes the workflow as failed
+    retry=RetryPolicy(
+        initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1), maximum_attempts=30
+    ),
 )
 HANDLER = Preset(
     start_to_close=timedelta(minutes=1),
@@ -87,14 +110,16 @@ HANDLER = Preset(
         initial_interval=timedelta(seconds=1),
         backoff_coefficient=2.0,
         maximum_interval=timedelta(minutes=1),
-        maximum_attempts=5,
-        non_retryable_error_types=["InvalidInput"],
+        maximum_attempts=DEFAULT_HANDLER_ATTEMPTS,
+        non_retryable_error_types=[INVALID_INPUT],
     ),
 )
 
 
 def handler_preset(max_attempts: int | None) -> Preset:
-    """HANDLER with the handler's own attempt budget, when it sets one."""
+    """HANDLER with the handler's own attempt budget, when it sets one (clamped to the contract's
+    1..100 so a value that slipped past validation can never make an unbounded or invalid policy)."""
     if not max_attempts:
         return HANDLER
-    return replace(HANDLER, retry=replace(HANDLER.retry, maximum_attempts=max_attempts))
+    attempts = min(max(1, max_attempts), MAX_HANDLER_ATTEMPTS)
+    return replace(HANDLER, retry=replace(HANDLER.retry, maximum_attempts=attempts))

@@ -8,8 +8,8 @@ from typing import Any
 
 from temporalio.common import SearchAttributeKey, SearchAttributeUpdate
 
+from durabatch.contract import PROVIDER_LOST_BATCH, BatchConfig
 from durabatch.models import BatchState, BatchStatus, BatchSummary, OutcomeCounts, StatusQuery
-from workflows.validate import BatchConfig
 
 __all__ = [
     "SA_MODEL",
@@ -45,6 +45,9 @@ def live_counts(st: BatchState) -> OutcomeCounts:
 
 def ended_status(st: BatchState) -> tuple[BatchStatus, str | None]:
     """The batch's end status once every provider batch has ended, and a failure reason if any."""
+    lost = next((s for s in st.shards if s.failure_code == PROVIDER_LOST_BATCH), None)
+    if lost is not None:
+        return "failed", st.failure_reason or lost.failure_message
     if st.cancel_requested:
         return "cancelled", st.failure_reason
     states = {s.state for s in st.shards}
@@ -81,6 +84,7 @@ def summary_of(cfg: BatchConfig, st: BatchState, workflow_id: str) -> BatchSumma
         submitted_at=totals.submitted_at if totals else None,
         ended_at=totals.ended_at if totals else None,
         failure_reason=st.failure_reason or (totals.failure_reason if totals else None),
+        cancel_reason=st.cancel_reason,
         handlers=st.handlers,
         metadata=cfg.metadata,
     )
@@ -112,6 +116,7 @@ def status_of(cfg: BatchConfig, st: BatchState, next_poll_at: datetime | None) -
         next_poll_at=next_poll_at,
         poll_count=st.poll_count,
         cancel_requested=st.cancel_requested,
+        cancel_reason=st.cancel_reason,
         failure_reason=st.failure_reason,
         handlers=st.handlers,
     )

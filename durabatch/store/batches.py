@@ -13,6 +13,7 @@ from durabatch.store.tracing import traced
 __all__ = [
     "BatchRow",
     "as_float",
+    "claim_batch",
     "create_batch",
     "finish",
     "get_batch",
@@ -49,6 +50,46 @@ async def create_batch(
         model,
         metadata,
     )
+
+
+@traced
+async def claim_batch(
+    conn: Executor,
+    *,
+    batch_id: str,
+    workflow_id: str,
+    owner_run_id: str,
+    provider: str,
+    endpoint: str,
+    model: str | None,
+    metadata: dict[str, str],
+) -> BatchRow:
+    """Make `owner_run_id` the owner of `batch_id` and return the row; compare its `owner_run_id`.
+
+    A new id is inserted with its owner. An existing row is taken over only when no run owns it
+    yet and nothing of it was sent (a batch a client staged before starting its workflow); a row
+    another run owns is returned untouched, and a retry by the owner finds itself the owner.
+    """
+    row: BatchRow | None = await conn.fetchrow(
+        """INSERT INTO batches (batch_id, workflow_id, provider, endpoint, model, metadata, owner_run_id)
+           VALUES ($1, $2, $3, $4, $5, $6, $7)
+           ON CONFLICT (batch_id) DO UPDATE SET owner_run_id = EXCLUDED.owner_run_id
+            WHERE batches.owner_run_id IS NULL AND batches.workflow_id = EXCLUDED.workflow_id
+              AND batches.status = 'pending'
+              AND NOT EXISTS (SELECT 1 FROM provider_batches p WHERE p.batch_id = batches.batch_id)
+           RETURNING *""",
+        batch_id,
+        workflow_id,
+        provider,
+        endpoint,
+        model,
+        metadata,
+        owner_run_id,
+    )
+    if row is None:
+        row = await conn.fetchrow("SELECT * FROM batches WHERE batch_id = $1", batch_id)
+    assert row is not None
+    return row
 
 
 @traced
@@ -162,20 +203,25 @@ async def totals(conn: Conn, batch_id: str) -> dict[str, Any]:
 
 
 @traced
-async def finish(conn: Conn, batch_id: str, status: str, failure_reason: str | None) -> asyncpg.Record:
-    """Set the terminal status once (ended_at keeps the first end) and return the row."""
+async def finish(
+    conn: Conn, batch_id: str, status: str, failure_reason: str | None, cancel_reason: str | None = None
+) -> asyncpg.Record | None:
+    """Set the terminal status once (ended_at keeps the first end) and return the row (None when
+    the store has no such batch)."""
     row = await conn.fetchrow(
         """UPDATE batches SET status = $2,
                   failure_reason = COALESCE($3, failure_reason),
+                  cancel_reason = COALESCE($4, cancel_reason),
                   ended_at = COALESCE(ended_at, now()),
                   results_fetched_at = COALESCE(results_fetched_at, now())
             WHERE batch_id = $1 RETURNING *""",
         batch_id,
         status,
         failure_reason,
+        cancel_reason,
     )
-    assert row is not None
-    return row
+    result: asyncpg.Record | None = row
+    return result
 
 
 @traced

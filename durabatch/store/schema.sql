@@ -25,6 +25,8 @@ CREATE TABLE batches (
     results_fetched_at    timestamptz,
     handler_dispatched_at timestamptz,
     failure_reason        text,
+    owner_run_id          text,
+    cancel_reason         text,
     metadata              jsonb NOT NULL DEFAULT '{}'::jsonb
 );
 CREATE INDEX batches_status_idx ON batches (status);

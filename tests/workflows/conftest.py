@@ -13,9 +13,10 @@ from typing import Any
 
 import httpx
 import pytest
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 
 from activities import ActivityDeps
+from durabatch.contract import summary_from_failure
 from durabatch.emulator import EmulatorConfig, run_emulator
 from durabatch.emulator.server import RunningEmulator
 from durabatch.models import BatchInput, BatchSummary, workflow_id_for
@@ -25,6 +26,20 @@ from durabatch.settings import Settings
 from durabatch.store.pool import Pool
 
 API_KEY = "sk-test-durabatch-0123456789"
+
+
+class SummaryHandle(WorkflowHandle[Any, BatchSummary]):
+    """A batch's handle whose `result()` is its summary, also for a failed batch (whose workflow
+    closes as Failed with the summary in the `BatchFailed` failure's details)."""
+
+    async def result(self, *args: Any, **kwargs: Any) -> BatchSummary:
+        try:
+            return await super().result(*args, **kwargs)
+        except WorkflowFailureError as exc:
+            summary = summary_from_failure(exc)
+            if summary is None:
+                raise
+            return summary
 
 
 @dataclass
@@ -46,11 +61,19 @@ class Stack:
     async def start(self, **fields: Any) -> WorkflowHandle[Any, BatchSummary]:
         inp = BatchInput(**{"poll_schedule_seconds": [1.0], **fields})
         assert inp.batch_id
-        return await self.client.start_workflow(
+        handle = await self.client.start_workflow(
             "BatchWorkflow",
             inp,
             id=workflow_id_for(inp.batch_id),
             task_queue=self.settings.task_queue,
+            result_type=BatchSummary,
+        )
+        return SummaryHandle(
+            self.client,
+            handle.id,
+            run_id=handle.run_id,
+            result_run_id=handle.result_run_id,
+            first_execution_run_id=handle.first_execution_run_id,
             result_type=BatchSummary,
         )
 

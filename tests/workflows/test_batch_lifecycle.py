@@ -6,6 +6,10 @@ import asyncio
 import uuid
 from pathlib import Path
 
+import pytest
+from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
+from temporalio.exceptions import CancelledError
+
 from durabatch.models import StatusQuery
 from tests.workflows.conftest import Stack, chat_requests, replay_and_record, write_jsonl
 from tests.workflows.test_batch_workflow import assert_one_outcome_each, outcomes
@@ -52,10 +56,15 @@ async def test_temporal_cancellation_does_the_same_as_the_signal(stack: Stack, t
     )
     await wait_status(handle, lambda s: s.counts.succeeded > 0)
     await handle.cancel()
-    summary = await handle.result()
-    await replay_and_record(handle, "temporal_cancel")
-    assert summary.status == "cancelled"
-    assert summary.counts.succeeded > 0 and summary.counts.cancelled > 0
+    # after its cleanup the workflow closes as Canceled, not Completed
+    with pytest.raises(WorkflowFailureError) as failure:
+        await handle.result()
+    assert isinstance(failure.value.cause, CancelledError)
+    assert (await handle.describe()).status == WorkflowExecutionStatus.CANCELED
+    await replay_and_record(handle, "temporal_cancel_closes_canceled")
+    final = await handle.query("status", result_type=StatusQuery)
+    assert final.status == "cancelled" and final.cancel_reason == "cancelled through Temporal"
+    assert final.counts.succeeded > 0 and final.counts.cancelled > 0
     await assert_one_outcome_each(stack, batch_id)
 
 

@@ -82,3 +82,15 @@ def test_details_name_the_counts_the_provider_batches_and_a_failure() -> None:
     assert "**requests** 10: 4 succeeded, 0 failed, 0 expired, 0 cancelled, 6 pending" in text
     assert "batch_abc (in_progress)" in text and "**polls** 3" in text
     assert "**failure** max age reached" in text
+
+
+def test_the_cancel_reason_reaches_the_status_query_the_summary_and_the_status_table() -> None:
+    from durabatch.console import status_table
+
+    st = BatchState(status="cancelled", cancel_requested=True, cancel_reason="wrong prompt")
+    status = status_of(_cfg(), st, None)
+    assert status.cancel_reason == "wrong prompt"
+    assert summary_of(_cfg(), st, "batch-b1").cancel_reason == "wrong prompt"
+    assert '"cancel_reason":"wrong prompt"' in status.model_dump_json()
+    rows = list(zip(*(col.cells for col in status_table(status).columns), strict=True))
+    assert ("cancel reason", "wrong prompt") in rows

@@ -1,0 +1,146 @@
+"""Property: whatever JSON object a client starts BatchWorkflow with, the run either fails at once
+with an InvalidInput failure naming a field, or proceeds to an end; no history ever holds a
+WorkflowTaskFailed event (a task failure retries forever and leaves the batch stuck RUNNING).
+
+Inputs are generated valid and hostile: wrong types, huge, negative and non-finite numbers, unknown
+keys, odd handlers, `state` objects, bad ids, long metadata. Examples are bounded and derandomized
+so the run is repeatable in CI and takes well under two minutes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client, WorkflowFailureError
+from temporalio.exceptions import ApplicationError
+
+from durabatch.contract import BATCH_FAILED, INVALID_INPUT
+from durabatch.store.pool import Pool
+from tests.workflows.conftest import Stack, chat_requests, worker_stack
+
+#: Field names an InvalidInput message may name (top level, inside handlers, metadata keys).
+_NAMED = "invalid BatchInput"
+
+_numbers = st.one_of(
+    st.floats(min_value=0.5, max_value=3.0),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(min_value=-(10**15), max_value=10**15),
+    st.sampled_from([0, -1, 1e12, 1e300, 86400 * 31]),
+)
+_junk = st.one_of(
+    st.none(), st.booleans(), st.text(max_size=8), _numbers, st.lists(st.integers(), max_size=3)
+)
+
+
+def _handler() -> st.SearchStrategy[Any]:
+    return st.one_of(
+        st.fixed_dictionaries(
+            {
+                "type": st.just("webhook"),
+                "url": st.sampled_from(["http://127.0.0.1:9/hook", "ftp://x", "/rel", ""]),
+            },
+            optional={
+                "max_attempts": st.one_of(st.integers(-5, 200), _junk),
+                "secret_env": _junk,
+                "retries": _junk,
+            },
+        ),
+        st.fixed_dictionaries(
+            {"type": st.sampled_from(["activity", "email", 3])},
+            optional={"name": _junk, "task_queue": _junk},
+        ),
+        _junk,
+    )
+
+
+def _fields() -> st.SearchStrategy[dict[str, Any]]:
+    """Overrides applied to a valid input (an empty dict keeps it valid)."""
+    return st.fixed_dictionaries(
+        {},
+        optional={
+            "poll_schedule_seconds": st.one_of(st.lists(_numbers, max_size=4), _junk),
+            "max_age_seconds": st.one_of(st.floats(min_value=5, max_value=30), _numbers, _junk),
+            "handler_grace_seconds": st.one_of(st.just(0), _numbers, _junk),
+            "handlers": st.one_of(st.lists(_handler(), max_size=2), _junk),
+            "metadata": st.one_of(
+                st.dictionaries(st.text(max_size=150), st.text(max_size=1100), max_size=3),
+                st.dictionaries(st.text(max_size=4), _junk, max_size=2),
+                _junk,
+            ),
+            "state": st.one_of(st.fixed_dictionaries({"staged": st.booleans()}), _junk),
+            "batch_id": st.one_of(st.sampled_from(["", "-x", "a" * 200, "ok id", "é"]), _junk),
+            "provider": st.one_of(st.sampled_from(["openai", "OpenAI", "azure"]), _junk),
+            "endpoint": st.one_of(st.just("/v1/chat/completions"), _junk),
+            "max_age_second": _junk,
+            "poll_schedule": _junk,
+            "requests_uri": _junk,
+        },
+    )
+
+
+@pytest.fixture(scope="module")
+async def stack(
+    temporal_client: Client, pool: Pool, database_url: str, api_keys: None
+) -> AsyncIterator[Stack]:
+    async with worker_stack(temporal_client, pool, database_url, queue_prefix="prop") as s:
+        yield s
+
+
+async def _check_one(stack: Stack, overrides: dict[str, Any]) -> str:
+    workflow_key = uuid.uuid4().hex[:10]
+    payload: dict[str, Any] = {
+        "batch_id": workflow_key,
+        "provider": "openai",
+        "endpoint": "/v1/chat/completions",
+        "requests": chat_requests(2),
+        "poll_schedule_seconds": [1.0],
+        "max_age_seconds": 20.0,
+        "handler_grace_seconds": 0,
+        **overrides,
+    }
+    handle = await stack.client.start_workflow(
+        "BatchWorkflow", payload, id=f"batch-{workflow_key}", task_queue=stack.settings.task_queue
+    )
+    outcome = "completed"
+    try:
+        await asyncio.wait_for(handle.result(), 60)
+    except WorkflowFailureError as exc:
+        cause = exc.cause
+        assert isinstance(cause, ApplicationError), cause
+        assert cause.type in (INVALID_INPUT, BATCH_FAILED), cause
+        if cause.type == INVALID_INPUT:
+            assert cause.message.startswith(_NAMED) and "'" in cause.message, cause.message
+        outcome = cause.type or "?"
+    history = await handle.fetch_history()
+    task_failures = [e for e in history.events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED]
+    assert not task_failures, (overrides, task_failures[0])
+    return outcome
+
+
+async def test_every_generated_input_fails_fast_naming_a_field_or_proceeds_to_an_end(stack: Stack) -> None:
+    loop = asyncio.get_running_loop()
+    seen: dict[str, int] = {}
+
+    @settings(
+        max_examples=60,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
+    @given(_fields())
+    def one(overrides: dict[str, Any]) -> None:
+        # hypothesis drives synchronously from a thread; each run happens on the test's loop
+        outcome = asyncio.run_coroutine_threadsafe(_check_one(stack, overrides), loop).result(90)
+        seen[outcome] = seen.get(outcome, 0) + 1
+
+    await asyncio.to_thread(one)
+    # the generator reaches both sides of the contract
+    assert seen.get(INVALID_INPUT, 0) > 0 and seen.get("completed", 0) > 0, seen

@@ -1,0 +1,210 @@
+"""The state a batch workflow keeps and the steps every phase uses: claim, submit, cancel at the
+provider, the deadline and the next poll delay, what the status query and the Web UI show.
+
+Workflow code (see workflows/batch.py): deterministic, no I/O but activities.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from durabatch.contract import (
+        BATCH_FAILED,
+        BATCH_ID_IN_USE,
+        BatchConfig,
+    )
+    from durabatch.models import (
+        BatchState,
+        BatchStatus,
+        BatchSummary,
+        CancelInput,
+        ClaimInput,
+        ShardState,
+        SubmitInput,
+        SubmitResult,
+    )
+    from workflows import options
+    from workflows.calls import cause_message, cause_type, execute
+    from workflows.schedule import poll_delay
+    from workflows.views import (
+        details_markdown,
+        ended_status,
+        search_attribute_updates,
+        summary_of,
+    )
+
+__all__ = ["BatchBase", "ContinueAsNewNow", "awaits_results"]
+
+
+#: Continue as new well before the 2,000-events-per-run budget (about 8 events per poll).
+HISTORY_EVENTS_PER_RUN = 1500
+#: How many times a shard refused for quota (token_limit_exceeded) is submitted again.
+MAX_QUOTA_RETRIES = 5
+#: After the max-age cancel, how long to wait for the provider to end the batch and hand over what
+#: it finished (OpenAI: "cancelling for up to 10 minutes") before force-failing the rest.
+EXPIRY_GRACE = timedelta(minutes=15)
+#: workflow.patched id: histories recorded before it polled once after the expiry cancel.
+PATCH_EXPIRY_KEEPS_PARTIAL_RESULTS = "expiry-keeps-partial-results"
+#: workflow.patched id: runs before it did not claim their batch id before staging.
+PATCH_CLAIM_BATCH_ID = "claim-batch-id"
+#: workflow.patched id: runs before it accepted a `state` from a client's start.
+PATCH_CLIENT_STATE_REFUSED = "client-state-refused"
+#: workflow.patched id: runs before it ended a failed batch COMPLETED, and one cancelled through
+#: Temporal COMPLETED too; now they close as Failed (BatchFailed, the summary in its details) and
+#: as Canceled.
+PATCH_CLOSE_AS_OUTCOME = "close-as-outcome"
+#: workflow.patched id: runs before it waited a whole first schedule delay after a cancel.
+PATCH_QUICK_POLL_AFTER_CANCEL = "quick-poll-after-cancel"
+#: After the provider cancel is sent, the next poll comes this soon (or the first delay if shorter).
+CANCEL_POLL_DELAY_SECONDS = 5.0
+#: Consecutive polls answered "not found" after which a provider batch counts as lost.
+NOT_FOUND_POLLS_LIMIT = 5
+
+
+def awaits_results(shard: ShardState) -> bool:
+    """Sent to the provider, results not ingested yet: the batch must poll on."""
+    return shard.provider_batch_id is not None and not shard.ingested
+
+
+class ContinueAsNewNow(Exception):
+    """Raised inside the poll loop to roll over to a new run with the state carried along."""
+
+
+class BatchBase:
+    """State and shared steps; BatchWorkflow adds the lifecycle on top (workflows/polling.py, batch.py)."""
+
+    def __init__(self) -> None:
+        self._cfg: BatchConfig | None = None
+        self._invalid_input: str | None = None
+        self._state = BatchState()
+        self._next_poll_at: datetime | None = None
+        self._handlers_ran = False
+        self._redispatching = False
+        self._expiring = False
+        self._cancelled_through_temporal = False
+        self._quick_poll_after_cancel = False
+
+    async def _claim(self) -> None:
+        """Own the batch id before anything is staged or sent; a batch id the store holds for
+        another run fails this one at once, leaving that run's rows untouched."""
+        cfg = self._require_cfg()
+        info = workflow.info()
+        try:
+            await execute(
+                "claim_batch",
+                ClaimInput(
+                    batch_id=cfg.batch_id,
+                    workflow_id=info.workflow_id,
+                    owner_run_id=info.first_execution_run_id,
+                    provider=cfg.provider,
+                    endpoint=cfg.endpoint,
+                    model=cfg.model,
+                    metadata=cfg.metadata,
+                ),
+                options.CLAIM,
+                None,
+                summary="claim the batch id",
+            )
+        except ActivityError as err:
+            # No finalize and no handlers: the rows in the store belong to the other run.
+            message = cause_message(err)
+            self._fail(message)
+            self._publish()
+            kind = BATCH_ID_IN_USE if cause_type(err) == BATCH_ID_IN_USE else BATCH_FAILED
+            raise ApplicationError(message, type=kind, non_retryable=True) from None
+
+    async def _submit(self, shard: ShardState) -> bool:
+        cfg = self._require_cfg()
+        shard.state = "submitting"
+        try:
+            result: SubmitResult = await execute(
+                "submit_shard",
+                SubmitInput(
+                    batch_id=cfg.batch_id,
+                    workflow_id=workflow.info().workflow_id,
+                    provider=cfg.provider,
+                    endpoint=cfg.endpoint,
+                    model=self._state.model,
+                    shard=shard.shard,
+                    round=shard.round,
+                ),
+                options.SUBMIT,
+                SubmitResult,
+                summary=f"submit shard {shard.shard} to {cfg.provider}",
+            )
+        except ActivityError as err:
+            self._fail(f"submitting shard {shard.shard} failed: {cause_message(err)}")
+            return False
+        shard.provider_batch_id = result.provider_batch_id
+        shard.input_file_id = result.input_file_id
+        shard.ref_extra = result.ref_extra
+        shard.state = "submitted"
+        return True
+
+    async def _cancel_at_provider(self, *, include_submitting: bool = False) -> None:
+        """Best effort: a failing provider cancel is logged and never blocks the batch."""
+        cfg = self._require_cfg()
+        shards = [
+            s
+            for s in self._state.shards
+            if awaits_results(s) or (include_submitting and s.state == "submitting")
+        ]
+        if not shards:
+            return
+        try:
+            await execute(
+                "cancel_provider_batches",
+                CancelInput(batch_id=cfg.batch_id, provider=cfg.provider, shards=shards),
+                options.CANCEL,
+                None,
+                summary=f"cancel at {cfg.provider}",
+            )
+        except ActivityError as err:
+            workflow.logger.warning("provider cancel failed (ignored): %s", cause_message(err))
+
+    def _deadline(self) -> datetime:
+        """When max age is reached (validation bounds it, so this never overflows)."""
+        assert self._state.started_at is not None
+        return self._state.started_at + timedelta(seconds=self._require_cfg().max_age_seconds)
+
+    def _next_delay(self) -> float:
+        """The schedule's next delay, counted from its origin, jittered."""
+        st = self._state
+        return poll_delay(
+            self._require_cfg().poll_schedule, st.poll_count - st.schedule_origin, workflow.random().random()
+        )
+
+    def _shards_awaiting_results(self) -> list[ShardState]:
+        return [s for s in self._state.shards if awaits_results(s)]
+
+    def _request_cancel(self, reason: str) -> None:
+        if not self._state.cancel_requested:
+            self._state.cancel_requested = True
+            self._state.cancel_reason = reason
+
+    def _fail(self, reason: str) -> None:
+        self._state.status = "failed"
+        self._state.failure_reason = reason
+
+    def _ended_status(self) -> BatchStatus:
+        status, self._state.failure_reason = ended_status(self._state)
+        return status
+
+    def _summary(self) -> BatchSummary:
+        return summary_of(self._require_cfg(), self._state, workflow.info().workflow_id)
+
+    def _publish(self) -> None:
+        """Search attributes and Web UI details: what `temporal workflow list` and the UI show."""
+        cfg = self._require_cfg()
+        workflow.upsert_search_attributes(search_attribute_updates(cfg, self._state))
+        workflow.set_current_details(details_markdown(cfg, self._state, self._next_poll_at))
+
+    def _require_cfg(self) -> BatchConfig:
+        if self._cfg is None:
+            # Only a query can get here: the workflow failed (or has not yet started) on its input.
+            raise ApplicationError(self._invalid_input or "the batch has not started yet", non_retryable=True)
+        return self._cfg

@@ -1,0 +1,39 @@
+"""How workflow code calls an activity: by name, with a named preset from workflows/options.py."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from workflows import options
+
+__all__ = ["cause_message", "cause_type", "execute"]
+
+
+async def execute(
+    name: str, arg: Any, preset: options.Preset, result_type: type | None, *, summary: str
+) -> Any:
+    return await workflow.execute_activity(
+        name,
+        arg,
+        start_to_close_timeout=preset.start_to_close,
+        heartbeat_timeout=preset.heartbeat,
+        retry_policy=preset.retry,
+        result_type=result_type,
+        summary=summary,
+    )
+
+
+def cause_message(err: BaseException) -> str:
+    """The message of the activity's own failure (not Temporal's "Activity task failed" wrapper)."""
+    cause = err.__cause__ if isinstance(err, ActivityError) and err.__cause__ else err
+    return str(getattr(cause, "message", None) or cause)
+
+
+def cause_type(err: BaseException) -> str | None:
+    """The `ApplicationError.type` the activity raised, if it raised one."""
+    cause = err.__cause__ if isinstance(err, ActivityError) else err
+    return getattr(cause, "type", None)

@@ -1,0 +1,80 @@
+"""Completion handler dispatch, called by BatchWorkflow once the outcome is recorded.
+
+Each handler runs at most once after a success: a webhook's delivery is recorded by its activity;
+a user's activity is guarded by `claim_handler` / `record_handler` in the store. Workflow code:
+deterministic, no I/O but activities.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from durabatch.contract import BatchConfig
+    from durabatch.models import BatchSummary, HandlerInput, HandlerResult, HandlerState
+    from workflows import options
+    from workflows.calls import cause_message, execute
+
+__all__ = ["initial_handler_states", "run_handlers"]
+
+
+def initial_handler_states(cfg: BatchConfig) -> list[HandlerState]:
+    return [
+        HandlerState(index=i, type=h.type, target=h.url or h.name or "") for i, h in enumerate(cfg.handlers)
+    ]
+
+
+async def run_handlers(
+    cfg: BatchConfig, states: list[HandlerState], summary: Callable[[], BatchSummary], *, only_failed: bool
+) -> None:
+    """Run the pending (or only the failed) handlers in order, recording each one's outcome."""
+    wanted = ("failed",) if only_failed else ("pending", "failed")
+    for state in states:
+        if state.status not in wanted:
+            continue
+        spec = cfg.handlers[state.index]
+        handler_input = HandlerInput(
+            batch_id=cfg.batch_id,
+            handler_index=state.index,
+            handler=spec,
+            idempotency_key=f"{workflow.info().workflow_id}:handler:{state.index}",
+            summary=summary(),
+        )
+        state.attempts += 1
+        try:
+            if spec.type == "webhook":
+                await execute(
+                    "deliver_webhook",
+                    handler_input,
+                    options.handler_preset(spec.max_attempts),
+                    HandlerResult,
+                    summary=f"POST webhook {state.target}",
+                )
+            else:
+                await _custom_handler(handler_input, spec.name or "", spec.task_queue)
+            state.status = "succeeded"
+            state.error = None
+        except ActivityError as err:
+            state.status = "failed"
+            state.error = cause_message(err)
+
+
+async def _custom_handler(handler_input: HandlerInput, name: str, task_queue: str | None) -> None:
+    """A user's activity, guarded by the store so it never runs again after a success."""
+    claim: HandlerResult = await execute(
+        "claim_handler", handler_input, options.FINALIZE, HandlerResult, summary="check handler record"
+    )
+    if claim.status == "skipped":
+        return
+    await workflow.execute_activity(
+        name,
+        handler_input,
+        task_queue=task_queue or workflow.info().task_queue,
+        start_to_close_timeout=options.HANDLER.start_to_close,
+        retry_policy=options.handler_preset(handler_input.handler.max_attempts).retry,
+        summary=f"handler {name}",
+    )
+    await execute("record_handler", handler_input, options.FINALIZE, None, summary="record handler success")

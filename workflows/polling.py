@@ -1,0 +1,247 @@
+"""The poll loop: sleep on the schedule, poll the provider, ingest what ended, resubmit what the
+provider refused for quota, give up on a provider batch the provider forgot, expire at max age.
+
+Workflow code (see workflows/batch.py): deterministic, no I/O but activities.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from durabatch.contract import (
+        PROVIDER_LOST_BATCH,
+        PROVIDER_TERMINAL_STATES,
+        TERMINAL_BATCH_STATUSES,
+    )
+    from durabatch.models import (
+        IngestInput,
+        IngestResult,
+        PollInput,
+        PollResult,
+        RoundInput,
+        ShardState,
+    )
+    from workflows import options
+    from workflows.calls import cause_message, execute
+    from workflows.schedule import poll_delay
+
+from workflows.base import (
+    CANCEL_POLL_DELAY_SECONDS,
+    EXPIRY_GRACE,
+    HISTORY_EVENTS_PER_RUN,
+    MAX_QUOTA_RETRIES,
+    NOT_FOUND_POLLS_LIMIT,
+    PATCH_EXPIRY_KEEPS_PARTIAL_RESULTS,
+    PATCH_QUICK_POLL_AFTER_CANCEL,
+    BatchBase,
+    ContinueAsNewNow,
+)
+
+__all__ = ["BatchPolling"]
+
+
+class BatchPolling(BatchBase):
+    """The polling phase of BatchWorkflow, until every provider batch has ended and been ingested."""
+
+    async def _poll_until_done(self) -> None:
+        st = self._state
+        deadline = self._deadline()
+        while self._shards_awaiting_results():
+            if st.cancel_requested and not st.cancel_sent:
+                await self._cancel_at_provider()
+                st.cancel_sent = True
+                # A cancelling provider batch ends soon: start the schedule over instead of
+                # sleeping out a long late-schedule interval, and look again within seconds.
+                st.schedule_origin = st.poll_count
+                self._quick_poll_after_cancel = workflow.patched(PATCH_QUICK_POLL_AFTER_CANCEL)
+            now = workflow.now()
+            if now >= deadline:
+                await self._expire()
+                return
+            delay = self._next_delay()
+            if self._quick_poll_after_cancel and st.poll_count == st.schedule_origin:
+                delay = min(delay, CANCEL_POLL_DELAY_SECONDS)
+            self._next_poll_at = now + timedelta(seconds=delay)
+            cancel_seen = st.cancel_requested
+            try:
+                await workflow.wait_condition(
+                    lambda seen=cancel_seen: st.cancel_requested != seen,  # type: ignore[misc]
+                    timeout=timedelta(seconds=max(delay, 0.001)),
+                    timeout_summary=f"poll #{st.poll_count + 1}",
+                )
+                continue  # woken by a cancel request: send it now
+            except TimeoutError:
+                pass
+            self._next_poll_at = None
+            st.poll_count += 1
+            await self._poll_and_ingest()
+            self._publish()
+            if workflow.info().get_current_history_length() > HISTORY_EVENTS_PER_RUN:
+                raise ContinueAsNewNow()
+        if st.status not in TERMINAL_BATCH_STATUSES:
+            st.status = self._ended_status()
+
+    async def _poll_and_ingest(self) -> None:
+        cfg = self._require_cfg()
+        st = self._state
+        active = self._shards_awaiting_results()
+        try:
+            polled: PollResult = await execute(
+                "poll_shards",
+                PollInput(batch_id=cfg.batch_id, provider=cfg.provider, shards=active),
+                options.POLL,
+                PollResult,
+                summary=f"poll {cfg.provider}",
+            )
+        except ActivityError as err:
+            # A provider outage: keep the batch and poll again on the schedule.
+            workflow.logger.warning("poll failed, will retry on schedule: %s", cause_message(err))
+            return
+        by_key = {(s.shard, s.round): s for s in polled.shards}
+        for shard in st.shards:
+            fresh = by_key.get((shard.shard, shard.round))
+            if fresh is None:
+                continue
+            if not fresh.not_found:
+                shard.apply_poll(fresh)
+                continue
+            shard.not_found_polls += 1
+            if shard.not_found_polls >= NOT_FOUND_POLLS_LIMIT:
+                self._lose(shard)
+        if any(s.state in ("in_progress", "finalizing") for s in st.shards) and st.status == "submitted":
+            st.status = "in_progress"
+        for shard in st.shards:
+            if shard.state in PROVIDER_TERMINAL_STATES and not shard.ingested:
+                if self._should_resubmit(shard):
+                    await self._resubmit(shard)
+                    continue
+                st.status = "finalizing" if st.status not in ("cancelled", "expired") else st.status
+                self._publish()
+                await self._ingest(shard)
+
+    def _lose(self, shard: ShardState) -> None:
+        """The provider no longer knows this batch: stop polling it and fail the batch."""
+        cfg = self._require_cfg()
+        message = (
+            f"{cfg.provider} answered 'not found' to {shard.not_found_polls} polls in a row for provider "
+            f"batch {shard.provider_batch_id} (shard {shard.shard}); likely causes: the worker's API key "
+            "belongs to another account or organisation than the one that created it, or the provider "
+            "lost its state (an emulator restart)"
+        )
+        workflow.logger.warning(message)
+        shard.state = "failed"
+        shard.failure_code = PROVIDER_LOST_BATCH
+        shard.failure_message = message
+        shard.ingested = True  # nothing to read: its requests are failed by finalize with the reason
+        self._state.failure_reason = self._state.failure_reason or message
+
+    def _should_resubmit(self, shard: ShardState) -> bool:
+        return (
+            shard.state == "failed"
+            and shard.retry_later
+            and shard.quota_retries < MAX_QUOTA_RETRIES
+            and not self._state.cancel_requested
+            and not self._expiring
+        )
+
+    async def _resubmit(self, shard: ShardState) -> None:
+        """A provider refused the batch for quota: wait one poll interval, then submit the shard
+        again as a new round (its requests never ran, so nothing is lost or charged twice)."""
+        cfg = self._require_cfg()
+        st = self._state
+        shard.quota_retries += 1
+        wait = min(self._next_delay(), (self._deadline() - workflow.now()).total_seconds())
+        workflow.logger.info(
+            "provider quota exceeded; submitting shard %s again in %.0f s", shard.shard, wait
+        )
+        try:
+            await workflow.wait_condition(
+                lambda: st.cancel_requested,
+                timeout=timedelta(seconds=max(wait, 0.001)),
+                timeout_summary="quota backoff",
+            )
+            return  # cancelled while waiting: the shard stays failed, its requests are cancelled
+        except TimeoutError:
+            pass
+        if workflow.now() >= self._deadline():
+            return
+        await execute(
+            "start_round",
+            RoundInput(
+                batch_id=cfg.batch_id, shard=shard.shard, from_round=shard.round, to_round=shard.round + 1
+            ),
+            options.FINALIZE,
+            int,
+            summary=f"start round {shard.round + 1} of shard {shard.shard}",
+        )
+        shard.round += 1
+        shard.provider_batch_id = None
+        shard.provider_status = None
+        shard.retry_later = False
+        shard.failure_code = shard.failure_message = None
+        await self._submit(shard)
+
+    async def _ingest(self, shard: ShardState) -> None:
+        cfg = self._require_cfg()
+        try:
+            ingested: IngestResult = await execute(
+                "ingest_results",
+                IngestInput(
+                    batch_id=cfg.batch_id,
+                    provider=cfg.provider,
+                    model=self._state.model,
+                    shard=shard,
+                    expiry_reason=self._state.failure_reason if self._expiring else None,
+                ),
+                options.INGEST,
+                IngestResult,
+                summary=f"ingest results of shard {shard.shard}",
+            )
+            shard.input_tokens = ingested.input_tokens
+            shard.output_tokens = ingested.output_tokens
+            shard.cost_usd = ingested.cost_usd
+        except ActivityError as err:
+            # Only a permanent failure gets here (ingest retries everything else); the shard's
+            # requests without a result are failed by finalize, with this reason.
+            self._state.failure_reason = (
+                f"reading results of shard {shard.shard} failed: {cause_message(err)}"
+            )
+        shard.ingested = True
+
+    async def _expire(self) -> None:
+        """Max age reached: cancel at the provider, keep whatever already ended, force-fail the rest."""
+        st = self._state
+        st.failure_reason = st.failure_reason or "max age reached before the provider finished"
+        await self._cancel_at_provider()
+        if workflow.patched(PATCH_EXPIRY_KEEPS_PARTIAL_RESULTS):
+            self._expiring = True
+            await self._collect_after_cancel(EXPIRY_GRACE)
+        else:
+            await self._poll_and_ingest()
+        st.status = "expired"
+
+    async def _collect_after_cancel(self, grace: timedelta) -> None:
+        """Poll, on the schedule from its start, until every cancelled provider batch has ended and
+        its partial results are ingested, or `grace` has passed (a provider that ignores the cancel
+        must not hold the batch open for long)."""
+        cfg = self._require_cfg()
+        deadline = workflow.now() + grace
+        attempt = 0
+        while True:
+            await self._poll_and_ingest()
+            self._publish()
+            now = workflow.now()
+            if not self._shards_awaiting_results() or now >= deadline:
+                return
+            delay = min(
+                poll_delay(cfg.poll_schedule, attempt, workflow.random().random()),
+                (deadline - now).total_seconds(),
+            )
+            self._next_poll_at = now + timedelta(seconds=delay)
+            await workflow.sleep(timedelta(seconds=max(delay, 0.001)), summary="wait for the cancel")
+            self._next_poll_at = None
+            attempt += 1
