@@ -100,6 +100,18 @@ def in_folder(folder: str) -> list[str]:
     return sorted(m for m in MODULES if m == prefix or m.startswith(prefix + "."))
 
 
+#: What workflow-importable library modules never reach.
+PURE = (
+    "temporalio",
+    "httpx",
+    "asyncpg",
+    "durabatch.store",
+    "durabatch.providers",
+    "activities",
+    "workflows",
+    "worker",
+)
+
 #: The rules, one per folder: the modules under each prefix must never reach these names.
 RULES: dict[str, tuple[str, ...]] = {
     # deterministic code: the models and other workflow modules only
@@ -131,28 +143,9 @@ RULES: dict[str, tuple[str, ...]] = {
         "workflows",
         "worker",
     ),
-    # models are imported by workflow code: pydantic and the standard library only
-    "durabatch.models": (
-        "temporalio",
-        "httpx",
-        "asyncpg",
-        "durabatch.store",
-        "durabatch.providers",
-        "activities",
-        "workflows",
-        "worker",
-    ),
-    # the contract is imported by workflow code too
-    "durabatch.contract": (
-        "temporalio",
-        "httpx",
-        "asyncpg",
-        "durabatch.store",
-        "durabatch.providers",
-        "activities",
-        "workflows",
-        "worker",
-    ),
+    # models and the contract are imported by workflow code: pydantic and the standard library only
+    "durabatch.models": PURE,
+    "durabatch.contract": PURE,
     "durabatch.telemetry.traces": ("temporalio", "asyncpg", "httpx", "activities", "workflows", "worker"),
     "durabatch.telemetry.logs": ("asyncpg", "httpx", "activities", "workflows", "worker"),
 }
