@@ -59,6 +59,11 @@ PATCH_CLIENT_STATE_REFUSED = "client-state-refused"
 PATCH_CLOSE_AS_OUTCOME = "close-as-outcome"
 #: workflow.patched id: runs before it waited a whole first schedule delay after a cancel.
 PATCH_QUICK_POLL_AFTER_CANCEL = "quick-poll-after-cancel"
+#: workflow.patched id: runs before it polled with a (remote) activity and upserted the search
+#: attributes after every poll; now the poll is a local activity (one marker event instead of an
+#: activity task's three and its workflow task's three) and unchanged search attributes are not
+#: written again, which halves a poll's history events and the server's work per poll.
+PATCH_LEAN_POLLS = "lean-polls"
 #: After the provider cancel is sent, the next poll comes this soon (or the first delay if shorter).
 CANCEL_POLL_DELAY_SECONDS = 5.0
 #: Consecutive polls answered "not found" after which a provider batch counts as lost.
@@ -87,6 +92,8 @@ class BatchBase:
         self._expiring = False
         self._cancelled_through_temporal = False
         self._quick_poll_after_cancel = False
+        #: the search attribute values last upserted in this run (deterministic: replay rebuilds it)
+        self._published_attributes: tuple[tuple[str, object], ...] | None = None
 
     async def _claim(self) -> None:
         """Own the batch id before anything is staged or sent; a batch id the store holds for
@@ -200,7 +207,11 @@ class BatchBase:
     def _publish(self) -> None:
         """Search attributes and Web UI details: what `temporal workflow list` and the UI show."""
         cfg = self._require_cfg()
-        workflow.upsert_search_attributes(search_attribute_updates(cfg, self._state))
+        updates = search_attribute_updates(cfg, self._state)
+        values = tuple((u.key.name, u.value) for u in updates)
+        if not (values == self._published_attributes and workflow.patched(PATCH_LEAN_POLLS)):
+            workflow.upsert_search_attributes(updates)
+            self._published_attributes = values
         workflow.set_current_details(details_markdown(cfg, self._state, self._next_poll_at))
 
     def _require_cfg(self) -> BatchConfig:

@@ -10,7 +10,7 @@ from temporalio.exceptions import ActivityError
 with workflow.unsafe.imports_passed_through():
     from workflows import options
 
-__all__ = ["cause_message", "cause_type", "execute"]
+__all__ = ["cause_message", "cause_type", "execute", "execute_local"]
 
 
 async def execute(
@@ -21,6 +21,21 @@ async def execute(
         arg,
         start_to_close_timeout=preset.start_to_close,
         heartbeat_timeout=preset.heartbeat,
+        retry_policy=preset.retry,
+        result_type=result_type,
+        summary=summary,
+    )
+
+
+async def execute_local(
+    name: str, arg: Any, preset: options.Preset, result_type: type | None, *, summary: str
+) -> Any:
+    """A short activity run by the worker that runs the workflow task, recorded as one marker event:
+    no activity task for the server to dispatch. For quick calls only (a poll), never for long ones."""
+    return await workflow.execute_local_activity(
+        name,
+        arg,
+        start_to_close_timeout=preset.start_to_close,
         retry_policy=preset.retry,
         result_type=result_type,
         summary=summary,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from durabatch.contract import (
@@ -26,7 +26,7 @@ with workflow.unsafe.imports_passed_through():
         ShardState,
     )
     from workflows import options
-    from workflows.calls import cause_message, execute
+    from workflows.calls import cause_message, execute, execute_local
     from workflows.schedule import poll_delay
 
 from workflows.base import (
@@ -36,6 +36,7 @@ from workflows.base import (
     MAX_QUOTA_RETRIES,
     NOT_FOUND_POLLS_LIMIT,
     PATCH_EXPIRY_KEEPS_PARTIAL_RESULTS,
+    PATCH_LEAN_POLLS,
     PATCH_QUICK_POLL_AFTER_CANCEL,
     BatchBase,
     ContinueAsNewNow,
@@ -89,16 +90,18 @@ class BatchPolling(BatchBase):
         cfg = self._require_cfg()
         st = self._state
         active = self._shards_awaiting_results()
+        call = execute_local if workflow.patched(PATCH_LEAN_POLLS) else execute
         try:
-            polled: PollResult = await execute(
+            polled: PollResult = await call(
                 "poll_shards",
                 PollInput(batch_id=cfg.batch_id, provider=cfg.provider, shards=active),
                 options.POLL,
                 PollResult,
                 summary=f"poll {cfg.provider}",
             )
-        except ActivityError as err:
-            # A provider outage: keep the batch and poll again on the schedule.
+        except (ActivityError, ApplicationError) as err:
+            # A provider outage: keep the batch and poll again on the schedule. (A local activity's
+            # failure arrives as the activity's own ApplicationError, not wrapped in ActivityError.)
             workflow.logger.warning("poll failed, will retry on schedule: %s", cause_message(err))
             return
         by_key = {(s.shard, s.round): s for s in polled.shards}

@@ -191,3 +191,24 @@ async def replay_and_record(handle: WorkflowHandle[Any, Any], name: str, *, gzip
             path.with_suffix(".json.gz").write_bytes(gzip.compress(history.to_json().encode(), mtime=0))
         else:
             path.write_text(history.to_json())
+
+
+def poll_events(events: list[Any]) -> list[Any]:
+    """The history events of each `poll_shards` call: a local activity's marker (how polls run now)
+    or an activity task's scheduled event (histories recorded before the lean-polls patch)."""
+    import json as _json
+
+    from temporalio.api.enums.v1 import EventType
+
+    found = []
+    for e in events:
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            if e.activity_task_scheduled_event_attributes.activity_type.name == "poll_shards":
+                found.append(e)
+        elif e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED:
+            attrs = e.marker_recorded_event_attributes
+            data = attrs.details.get("data")
+            if attrs.marker_name == "core_local_activity" and data is not None and data.payloads:
+                if _json.loads(data.payloads[0].data).get("activity_type") == "poll_shards":
+                    found.append(e)
+    return found

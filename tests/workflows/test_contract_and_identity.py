@@ -16,7 +16,7 @@ from temporalio.exceptions import ApplicationError
 from durabatch.contract import BATCH_FAILED, BATCH_ID_IN_USE, INVALID_INPUT, summary_from_failure
 from durabatch.models import StatusQuery
 from durabatch.store.pool import Pool
-from tests.workflows.conftest import Stack, chat_requests, replay_and_record, worker_stack
+from tests.workflows.conftest import Stack, chat_requests, poll_events, replay_and_record, worker_stack
 from tests.workflows.test_batch_workflow import assert_one_outcome_each
 
 
@@ -191,12 +191,7 @@ async def test_a_provider_that_forgot_its_batch_ends_the_batch(stack: Stack) -> 
     assert provider_batch_id in reason and "another account or organisation" in reason
     assert summary.counts.failed == 6 and summary.counts.succeeded == 0
     await assert_one_outcome_each(stack, batch_id)
-    polls = [
-        e
-        for e in (await handle.fetch_history()).events
-        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
-        and e.activity_task_scheduled_event_attributes.activity_type.name == "poll_shards"
-    ]
+    polls = poll_events(list((await handle.fetch_history()).events))
     assert len(polls) >= 5
     await no_workflow_task_failed(handle)
     await replay_and_record(handle, "provider_forgot_batch")
@@ -223,13 +218,14 @@ async def test_a_cancel_while_submitting_is_sent_at_once_and_polled_within_secon
     assert summary.status == "cancelled" and summary.cancel_reason == "too early"
     assert summary.counts.cancelled == 3 and len(summary.provider_batch_ids) == 1
     events = list((await handle.fetch_history()).events)
-    names = [
-        e.activity_task_scheduled_event_attributes.activity_type.name
+    cancels = [
+        e.event_id
         for e in events
         if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+        and e.activity_task_scheduled_event_attributes.activity_type.name == "cancel_provider_batches"
     ]
     # submitted, then cancelled at the provider before any poll
-    assert names.index("cancel_provider_batches") < names.index("poll_shards")
+    assert cancels and cancels[0] < poll_events(events)[0].event_id
     timers = [
         e.timer_started_event_attributes.start_to_fire_timeout.ToTimedelta().total_seconds()
         for e in events
