@@ -140,7 +140,9 @@ class BatchConfig:
 
 
 def _fail(field_name: str, message: str) -> InvalidBatchInput:
-    return InvalidBatchInput(f"invalid BatchInput field {field_name!r}: {message}")
+    text = f"invalid BatchInput field {field_name!r}: {message}"
+    # A lone surrogate in the message would make the failure itself impossible to encode.
+    return InvalidBatchInput(text.encode("utf-8", "backslashreplace").decode("utf-8"))
 
 
 def validate_batch_id(batch_id: object) -> str:
@@ -188,7 +190,18 @@ def _text(name: str, value: str | None, limit: int) -> str | None:
     if value is not None and "\x00" in value:
         # PostgreSQL text and jsonb cannot hold NUL: the batch row could never be written.
         raise _fail(name, "must not contain NUL (\\u0000)")
+    if value is not None and not _encodable(value):
+        raise _fail(name, "must be valid Unicode (it holds a lone surrogate such as \\ud800)")
     return value
+
+
+def _encodable(value: str) -> bool:
+    """Payloads are UTF-8 JSON: a lone surrogate decodes from JSON but can never be sent on."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _webhook_url(name: str, url: str | None) -> str:
@@ -237,6 +250,15 @@ def _metadata(raw: dict[str, str] | None) -> dict[str, str]:
     return meta
 
 
+def _inline_size(index: int, request: Any) -> int:
+    """Bytes of one inline request as standard UTF-8 JSON, or an error naming it."""
+    try:
+        return len(json.dumps(request, separators=(",", ":"), allow_nan=False, ensure_ascii=False).encode())
+    except ValueError as exc:  # UnicodeEncodeError is a ValueError too
+        what = "a lone surrogate" if isinstance(exc, UnicodeEncodeError) else "NaN or Infinity"
+        raise _fail(f"requests[{index}]", f"holds {what}, which standard JSON cannot carry") from None
+
+
 def _state_allowed(state: BatchState | None, continued: bool) -> None:
     if state is not None and not continued:
         raise _fail(
@@ -265,10 +287,7 @@ def validate_input(inp: BatchInput, workflow_id: str, *, continued: bool = False
     if has_inline == bool(inp.requests_uri) and inp.state is None:
         raise _fail("requests", "give exactly one of 'requests' (inline list) or 'requests_uri'")
     if has_inline and inp.state is None:
-        try:
-            size = len(json.dumps(inp.requests, separators=(",", ":"), allow_nan=False).encode())
-        except ValueError:
-            raise _fail("requests", "holds NaN or Infinity, which standard JSON cannot carry") from None
+        size = sum(_inline_size(i, r) for i, r in enumerate(inp.requests or []))
         if size > INLINE_REQUESTS_MAX_BYTES:
             raise _fail(
                 "requests",

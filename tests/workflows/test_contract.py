@@ -108,7 +108,14 @@ def test_metadata_is_bounded() -> None:
 
 
 def test_inline_requests_must_be_standard_json() -> None:
-    assert "NaN or Infinity" in refused(requests=[{"custom_id": "a", "body": {"temperature": float("nan")}}])
+    assert "'requests[0]'" in refused(requests=[{"custom_id": "a", "body": {"temperature": float("nan")}}])
+    assert "lone surrogate" in refused(requests=[{"custom_id": "a"}, {"custom_id": "b\ud800"}])
+
+
+def test_text_must_be_encodable_and_errors_always_are() -> None:
+    assert "lone surrogate" in refused(model="gpt\ud800")
+    message = refused(metadata={"k\udc80": "v"})
+    assert "lone surrogate" in message and message.encode("utf-8")
 
 
 def test_state_is_internal_unless_the_workflow_continued_the_run() -> None:

@@ -9,7 +9,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from temporalio.api.common.v1 import Payload, Payloads, WorkflowType
 from temporalio.api.enums.v1 import EventType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import StartWorkflowExecutionRequest
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import ApplicationError
 
@@ -278,3 +281,42 @@ async def test_hostile_inputs_fail_fast_naming_the_field(
         await replay_and_record(handle, f"invalid_{field.split('.')[-1]}")
     # refused before anything was staged or claimed
     assert await stack.pool.fetchval("SELECT count(*) FROM batches WHERE batch_id = $1", batch_id) == 0
+
+
+async def start_raw_json(stack: Stack, data: bytes, batch_id: str) -> WorkflowHandle[Any, Any]:
+    """Start with JSON bytes exactly as another SDK or the `temporal` CLI may send them (the Python
+    converter cannot even encode a lone surrogate)."""
+    request = StartWorkflowExecutionRequest(
+        namespace=stack.client.namespace,
+        workflow_id=f"batch-{batch_id}",
+        workflow_type=WorkflowType(name="BatchWorkflow"),
+        task_queue=TaskQueue(name=stack.settings.task_queue),
+        input=Payloads(payloads=[Payload(metadata={"encoding": b"json/plain"}, data=data)]),
+        request_id=str(uuid.uuid4()),
+        identity="test",
+    )
+    await stack.client.workflow_service.start_workflow_execution(request)
+    return stack.client.get_workflow_handle(f"batch-{batch_id}")
+
+
+@pytest.mark.parametrize(
+    ("fragment", "field"),
+    [
+        (b'"metadata": {"team": "a\\ud800b"}', "metadata.team"),
+        (b'"model": "gpt\\udfff"', "model"),
+        (b'"requests": [{"custom_id": "a\\ud800"}]', "requests[0]"),
+        (b'"max_age_seconds": NaN', "max_age_seconds"),
+        (b'"max_age_seconds": 1e400', "max_age_seconds"),
+    ],
+    ids=["surrogate-metadata", "surrogate-model", "surrogate-request", "nan", "1e400"],
+)
+async def test_json_no_python_client_could_send_fails_naming_the_field(
+    stack: Stack, fragment: bytes, field: str
+) -> None:
+    batch_id = new_id()
+    base = f'"batch_id": "{batch_id}", "provider": "openai", "endpoint": "/v1/chat/completions"'.encode()
+    inline = b"" if b'"requests"' in fragment else b', "requests": [{"custom_id": "x"}]'
+    handle = await start_raw_json(stack, b"{" + base + inline + b", " + fragment + b"}", batch_id)
+    cause = await failure_of(handle)
+    assert cause.type == INVALID_INPUT and f"'{field}'" in cause.message, cause.message
+    await no_workflow_task_failed(handle)
