@@ -8,6 +8,7 @@ from datetime import timedelta
 from temporalio.common import RetryPolicy
 
 from durabatch.contract import (
+    AUTHENTICATION_FAILED,
     DEFAULT_HANDLER_ATTEMPTS,
     INVALID_INPUT,
     MAX_HANDLER_ATTEMPTS,
@@ -88,7 +89,7 @@ INGEST = Preset(
         maximum_interval=timedelta(minutes=2),
         # about two hours: past it the shard's requests are failed with the reason
         maximum_attempts=60,
-        non_retryable_error_types=["AuthenticationFailed"],
+        non_retryable_error_types=[AUTHENTICATION_FAILED],
     ),
 )
 #: Provider-side cancel is best effort: a failing cancel is logged and never blocks the batch.
