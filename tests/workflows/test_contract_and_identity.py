@@ -9,10 +9,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from temporalio.api.common.v1 import Payload, Payloads, WorkflowType
+from temporalio.api.common.v1 import Payload, Payloads, WorkflowExecution, WorkflowType
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.taskqueue.v1 import TaskQueue
-from temporalio.api.workflowservice.v1 import StartWorkflowExecutionRequest
+from temporalio.api.workflowservice.v1 import SignalWorkflowExecutionRequest, StartWorkflowExecutionRequest
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import ApplicationError
 
@@ -319,4 +319,32 @@ async def test_json_no_python_client_could_send_fails_naming_the_field(
     handle = await start_raw_json(stack, b"{" + base + inline + b", " + fragment + b"}", batch_id)
     cause = await failure_of(handle)
     assert cause.type == INVALID_INPUT and f"'{field}'" in cause.message, cause.message
+    await no_workflow_task_failed(handle)
+
+
+async def test_a_hostile_cancel_reason_is_kept_short_and_sendable(stack: Stack) -> None:
+    batch_id = new_id()
+    await stack.admin("PATCH", "/config", json={"validating_seconds": 3600})
+    try:
+        handle = await stack.start(
+            batch_id=batch_id, provider="openai", endpoint="/v1/chat/completions", requests=chat_requests(2)
+        )
+        await wait_status(handle, lambda s: s.status == "submitted")
+    finally:
+        await stack.admin("PATCH", "/config", json={"validating_seconds": 0.1})
+    reason = b'{"reason": "stop \\ud800 now' + b"!" * 5000 + b'"}'
+    await stack.client.workflow_service.signal_workflow_execution(
+        SignalWorkflowExecutionRequest(
+            namespace=stack.client.namespace,
+            workflow_execution=WorkflowExecution(workflow_id=handle.id),
+            signal_name="cancel",
+            input=Payloads(payloads=[Payload(metadata={"encoding": b"json/plain"}, data=reason)]),
+            identity="test",
+            request_id=str(uuid.uuid4()),
+        )
+    )
+    summary = await asyncio.wait_for(handle.result(), 45)
+    assert summary.status == "cancelled"
+    kept = summary.cancel_reason or ""
+    assert kept.startswith("stop \\ud800 now") and len(kept) <= 1024 + 8
     await no_workflow_task_failed(handle)
