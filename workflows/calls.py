@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar, overload
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError
@@ -13,10 +13,26 @@ with workflow.unsafe.imports_passed_through():
 __all__ = ["cause_message", "cause_type", "execute"]
 
 
+T = TypeVar("T")
+
+
+@overload
 async def execute(
-    name: str, arg: Any, preset: options.Preset, result_type: type | None, *, summary: str
-) -> Any:
-    return await workflow.execute_activity(
+    name: str, arg: Any, preset: options.Preset, result_type: type[T], *, summary: str
+) -> T: ...
+
+
+@overload
+async def execute(
+    name: str, arg: Any, preset: options.Preset, result_type: None, *, summary: str
+) -> None: ...
+
+
+async def execute(
+    name: str, arg: Any, preset: options.Preset, result_type: type[T] | None, *, summary: str
+) -> T | None:
+    """Run activity `name` with a preset; its result decoded as `result_type`, typed for mypy."""
+    result: T | None = await workflow.execute_activity(
         name,
         arg,
         start_to_close_timeout=preset.start_to_close,
@@ -25,6 +41,7 @@ async def execute(
         result_type=result_type,
         summary=summary,
     )
+    return result
 
 
 def cause_message(err: BaseException) -> str:
