@@ -229,6 +229,9 @@ def _handler(i: int, raw: Mapping[str, Any]) -> HandlerSpec:
         raise _fail(f"{where}.name", "an activity handler needs the activity's name")
     for key in ("name", "task_queue", "secret_env"):
         _text(f"{where}.{key}", getattr(spec, key), _NAME_MAX_CHARS)
+    if spec.task_queue is not None and (not spec.task_queue.strip() or spec.task_queue.startswith("/_sys/")):
+        # The server refuses such a queue in the schedule command, failing every workflow task.
+        raise _fail(f"{where}.task_queue", f"not a usable task queue name: {spec.task_queue!r}")
     attempts = spec.max_attempts
     if attempts is not None and not 1 <= attempts <= MAX_HANDLER_ATTEMPTS:
         raise _fail(f"{where}.max_attempts", f"must be 1..{MAX_HANDLER_ATTEMPTS}, got {attempts}")

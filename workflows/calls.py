@@ -10,7 +10,7 @@ from temporalio.exceptions import ActivityError
 with workflow.unsafe.imports_passed_through():
     from workflows import options
 
-__all__ = ["cause_message", "cause_type", "execute"]
+__all__ = ["SUMMARY_MAX_CHARS", "cause_message", "cause_type", "execute", "short_summary"]
 
 
 T = TypeVar("T")
@@ -39,9 +39,17 @@ async def execute(
         heartbeat_timeout=preset.heartbeat,
         retry_policy=preset.retry,
         result_type=result_type,
-        summary=summary,
+        summary=short_summary(summary),
     )
     return result
+
+
+#: The server bounds user metadata; a summary naming a long user URL or name is cut well below it.
+SUMMARY_MAX_CHARS = 200
+
+
+def short_summary(text: str) -> str:
+    return text if len(text) <= SUMMARY_MAX_CHARS else text[: SUMMARY_MAX_CHARS - 1] + "…"
 
 
 def cause_message(err: BaseException) -> str:

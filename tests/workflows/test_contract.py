@@ -90,6 +90,12 @@ def test_webhook_urls_are_absolute_http_with_a_host(url: str | None) -> None:
     assert "handlers[0].url" in refused(handlers=[{"type": "webhook", "url": url}])
 
 
+@pytest.mark.parametrize("queue", ["/_sys/durabatch", "  "])
+def test_an_activity_handler_needs_a_usable_task_queue(queue: str) -> None:
+    handlers = [{"type": "activity", "name": "notify", "task_queue": queue}]
+    assert "'handlers[0].task_queue'" in refused(handlers=handlers)
+
+
 def test_unknown_fields_are_named_top_level_and_in_handlers() -> None:
     assert "'max_age_second'" in refused(max_age_second=60)
     assert "'poll_schedule'" in refused(poll_schedule=[1])
