@@ -36,6 +36,7 @@ async def execute(
         name,
         arg,
         start_to_close_timeout=preset.start_to_close,
+        schedule_to_close_timeout=preset.schedule_to_close,
         heartbeat_timeout=preset.heartbeat,
         retry_policy=preset.retry,
         result_type=result_type,

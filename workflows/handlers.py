@@ -74,6 +74,7 @@ async def _custom_handler(handler_input: HandlerInput, name: str, task_queue: st
         handler_input,
         task_queue=task_queue or workflow.info().task_queue,
         start_to_close_timeout=options.HANDLER.start_to_close,
+        schedule_to_close_timeout=options.HANDLER.schedule_to_close,
         retry_policy=options.handler_preset(handler_input.handler.max_attempts).retry,
         summary=short_summary(f"handler {name}"),
     )

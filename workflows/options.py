@@ -38,6 +38,8 @@ class Preset:
     start_to_close: timedelta
     retry: RetryPolicy
     heartbeat: timedelta | None = None
+    #: bounds the wait for a worker too (a handler on a task queue nobody polls would wait forever)
+    schedule_to_close: timedelta | None = None
 
 
 #: Bounded: an unreachable requests_uri fails the batch after about ten minutes instead of
@@ -107,6 +109,7 @@ FINALIZE = Preset(
 )
 HANDLER = Preset(
     start_to_close=timedelta(minutes=1),
+    schedule_to_close=timedelta(hours=24),
     retry=RetryPolicy(
         initial_interval=timedelta(seconds=1),
         backoff_coefficient=2.0,
