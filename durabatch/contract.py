@@ -180,8 +180,18 @@ def _seconds(name: str, value: Any, *, low: float, high: float, low_open: bool) 
         raise _fail(name, f"must be a finite number of seconds, got {value!r}")
     if (value <= low if low_open else value < low) or value > high:
         bracket = "(" if low_open else "["
-        raise _fail(name, f"must be in {bracket}{low:g}, {high:g}] seconds, got {value:g}")
+        raise _fail(
+            name, f"must be in {bracket}{low:g}, {high:.0f}] seconds (up to {_span(high)}), got {value:g}"
+        )
     return float(value)
+
+
+def _span(seconds: float) -> str:
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size and seconds % size == 0:
+            count = int(seconds // size)
+            return f"{count} {unit}{'s' if count != 1 else ''}"
+    return f"{seconds:g} seconds"
 
 
 def _text(name: str, value: str | None, limit: int) -> str | None:
