@@ -16,6 +16,7 @@ from temporalio.api.workflowservice.v1 import SignalWorkflowExecutionRequest, St
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import ApplicationError
 
+from durabatch.client import BatchClient
 from durabatch.contract import BATCH_FAILED, BATCH_ID_IN_USE, INVALID_INPUT, summary_from_failure
 from durabatch.models import StatusQuery
 from durabatch.store.pool import Pool
@@ -348,3 +349,21 @@ async def test_a_hostile_cancel_reason_is_kept_short_and_sendable(stack: Stack) 
     kept = summary.cancel_reason or ""
     assert kept.startswith("stop \\ud800 now") and len(kept) <= 1024 + 8
     await no_workflow_task_failed(handle)
+
+
+async def test_batch_client_wait_and_status_read_a_failed_batchs_summary(stack: Stack) -> None:
+    batch_id = new_id()
+    requests = chat_requests(3)
+    requests[1]["custom_id"] = requests[0]["custom_id"]  # staging refuses it: the batch fails
+    client = BatchClient(stack.client, stack.settings, stack.settings.database_url)
+    try:
+        handle = await client.start(
+            batch_id=batch_id, provider="openai", endpoint="/v1/chat/completions", requests=requests
+        )
+        summary = await asyncio.wait_for(handle.wait(), 60)
+        assert summary.status == "failed" and "custom_id" in (summary.failure_reason or "")
+        assert (await handle.status()).status == "failed"
+        with pytest.raises(ValueError, match="batch_id"):
+            await client.start(batch_id="no spaces", provider="openai", endpoint="/e", requests=requests)
+    finally:
+        await client.close()
