@@ -48,15 +48,8 @@ BatchStatus = Literal[
     "pending", "submitted", "in_progress", "finalizing", "completed", "cancelled", "expired", "failed"
 ]
 #: The contract's constants, once importable from here: `durabatch.contract` is their home now.
-_FROM_CONTRACT = frozenset(
-    {
-        "DEFAULT_MAX_AGE_SECONDS",
-        "DEFAULT_POLL_SCHEDULE",
-        "INLINE_REQUESTS_MAX_BYTES",
-        "PROVIDERS",
-        "TERMINAL_BATCH_STATUSES",
-    }
-)
+_FROM_CONTRACT = {"DEFAULT_MAX_AGE_SECONDS", "DEFAULT_POLL_SCHEDULE", "INLINE_REQUESTS_MAX_BYTES"}
+_FROM_CONTRACT |= {"PROVIDERS", "TERMINAL_BATCH_STATUSES"}
 
 
 def __getattr__(name: str) -> Any:
