@@ -140,7 +140,9 @@ class BatchConfig:
 
 
 def _fail(field_name: str, message: str) -> InvalidBatchInput:
-    return InvalidBatchInput(f"invalid BatchInput field {field_name!r}: {message}")
+    text = f"invalid BatchInput field {field_name!r}: {message}"
+    # A lone surrogate in the message would make the failure itself impossible to encode.
+    return InvalidBatchInput(text.encode("utf-8", "backslashreplace").decode("utf-8"))
 
 
 def validate_batch_id(batch_id: object) -> str:
@@ -178,8 +180,18 @@ def _seconds(name: str, value: Any, *, low: float, high: float, low_open: bool) 
         raise _fail(name, f"must be a finite number of seconds, got {value!r}")
     if (value <= low if low_open else value < low) or value > high:
         bracket = "(" if low_open else "["
-        raise _fail(name, f"must be in {bracket}{low:g}, {high:g}] seconds, got {value:g}")
+        raise _fail(
+            name, f"must be in {bracket}{low:g}, {high:.0f}] seconds (up to {_span(high)}), got {value:g}"
+        )
     return float(value)
+
+
+def _span(seconds: float) -> str:
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size and seconds % size == 0:
+            count = int(seconds // size)
+            return f"{count} {unit}{'s' if count != 1 else ''}"
+    return f"{seconds:g} seconds"
 
 
 def _text(name: str, value: str | None, limit: int) -> str | None:
@@ -188,7 +200,18 @@ def _text(name: str, value: str | None, limit: int) -> str | None:
     if value is not None and "\x00" in value:
         # PostgreSQL text and jsonb cannot hold NUL: the batch row could never be written.
         raise _fail(name, "must not contain NUL (\\u0000)")
+    if value is not None and not _encodable(value):
+        raise _fail(name, "must be valid Unicode (it holds a lone surrogate such as \\ud800)")
     return value
+
+
+def _encodable(value: str) -> bool:
+    """Payloads are UTF-8 JSON: a lone surrogate decodes from JSON but can never be sent on."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _webhook_url(name: str, url: str | None) -> str:
@@ -216,6 +239,9 @@ def _handler(i: int, raw: Mapping[str, Any]) -> HandlerSpec:
         raise _fail(f"{where}.name", "an activity handler needs the activity's name")
     for key in ("name", "task_queue", "secret_env"):
         _text(f"{where}.{key}", getattr(spec, key), _NAME_MAX_CHARS)
+    if spec.task_queue is not None and (not spec.task_queue.strip() or spec.task_queue.startswith("/_sys/")):
+        # The server refuses such a queue in the schedule command, failing every workflow task.
+        raise _fail(f"{where}.task_queue", f"not a usable task queue name: {spec.task_queue!r}")
     attempts = spec.max_attempts
     if attempts is not None and not 1 <= attempts <= MAX_HANDLER_ATTEMPTS:
         raise _fail(f"{where}.max_attempts", f"must be 1..{MAX_HANDLER_ATTEMPTS}, got {attempts}")
@@ -235,6 +261,15 @@ def _metadata(raw: dict[str, str] | None) -> dict[str, str]:
     if size > METADATA_MAX_BYTES:
         raise _fail("metadata", f"{size} bytes as JSON, over the {METADATA_MAX_BYTES} limit")
     return meta
+
+
+def _inline_size(index: int, request: Any) -> int:
+    """Bytes of one inline request as standard UTF-8 JSON, or an error naming it."""
+    try:
+        return len(json.dumps(request, separators=(",", ":"), allow_nan=False, ensure_ascii=False).encode())
+    except ValueError as exc:  # UnicodeEncodeError is a ValueError too
+        what = "a lone surrogate" if isinstance(exc, UnicodeEncodeError) else "NaN or Infinity"
+        raise _fail(f"requests[{index}]", f"holds {what}, which standard JSON cannot carry") from None
 
 
 def _state_allowed(state: BatchState | None, continued: bool) -> None:
@@ -265,10 +300,7 @@ def validate_input(inp: BatchInput, workflow_id: str, *, continued: bool = False
     if has_inline == bool(inp.requests_uri) and inp.state is None:
         raise _fail("requests", "give exactly one of 'requests' (inline list) or 'requests_uri'")
     if has_inline and inp.state is None:
-        try:
-            size = len(json.dumps(inp.requests, separators=(",", ":"), allow_nan=False).encode())
-        except ValueError:
-            raise _fail("requests", "holds NaN or Infinity, which standard JSON cannot carry") from None
+        size = sum(_inline_size(i, r) for i, r in enumerate(inp.requests or []))
         if size > INLINE_REQUESTS_MAX_BYTES:
             raise _fail(
                 "requests",

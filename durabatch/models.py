@@ -8,7 +8,7 @@ added without breaking batches already running.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -48,15 +48,8 @@ BatchStatus = Literal[
     "pending", "submitted", "in_progress", "finalizing", "completed", "cancelled", "expired", "failed"
 ]
 #: The contract's constants, once importable from here: `durabatch.contract` is their home now.
-_FROM_CONTRACT = frozenset(
-    {
-        "DEFAULT_MAX_AGE_SECONDS",
-        "DEFAULT_POLL_SCHEDULE",
-        "INLINE_REQUESTS_MAX_BYTES",
-        "PROVIDERS",
-        "TERMINAL_BATCH_STATUSES",
-    }
-)
+_FROM_CONTRACT = {"DEFAULT_MAX_AGE_SECONDS", "DEFAULT_POLL_SCHEDULE", "INLINE_REQUESTS_MAX_BYTES"}
+_FROM_CONTRACT |= {"PROVIDERS", "TERMINAL_BATCH_STATUSES"}
 
 
 def __getattr__(name: str) -> Any:
@@ -66,6 +59,11 @@ def __getattr__(name: str) -> Any:
 
         return getattr(contract, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+#: A number given as a number: `true` or `"30"` is a client's mistake, not 1 or 30 seconds.
+_StrictFloat = Annotated[float, Field(strict=True)]
+_StrictInt = Annotated[int, Field(strict=True)]
 
 
 class _Model(BaseModel):
@@ -82,7 +80,7 @@ class HandlerSpec(_Model):
     name: str | None = None
     task_queue: str | None = None
     #: attempts before the handler is reported failed (it can then be redispatched); default 5
-    max_attempts: int | None = None
+    max_attempts: _StrictInt | None = None
 
 
 class OutcomeCounts(_Model):
@@ -186,12 +184,12 @@ class BatchInput(_Model):
     model: str | None = None
     requests: list[dict[str, Any]] | None = None
     requests_uri: str | None = None
-    poll_schedule_seconds: list[float] | None = None
-    max_age_seconds: float | None = None
+    poll_schedule_seconds: list[_StrictFloat] | None = None
+    max_age_seconds: _StrictFloat | None = None
     handlers: list[dict[str, Any]] | None = None
     metadata: dict[str, str] | None = None
     #: how long a batch whose handlers failed stays open for `redispatch_handlers`
-    handler_grace_seconds: float | None = None
+    handler_grace_seconds: _StrictFloat | None = None
     #: set by the workflow itself when it continues as new; clients leave it out
     state: BatchState | None = None
 

@@ -75,6 +75,17 @@ __all__ = [
 ]
 
 
+#: A cancel reason is the user's words, kept on the batch: bounded so it cannot bloat history.
+CANCEL_REASON_MAX_CHARS = 1024
+
+
+def _clean_reason(reason: object) -> str:
+    """Any signal payload as a short text that can always be encoded (a lone surrogate in it
+    would make every later payload that carries it impossible to send)."""
+    text = str(reason)[:CANCEL_REASON_MAX_CHARS]
+    return text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "")
+
+
 @workflow.defn(name="BatchWorkflow")
 class BatchWorkflow(BatchPolling):
     """The lifecycle of one batch: its interface (run, cancel, status, redispatch_handlers) and phases."""
@@ -99,7 +110,6 @@ class BatchWorkflow(BatchPolling):
         else:
             self._state.started_at = workflow.now()
             self._state.model = self._cfg.model
-        self._publish()
         try:
             summary = await self._lifecycle(inp)
         except ContinueAsNewNow:
@@ -111,6 +121,7 @@ class BatchWorkflow(BatchPolling):
     async def _lifecycle(self, inp: BatchInput) -> BatchSummary:
         """Stage, submit, poll, finalize, handlers; whatever goes wrong becomes a decision."""
         try:
+            self._publish()
             if self._state.status not in TERMINAL_BATCH_STATUSES:
                 try:
                     await self._stage_submit_poll(inp)
@@ -174,7 +185,7 @@ class BatchWorkflow(BatchPolling):
             if isinstance(payload, str)
             else None
         )
-        self._request_cancel(str(reason) if reason else "cancelled by request")
+        self._request_cancel(_clean_reason(reason) if reason else "cancelled by request")
 
     @workflow.query(name="status")
     def status(self) -> StatusQuery:

@@ -16,7 +16,7 @@ with workflow.unsafe.imports_passed_through():
     from durabatch.contract import BatchConfig
     from durabatch.models import BatchSummary, HandlerInput, HandlerResult, HandlerState
     from workflows import options
-    from workflows.calls import cause_message, execute
+    from workflows.calls import cause_message, execute, short_summary
 
 __all__ = ["initial_handler_states", "run_handlers"]
 
@@ -74,7 +74,8 @@ async def _custom_handler(handler_input: HandlerInput, name: str, task_queue: st
         handler_input,
         task_queue=task_queue or workflow.info().task_queue,
         start_to_close_timeout=options.HANDLER.start_to_close,
+        schedule_to_close_timeout=options.HANDLER.schedule_to_close,
         retry_policy=options.handler_preset(handler_input.handler.max_attempts).retry,
-        summary=f"handler {name}",
+        summary=short_summary(f"handler {name}"),
     )
     await execute("record_handler", handler_input, options.FINALIZE, None, summary="record handler success")

@@ -8,6 +8,7 @@ from datetime import timedelta
 from temporalio.common import RetryPolicy
 
 from durabatch.contract import (
+    AUTHENTICATION_FAILED,
     DEFAULT_HANDLER_ATTEMPTS,
     INVALID_INPUT,
     MAX_HANDLER_ATTEMPTS,
@@ -37,6 +38,8 @@ class Preset:
     start_to_close: timedelta
     retry: RetryPolicy
     heartbeat: timedelta | None = None
+    #: bounds the wait for a worker too (a handler on a task queue nobody polls would wait forever)
+    schedule_to_close: timedelta | None = None
 
 
 #: Bounded: an unreachable requests_uri fails the batch after about ten minutes instead of
@@ -88,7 +91,7 @@ INGEST = Preset(
         maximum_interval=timedelta(minutes=2),
         # about two hours: past it the shard's requests are failed with the reason
         maximum_attempts=60,
-        non_retryable_error_types=["AuthenticationFailed"],
+        non_retryable_error_types=[AUTHENTICATION_FAILED],
     ),
 )
 #: Provider-side cancel is best effort: a failing cancel is logged and never blocks the batch.
@@ -106,6 +109,7 @@ FINALIZE = Preset(
 )
 HANDLER = Preset(
     start_to_close=timedelta(minutes=1),
+    schedule_to_close=timedelta(hours=24),
     retry=RetryPolicy(
         initial_interval=timedelta(seconds=1),
         backoff_coefficient=2.0,

@@ -13,10 +13,11 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
+from durabatch.contract import summary_from_failure
 from durabatch.models import BatchInput, BatchSummary, StatusQuery, workflow_id_for
 from durabatch.store.pool import Pool
 from tests.workflows.conftest import Stack, chat_requests, emulator_config, replay_and_record, worker_stack
@@ -144,3 +145,30 @@ async def _poll_count(handle: WorkflowHandle[Any, Any]) -> int:
         if "Timeout expired" not in exc.message:
             raise
         return -1
+
+
+async def test_a_forgotten_provider_batch_fails_after_five_polls_over_the_schedule(ts_stack: Stack) -> None:
+    stack = ts_stack
+    batch_id = uuid.uuid4().hex[:10]
+    handle = await start(stack, batch_id=batch_id, requests=chat_requests(5))  # default schedule
+    while True:  # no result() awaited yet: the server keeps its clock still
+        status = await handle.query("status", result_type=StatusQuery)
+        if status.shards and status.shards[0].provider_batch_id:
+            break
+        await asyncio.sleep(0.05)
+    provider_batch_id = status.shards[0].provider_batch_id
+    assert provider_batch_id
+    del stack.emulator.state.batches[provider_batch_id]  # what a provider that lost state answers: 404
+    with pytest.raises(WorkflowFailureError) as failure:
+        await asyncio.wait_for(handle.result(), timeout=120)
+    summary = summary_from_failure(failure.value)
+    assert summary is not None and summary.status == "failed" and summary.counts.failed == 5
+    assert provider_batch_id in (summary.failure_reason or "")
+    # five "not found" polls, spread over the schedule's first five delays (30 s .. 10 min, jittered)
+    events = (await handle.fetch_history()).events
+    polls = [
+        e for e in events if e.activity_task_scheduled_event_attributes.activity_type.name == "poll_shards"
+    ]
+    assert len(polls) == 5
+    elapsed = await elapsed_workflow_time(stack.client, handle.id)
+    assert elapsed >= timedelta(seconds=0.95 * (30 + 60 + 120 + 300 + 600))

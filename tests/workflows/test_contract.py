@@ -58,6 +58,9 @@ def test_defaults_apply_to_a_minimal_input() -> None:
         ({"max_age_seconds": 0}, False),
         ({"max_age_seconds": 1e12}, False),
         ({"max_age_seconds": float("inf")}, False),
+        ({"max_age_seconds": True}, False),
+        ({"max_age_seconds": "60"}, False),
+        ({"max_age_seconds": 10**400}, False),
         ({"poll_schedule_seconds": [MAX_POLL_DELAY_SECONDS]}, True),
         ({"poll_schedule_seconds": [MAX_POLL_DELAY_SECONDS + 1]}, False),
         ({"poll_schedule_seconds": [0.5, float("nan")]}, False),
@@ -90,6 +93,12 @@ def test_webhook_urls_are_absolute_http_with_a_host(url: str | None) -> None:
     assert "handlers[0].url" in refused(handlers=[{"type": "webhook", "url": url}])
 
 
+@pytest.mark.parametrize("queue", ["/_sys/durabatch", "  "])
+def test_an_activity_handler_needs_a_usable_task_queue(queue: str) -> None:
+    handlers = [{"type": "activity", "name": "notify", "task_queue": queue}]
+    assert "'handlers[0].task_queue'" in refused(handlers=handlers)
+
+
 def test_unknown_fields_are_named_top_level_and_in_handlers() -> None:
     assert "'max_age_second'" in refused(max_age_second=60)
     assert "'poll_schedule'" in refused(poll_schedule=[1])
@@ -108,7 +117,14 @@ def test_metadata_is_bounded() -> None:
 
 
 def test_inline_requests_must_be_standard_json() -> None:
-    assert "NaN or Infinity" in refused(requests=[{"custom_id": "a", "body": {"temperature": float("nan")}}])
+    assert "'requests[0]'" in refused(requests=[{"custom_id": "a", "body": {"temperature": float("nan")}}])
+    assert "lone surrogate" in refused(requests=[{"custom_id": "a"}, {"custom_id": "b\ud800"}])
+
+
+def test_text_must_be_encodable_and_errors_always_are() -> None:
+    assert "lone surrogate" in refused(model="gpt\ud800")
+    message = refused(metadata={"k\udc80": "v"})
+    assert "lone surrogate" in message and message.encode("utf-8")
 
 
 def test_state_is_internal_unless_the_workflow_continued_the_run() -> None:

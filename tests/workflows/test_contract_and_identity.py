@@ -9,10 +9,14 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from temporalio.api.common.v1 import Payload, Payloads, WorkflowExecution, WorkflowType
 from temporalio.api.enums.v1 import EventType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import SignalWorkflowExecutionRequest, StartWorkflowExecutionRequest
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import ApplicationError
 
+from durabatch.client import BatchClient
 from durabatch.contract import BATCH_FAILED, BATCH_ID_IN_USE, INVALID_INPUT, summary_from_failure
 from durabatch.models import StatusQuery
 from durabatch.store.pool import Pool
@@ -150,7 +154,7 @@ async def test_the_cancel_reason_is_kept_and_the_next_poll_comes_within_seconds(
     await handle.signal("cancel", {"reason": "wrong prompt"})
     status = await wait_status(handle, lambda s: s.cancel_requested)
     assert status.cancel_reason == "wrong prompt"
-    summary = await asyncio.wait_for(handle.result(), 45)
+    summary = await asyncio.wait_for(handle.result(), 120)
     assert summary.status == "cancelled" and summary.cancel_reason == "wrong prompt"
     assert summary.counts.cancelled == 4
     row = await stack.pool.fetchrow("SELECT status, cancel_reason FROM batches WHERE batch_id = $1", batch_id)
@@ -211,7 +215,7 @@ async def test_a_cancel_while_submitting_is_sent_at_once_and_polled_within_secon
         )
         await wait_status(handle, lambda s: any(sh.state == "submitting" for sh in s.shards))
         await handle.signal("cancel", {"reason": "too early"})
-        summary = await asyncio.wait_for(handle.result(), 45)
+        summary = await asyncio.wait_for(handle.result(), 120)
     finally:
         await stack.admin("PATCH", "/config", json={"validating_seconds": 0.1})
         await stack.admin("DELETE", "/faults")
@@ -274,3 +278,88 @@ async def test_hostile_inputs_fail_fast_naming_the_field(
         await replay_and_record(handle, f"invalid_{field.split('.')[-1]}")
     # refused before anything was staged or claimed
     assert await stack.pool.fetchval("SELECT count(*) FROM batches WHERE batch_id = $1", batch_id) == 0
+
+
+async def start_raw_json(stack: Stack, data: bytes, batch_id: str) -> WorkflowHandle[Any, Any]:
+    """Start with JSON bytes exactly as another SDK or the `temporal` CLI may send them (the Python
+    converter cannot even encode a lone surrogate)."""
+    request = StartWorkflowExecutionRequest(
+        namespace=stack.client.namespace,
+        workflow_id=f"batch-{batch_id}",
+        workflow_type=WorkflowType(name="BatchWorkflow"),
+        task_queue=TaskQueue(name=stack.settings.task_queue),
+        input=Payloads(payloads=[Payload(metadata={"encoding": b"json/plain"}, data=data)]),
+        request_id=str(uuid.uuid4()),
+        identity="test",
+    )
+    await stack.client.workflow_service.start_workflow_execution(request)
+    return stack.client.get_workflow_handle(f"batch-{batch_id}")
+
+
+@pytest.mark.parametrize(
+    ("fragment", "field"),
+    [
+        (b'"metadata": {"team": "a\\ud800b"}', "metadata.team"),
+        (b'"model": "gpt\\udfff"', "model"),
+        (b'"requests": [{"custom_id": "a\\ud800"}]', "requests[0]"),
+        (b'"max_age_seconds": NaN', "max_age_seconds"),
+        (b'"max_age_seconds": 1e400', "max_age_seconds"),
+    ],
+    ids=["surrogate-metadata", "surrogate-model", "surrogate-request", "nan", "1e400"],
+)
+async def test_json_no_python_client_could_send_fails_naming_the_field(
+    stack: Stack, fragment: bytes, field: str
+) -> None:
+    batch_id = new_id()
+    base = f'"batch_id": "{batch_id}", "provider": "openai", "endpoint": "/v1/chat/completions"'.encode()
+    inline = b"" if b'"requests"' in fragment else b', "requests": [{"custom_id": "x"}]'
+    handle = await start_raw_json(stack, b"{" + base + inline + b", " + fragment + b"}", batch_id)
+    cause = await failure_of(handle)
+    assert cause.type == INVALID_INPUT and f"'{field}'" in cause.message, cause.message
+    await no_workflow_task_failed(handle)
+
+
+async def test_a_hostile_cancel_reason_is_kept_short_and_sendable(stack: Stack) -> None:
+    batch_id = new_id()
+    await stack.admin("PATCH", "/config", json={"validating_seconds": 3600})
+    try:
+        handle = await stack.start(
+            batch_id=batch_id, provider="openai", endpoint="/v1/chat/completions", requests=chat_requests(2)
+        )
+        await wait_status(handle, lambda s: s.status == "submitted")
+    finally:
+        await stack.admin("PATCH", "/config", json={"validating_seconds": 0.1})
+    reason = b'{"reason": "stop \\ud800 now' + b"!" * 5000 + b'"}'
+    await stack.client.workflow_service.signal_workflow_execution(
+        SignalWorkflowExecutionRequest(
+            namespace=stack.client.namespace,
+            workflow_execution=WorkflowExecution(workflow_id=handle.id),
+            signal_name="cancel",
+            input=Payloads(payloads=[Payload(metadata={"encoding": b"json/plain"}, data=reason)]),
+            identity="test",
+            request_id=str(uuid.uuid4()),
+        )
+    )
+    summary = await asyncio.wait_for(handle.result(), 120)
+    assert summary.status == "cancelled"
+    kept = summary.cancel_reason or ""
+    assert kept.startswith("stop \\ud800 now") and len(kept) <= 1024 + 8
+    await no_workflow_task_failed(handle)
+
+
+async def test_batch_client_wait_and_status_read_a_failed_batchs_summary(stack: Stack) -> None:
+    batch_id = new_id()
+    requests = chat_requests(3)
+    requests[1]["custom_id"] = requests[0]["custom_id"]  # staging refuses it: the batch fails
+    client = BatchClient(stack.client, stack.settings, stack.settings.database_url)
+    try:
+        handle = await client.start(
+            batch_id=batch_id, provider="openai", endpoint="/v1/chat/completions", requests=requests
+        )
+        summary = await asyncio.wait_for(handle.wait(), 60)
+        assert summary.status == "failed" and "custom_id" in (summary.failure_reason or "")
+        assert (await handle.status()).status == "failed"
+        with pytest.raises(ValueError, match="batch_id"):
+            await client.start(batch_id="no spaces", provider="openai", endpoint="/e", requests=requests)
+    finally:
+        await client.close()

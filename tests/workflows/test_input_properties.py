@@ -10,6 +10,7 @@ so the run is repeatable in CI and takes well under two minutes.
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -24,6 +25,7 @@ from temporalio.exceptions import ApplicationError
 from durabatch.contract import BATCH_FAILED, INVALID_INPUT
 from durabatch.store.pool import Pool
 from tests.workflows.conftest import Stack, chat_requests, worker_stack
+from tests.workflows.test_contract_and_identity import start_raw_json
 
 #: Field names an InvalidInput message may name (top level, inside handlers, metadata keys).
 _NAMED = "invalid BatchInput"
@@ -34,8 +36,10 @@ _numbers = st.one_of(
     st.integers(min_value=-(10**15), max_value=10**15),
     st.sampled_from([0, -1, 1e12, 1e300, 86400 * 31]),
 )
+#: text as other clients may send it: lone surrogates and NUL included
+_odd_text = st.text(st.characters(categories=["Cs", "Cc", "L"]), max_size=6)
 _junk = st.one_of(
-    st.none(), st.booleans(), st.text(max_size=8), _numbers, st.lists(st.integers(), max_size=3)
+    st.none(), st.booleans(), st.text(max_size=8), _odd_text, _numbers, st.lists(st.integers(), max_size=3)
 )
 
 
@@ -77,10 +81,39 @@ def _fields() -> st.SearchStrategy[dict[str, Any]]:
             "state": st.one_of(st.fixed_dictionaries({"staged": st.booleans()}), _junk),
             "batch_id": st.one_of(st.sampled_from(["", "-x", "a" * 200, "ok id", "é"]), _junk),
             "provider": st.one_of(st.sampled_from(["openai", "OpenAI", "azure"]), _junk),
+            "model": st.one_of(st.just("gpt-4o-mini"), _odd_text, _junk),
             "endpoint": st.one_of(st.just("/v1/chat/completions"), _junk),
             "max_age_second": _junk,
             "poll_schedule": _junk,
             "requests_uri": _junk,
+        },
+    )
+
+
+def _valid() -> st.SearchStrategy[dict[str, Any]]:
+    """Overrides inside the contract: such a batch must run to an end."""
+    return st.fixed_dictionaries(
+        {},
+        optional={
+            "poll_schedule_seconds": st.lists(
+                st.floats(min_value=0.5, max_value=2.0), min_size=1, max_size=3
+            ),
+            "max_age_seconds": st.floats(min_value=10, max_value=60),
+            "handlers": st.lists(
+                st.fixed_dictionaries(
+                    {
+                        "type": st.just("webhook"),
+                        "url": st.just("http://127.0.0.1:9/hook"),
+                        "max_attempts": st.just(1),
+                    }
+                ),
+                max_size=1,
+            ),
+            "metadata": st.dictionaries(
+                st.text(st.characters(categories=["L", "N"]), min_size=1, max_size=10),
+                st.text(max_size=20).filter(lambda v: "\x00" not in v),
+                max_size=3,
+            ),
         },
     )
 
@@ -105,9 +138,8 @@ async def _check_one(stack: Stack, overrides: dict[str, Any]) -> str:
         "handler_grace_seconds": 0,
         **overrides,
     }
-    handle = await stack.client.start_workflow(
-        "BatchWorkflow", payload, id=f"batch-{workflow_key}", task_queue=stack.settings.task_queue
-    )
+    # raw JSON as any client may send it (Python's json: NaN, Infinity and lone surrogates pass)
+    handle = await start_raw_json(stack, json.dumps(payload).encode(), workflow_key)
     outcome = "completed"
     try:
         await asyncio.wait_for(handle.result(), 60)
@@ -135,7 +167,7 @@ async def test_every_generated_input_fails_fast_naming_a_field_or_proceeds_to_an
         database=None,
         suppress_health_check=[HealthCheck.too_slow],
     )
-    @given(_fields())
+    @given(st.one_of(_fields(), _fields(), _valid()))
     def one(overrides: dict[str, Any]) -> None:
         # hypothesis drives synchronously from a thread; each run happens on the test's loop
         outcome = asyncio.run_coroutine_threadsafe(_check_one(stack, overrides), loop).result(90)
