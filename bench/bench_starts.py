@@ -103,7 +103,8 @@ async def fill_requests(pool: Pool, rows: int) -> float:
                 n,
             )
             records = [
-                (batch_id, f"r{i}", i + 1, 0, 0, RawJSON(json.dumps(chat_body(i))), 90) for i in range(n)
+                (batch_id, f"r{i}", i + 1, 0, 0, RawJSON(json.dumps(chat_body(i)).encode()), 90)
+                for i in range(n)
             ]
             await conn.copy_records_to_table(
                 "requests",

@@ -13,6 +13,8 @@ Errors: `InvalidRequestLine` / `InvalidRequests` (from `durabatch.requests_file`
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -74,19 +76,35 @@ async def stage_lines(
     """Replace the batch's staged requests with `lines`, validated; call inside a transaction so
     a refused line leaves nothing staged. `source` names the input in whole-file errors."""
     await requests.delete_requests(conn, batch_id)
+    # While PostgreSQL works through one chunk's COPY (in its own process), the next chunk is
+    # validated here: at most one COPY in flight on the connection.
+    in_flight: asyncio.Future[None] | None = None
     buffer: list[tuple[Any, ...]] = []
-    async for line_no, raw in lines:
-        row = validator.feed(line_no, raw)
-        if row is None:
-            continue
-        buffer.append((batch_id, row.custom_id, row.line_no, row.shard, 0, row.body, row.byte_size))
-        if len(buffer) >= _COPY_CHUNK:
+    try:
+        async for line_no, raw in lines:
+            row = validator.feed(line_no, raw)
+            if row is None:
+                continue
+            buffer.append((batch_id, row.custom_id, row.line_no, row.shard, 0, row.body, row.byte_size))
+            if len(buffer) >= _COPY_CHUNK:
+                if in_flight is not None:
+                    await in_flight
+                in_flight = asyncio.ensure_future(requests.copy_requests(conn, buffer))
+                buffer = []
+                await asyncio.sleep(0)  # let the COPY send its rows before validating on
+                if progress is not None:
+                    progress(line_no)
+        if in_flight is not None:
+            await in_flight
+            in_flight = None
+        if buffer:
             await requests.copy_requests(conn, buffer)
-            buffer.clear()
-            if progress is not None:
-                progress(line_no)
-    if buffer:
-        await requests.copy_requests(conn, buffer)
+    finally:
+        if in_flight is not None and not in_flight.done():
+            # A refused line: let the chunk in flight finish (cancelling a COPY midway can leave
+            # the connection unusable for the rollback), then the transaction is rolled back.
+            with contextlib.suppress(Exception):
+                await in_flight
     shards = validator.finish(source)
     return StagingOutcome(validator.count, validator.total_bytes, validator.model, shards)
 

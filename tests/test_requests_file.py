@@ -28,7 +28,7 @@ def test_a_good_line_is_encoded_once_with_its_size_and_shard() -> None:
     row = v.feed(1, line())
     assert row is not None
     assert json.loads(row.body) == {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
-    assert row.byte_size == len(row.body.encode()) and row.shard == 0
+    assert row.byte_size == len(row.body) and row.shard == 0
     assert v.feed(2, b"   ") is None
     assert v.finish("f") and v.model == "gpt-4o-mini" and v.count == 1
 
@@ -36,7 +36,7 @@ def test_a_good_line_is_encoded_once_with_its_size_and_shard() -> None:
 def test_unicode_that_postgres_can_store_passes() -> None:
     v = RequestsValidator("openai", ENDPOINT, None)
     row = v.feed(1, line(content='"caf\\u00e9 \\ud83d\\ude00 back\\\\u0000slash"'))
-    assert row is not None and "café 😀" in row.body
+    assert row is not None and row.body.find("café 😀".encode()) >= 0
 
 
 @pytest.mark.parametrize(

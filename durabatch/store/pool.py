@@ -15,8 +15,8 @@ __all__ = ["Conn", "Executor", "Pool", "RawJSON", "create_pool"]
 Pool = asyncpg.Pool
 
 
-class RawJSON(str):
-    """JSON text already encoded (and checked) once; the jsonb codec sends it as is."""
+class RawJSON(bytes):
+    """UTF-8 JSON text already encoded (and checked) once; the jsonb codec sends it as is."""
 
     __slots__ = ()
 
@@ -25,7 +25,7 @@ def _encode_jsonb(value: Any) -> bytes:
     # jsonb's binary wire format is a version byte (1) followed by the JSON text; binary is what
     # COPY needs, so bulk writes take Python objects directly.
     if isinstance(value, RawJSON):
-        return b"\x01" + value.encode()
+        return b"\x01" + value
     return b"\x01" + json.dumps(value, separators=(",", ":")).encode()
 
 

@@ -178,3 +178,16 @@ async def test_http_requests_uri_404_is_not_retried(stack: Stack, serve: Any) ->
     await expect_refused(stack, batch_id=batch_id, requests_uri=url, names=[url, "HTTP 404", "no such file"])
     assert server.hits == 1
     assert await stage_attempts(stack, batch_id) == [1]
+
+
+async def test_a_bad_line_after_several_copied_chunks_leaves_nothing_staged(
+    stack: Stack, tmp_path: Path
+) -> None:
+    # Chunks of 2,000 rows are already copied (one still in flight) when line 4,501 is refused.
+    batch_id = new_id()
+    lines = [chat_line(i) for i in range(4500)] + [chat_line(4500, "NaN")]
+    uri = write(tmp_path / "in.jsonl", lines)
+    await expect_refused(
+        stack, batch_id=batch_id, requests_uri=uri, names=["line 4501", "body.messages[0].content", "NaN"]
+    )
+    assert await stage_attempts(stack, batch_id) == [1]
