@@ -236,3 +236,21 @@ def test_submit_refuses_a_bad_file_before_the_batch_exists(dev: DevProcess, tmp_
     fixed = run_cli(*args, "--batch-id", batch_id, "--poll", "1", "--wait", env=dev.env, timeout=120)
     assert fixed.returncode == 0, fixed
     assert f"started batch {batch_id}" in fixed.stdout
+
+
+async def test_relative_requests_uri_is_made_absolute_and_the_worker_applies_its_roots(
+    client: BatchClient, requests_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The dev stack's worker may read only its data dir and working directory, not pytest's tmp dir.
+    monkeypatch.chdir(requests_file.parent)
+    handle = await client.start(
+        batch_id=new_id(),
+        provider="openai",
+        endpoint="/v1/chat/completions",
+        requests_uri=requests_file.name,
+        poll_schedule_seconds=[1.0],
+    )
+    summary = await handle.wait()
+    assert summary.status == "failed"
+    reason = summary.failure_reason or ""
+    assert str(requests_file.resolve()) in reason and "DURABATCH_REQUESTS_ROOTS" in reason
