@@ -21,6 +21,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -102,6 +103,10 @@ class StagingActivities:
                 outcome = await self._stage_requests(inp)
             except (InvalidRequestLine, InvalidRequests, RequestsUriRefused) as exc:
                 raise invalid_input(str(exc)) from None
+            except asyncpg.DataError as exc:
+                # The validator refuses what PostgreSQL cannot store; should a value slip past it,
+                # a retry would COPY the same bytes again, so this is not retried either.
+                raise invalid_input(f"PostgreSQL refused a request of this batch: {exc}") from None
         self._deps.metrics.batch_started(inp.provider)
         return StageResult(
             request_count=outcome.request_count,
