@@ -30,6 +30,7 @@ test: $(STAMP) lint typecheck
 bench: $(STAMP)
 	$(BIN)/python bench/bench_emulator.py
 	$(BIN)/python bench/bench_pipeline.py --requests 100000
+	$(BIN)/python bench/bench_starts.py
 
 chaos: $(STAMP)
 	$(BIN)/python bench/chaos.py

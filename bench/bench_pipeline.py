@@ -75,7 +75,7 @@ async def run(n: int, server_url: str) -> None:
         async with pool.acquire() as conn:
             await migrate(conn)
         async with run_emulator(config) as emu, httpx.AsyncClient(timeout=120) as http:
-            settings = Settings(openai_base_url=f"{emu.url}/v1", database_url=url)
+            settings = Settings(openai_base_url=f"{emu.url}/v1", database_url=url, requests_roots=str(work))
             deps = ActivityDeps(pool=pool, settings=settings, http=http, provider_factory=build_provider)
             env = ActivityEnvironment()
             batch_id = "bench"

@@ -47,7 +47,6 @@ EXIT_OK, EXIT_NOT_COMPLETED, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_UNREACHABLE, EXIT_
 )
 
 #: Lines of a requests file checked before submitting (the worker validates every line anyway).
-_CHECK_LINES = 10_000
 _OUTCOMES = ("succeeded", "failed", "expired", "cancelled")
 
 app = typer.Typer(
@@ -103,12 +102,16 @@ def _run(coro_fn: Callable[[], Awaitable[int]]) -> None:
     raise typer.Exit(code)
 
 
-async def _client() -> BatchClient:
-    from durabatch.client import BatchClient
+async def _client(*, require_store: bool = False) -> BatchClient:
+    from durabatch.client import BatchClient, StoreNotConfigured
 
     settings = _settings()
     try:
-        return await BatchClient.connect(settings, _database_url(settings, required=False))
+        return await BatchClient.connect(
+            settings, _database_url(settings, required=require_store), require_store=require_store
+        )
+    except StoreNotConfigured as exc:
+        raise _fail(str(exc), EXIT_UNREACHABLE) from None
     except Exception as exc:
         raise _unreachable_temporal(settings, exc) from None
 
@@ -125,40 +128,13 @@ def _database_url(settings: Settings, *, required: bool = True) -> str | None:
         if not required:
             return None
         raise _fail(
-            f"PostgreSQL is not configured and no `durabatch dev` database runs under {settings.data_dir}. "
+            f"PostgreSQL is not configured and no `durabatch dev` database runs under {settings.data_dir.resolve()}. "
             "Start the stack with `durabatch dev`, or set DURABATCH_DATABASE_URL (or DURABATCH_DATA_DIR).",
             EXIT_UNREACHABLE,
         )
     from durabatch.store.embedded import embedded_database_url
 
     return embedded_database_url(settings.data_dir)
-
-
-def _check_requests_file(file: Path) -> int:
-    """Exit 2 unless `file` is a readable JSONL file of objects (the first _CHECK_LINES lines are
-    parsed; the worker validates every line when it stages them). Returns the number of requests."""
-    if not file.is_file():
-        raise _fail(f"{file}: no such file", EXIT_USAGE)
-    seen = 0
-    try:
-        with file.open("rb") as fh:
-            for number, raw in enumerate(fh, start=1):
-                if not raw.strip():
-                    continue
-                seen += 1
-                if seen > _CHECK_LINES:
-                    continue  # only counted, for the batch's summary in the Web UI
-                try:
-                    record = json.loads(raw)
-                except ValueError as exc:
-                    raise _fail(f"{file}:{number}: not valid JSON ({exc})", EXIT_USAGE) from None
-                if not isinstance(record, dict):
-                    raise _fail(f"{file}:{number}: expected a JSON object per line", EXIT_USAGE)
-    except OSError as exc:
-        raise _fail(f"{file}: cannot read ({exc.strerror})", EXIT_USAGE) from None
-    if not seen:
-        raise _fail(f"{file}: the file has no requests", EXIT_USAGE)
-    return seen
 
 
 async def _follow(handle: BatchHandle) -> int:
@@ -186,7 +162,11 @@ async def _follow(handle: BatchHandle) -> int:
 @app.command()
 def submit(
     file: Annotated[
-        Path, typer.Argument(help="JSONL file of requests (OpenAI, Anthropic or short form lines).")
+        Path,
+        typer.Argument(
+            help="JSONL file of requests (OpenAI, Anthropic, Gemini or short form lines); validated and "
+            "staged into PostgreSQL from here, so the worker needs no access to it."
+        ),
     ],
     provider: Annotated[str, typer.Option(help="openai, anthropic or gemini.")],
     endpoint: Annotated[str, typer.Option(help="e.g. /v1/chat/completions, /v1/messages, generateContent.")],
@@ -203,6 +183,10 @@ def submit(
     wait: Annotated[bool, typer.Option("--wait", help="Show live progress until the batch ends.")] = False,
 ) -> None:
     """Start a batch from a JSONL file; prints the batch id (exit 0), or with --wait follows it to the end.
+
+    Every line is validated and the file streamed into PostgreSQL before the batch starts: a bad
+    line exits 2 naming FILE:LINE and the field, and leaves no batch (the fixed file can be
+    submitted with the same --batch-id).
 
     With --wait the exit code is 0 only if the batch completed (1 if it failed, expired or was
     cancelled); Ctrl-C stops watching and leaves the batch running (exit 130).
@@ -224,27 +208,31 @@ def submit(
     for url in webhook or []:
         if not url.startswith(("http://", "https://")):
             raise _fail(f"--webhook must be an http(s) URL, got {url!r}", EXIT_USAGE)
-    request_count = _check_requests_file(file)
+    if not file.is_file():
+        raise _fail(f"{file.resolve()}: no such file", EXIT_USAGE)
     handlers = [{"type": "webhook", "url": u, "secret_env": webhook_secret_env} for u in webhook or []]
     inp = BatchInput(
         batch_id=batch_id or uuid.uuid4().hex[:12],
         provider=provider,
         endpoint=endpoint,
         model=model,
-        requests_uri=str(file.resolve()),
         poll_schedule_seconds=schedule,
         max_age_seconds=max_age,
         handlers=handlers,
     )
 
     async def go() -> int:
-        from durabatch.client import BatchAlreadyExists
+        from durabatch.client import BatchAlreadyExists, InvalidRequestsFile
+        from durabatch.contract import InvalidBatchInput
 
-        async with await _client() as client:
+        async with await _client(require_store=True) as client:
             try:
-                handle = await client.start(inp, request_count=request_count)
+                # Validated and staged here, before the batch exists: a refused file leaves no batch.
+                handle = await client.start(inp, requests_path=file)
             except BatchAlreadyExists as exc:
                 raise _fail(f"{exc}; batch ids are never reused", EXIT_USAGE) from None
+            except (InvalidRequestsFile, InvalidBatchInput) as exc:
+                raise _fail(f"{exc} (nothing was started)", EXIT_USAGE) from None
             out.print(f"started batch [bold]{handle.batch_id}[/] (workflow {handle.workflow_id})")
             if not wait:
                 out.print(f"follow it with `durabatch status {handle.batch_id} --wait`", highlight=False)

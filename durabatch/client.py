@@ -2,7 +2,7 @@
 
     async with await BatchClient.connect() as client:      # settings from the environment
         handle = await client.start(batch_id="b1", provider="openai",
-                                    endpoint="/v1/chat/completions", requests_uri="reqs.jsonl")
+                                    endpoint="/v1/chat/completions", requests_path="reqs.jsonl")
         summary = await handle.wait(progress=lambda s: print(s.counts))
         async for row in handle.results():                  # streamed from PostgreSQL
             ...
@@ -12,6 +12,9 @@ Errors:
     BatchError
     ├── BatchNotFound        no batch with this id (in Temporal, or in the store for results())
     ├── BatchAlreadyExists   start() with a batch_id already used
+    ├── InvalidRequestsFile  start(requests_path=...): a line or the file refused (path, line, field);
+    │                        nothing was started and the batch id stays free
+    ├── StoreNotConfigured   no database setting and no running `durabatch dev` on the data dir
     ├── BatchEnded           cancel() of a batch that has already ended
     └── BatchWorkflowFailed  wait(): the workflow failed without a summary (invalid input, a used
                              batch id, terminated, cancelled through Temporal); a batch that
@@ -25,6 +28,7 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -39,7 +43,15 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from durabatch.contract import BATCH_ID_PATTERN, BATCH_ID_RE, TERMINAL_BATCH_STATUSES, summary_from_failure
+from durabatch.contract import (
+    BATCH_ID_PATTERN,
+    BATCH_ID_RE,
+    TERMINAL_BATCH_STATUSES,
+    BatchConfig,
+    summary_from_failure,
+    validate_input,
+)
+from durabatch.dblocate import DatabaseNotConfigured, find_database_url
 from durabatch.models import (
     WORKFLOW_TYPE,
     BatchInput,
@@ -62,7 +74,9 @@ __all__ = [
     "BatchNotFound",
     "BatchRow",
     "BatchWorkflowFailed",
+    "InvalidRequestsFile",
     "ProgressCallback",
+    "StoreNotConfigured",
 ]
 
 ProgressCallback = Callable[[StatusQuery], Awaitable[None] | None]
@@ -94,6 +108,19 @@ class BatchEnded(BatchError):
 
 class BatchWorkflowFailed(BatchError):
     """The batch's workflow failed, was terminated or timed out instead of returning a summary."""
+
+
+class InvalidRequestsFile(BatchError, ValueError):
+    """A requests file refused before its batch started; the message names the file's absolute
+    path, the line and the field (`line_no` is None for a whole-file problem)."""
+
+    def __init__(self, message: str, line_no: int | None = None) -> None:
+        super().__init__(message)
+        self.line_no = line_no
+
+
+class StoreNotConfigured(BatchError, LookupError):
+    """No DURABATCH_DATABASE_URL and no running `durabatch dev` on the data dir."""
 
 
 @dataclass(frozen=True)
@@ -248,13 +275,25 @@ class BatchClient:
         database_url: str | None = None,
         *,
         interceptors: Sequence[Interceptor] | None = None,
+        require_store: bool = True,
     ) -> BatchClient:
-        """Connect to Temporal (settings from the environment by default). PostgreSQL is connected
-        lazily, on the first `results()`; `database_url` overrides the settings' one.
+        """Connect to Temporal (settings from the environment by default).
+
+        The store is found as the CLI finds it: `database_url`, else DURABATCH_DATABASE_URL, else
+        the embedded PostgreSQL of a `durabatch dev` running on the data dir; with none of them this
+        raises StoreNotConfigured before connecting anything (it never starts a database). With
+        `require_store=False` (status, list, cancel need only Temporal) that error comes from the
+        first call that needs the store instead. PostgreSQL itself is connected lazily.
 
         With `DURABATCH_OTLP_ENDPOINT` set and no `interceptors` given, client calls are traced, so a
         batch's `StartWorkflow` span is the root of its trace."""
         settings = settings or load_settings()
+        try:
+            database_url = find_database_url(settings, database_url)
+        except DatabaseNotConfigured as exc:
+            if require_store:
+                raise StoreNotConfigured(str(exc)) from None
+            database_url = None
         if interceptors is None:
             interceptors = []
             if settings.otlp_endpoint.strip():
@@ -274,13 +313,27 @@ class BatchClient:
         await self.close()
 
     async def start(
-        self, inp: BatchInput | None = None, /, *, request_count: int | None = None, **fields: Any
+        self,
+        inp: BatchInput | None = None,
+        /,
+        *,
+        request_count: int | None = None,
+        requests_path: str | Path | None = None,
+        **fields: Any,
     ) -> BatchHandle:
         """Start a batch from a `BatchInput` or its fields (`start(batch_id=..., provider=...)`).
 
+        `requests_path` names a local JSONL file: every line is validated (the worker's own rules)
+        and streamed into the store before the workflow starts, so a bad file raises
+        InvalidRequestsFile (absolute path, line, field) and leaves no batch behind - fix the file
+        and start again with the same batch_id - and the worker needs no access to the file.
+        A relative `requests_path` or local `requests_uri` is taken from the current directory
+        (a `requests_uri` is read by the worker, within its DURABATCH_REQUESTS_ROOTS).
+
         `request_count`, when the caller knows it for a `requests_uri` batch, goes into the summary
-        the Web UI shows from the start (inline requests are counted here).
-        Raises BatchAlreadyExists if the batch_id was used before (ids are never reused).
+        the Web UI shows from the start (inline and staged requests are counted here).
+        Raises BatchAlreadyExists if the batch_id was used before (ids are never reused), ValueError
+        (InvalidBatchInput) for a field that breaks the input contract.
         """
         if inp is None:
             inp = BatchInput(**fields)
@@ -288,15 +341,68 @@ class BatchClient:
             inp = inp.model_copy(update=fields)
         if not inp.batch_id or not BATCH_ID_RE.match(inp.batch_id):
             raise ValueError(f"batch_id must be {BATCH_ID_PATTERN}, got {inp.batch_id!r}")
+        if inp.requests_uri and _is_local_path(inp.requests_uri):
+            inp = inp.model_copy(update={"requests_uri": str(Path(inp.requests_uri).resolve())})
+        path: Path | None = None
+        if requests_path is not None:
+            if inp.requests is not None or inp.requests_uri:
+                raise ValueError("give one of requests_path, requests or requests_uri")
+            from durabatch.staging import STAGED_URI
+
+            path = Path(requests_path).resolve()
+            inp = inp.model_copy(update={"requests_uri": STAGED_URI})
+        cfg = validate_input(inp, workflow_id_for(inp.batch_id or ""))
+        if path is not None:
+            request_count = await self._stage_file(cfg, path)
         count = len(inp.requests) if inp.requests is not None else request_count
         summary = f"{inp.provider} {inp.model or ''} batch {inp.batch_id}".replace("  ", " ")
         if count is not None:
             summary += f" ({count} requests)"
         try:
-            await self._start(inp, inp.batch_id, summary, count)
+            await self._start(inp, cfg.batch_id, summary, count)
         except WorkflowAlreadyStartedError:
-            raise BatchAlreadyExists(f"batch {inp.batch_id!r} already exists") from None
-        return self.get(inp.batch_id)
+            raise BatchAlreadyExists(f"batch {cfg.batch_id!r} already exists") from None
+        return self.get(cfg.batch_id)
+
+    async def _stage_file(self, inp: BatchConfig, path: Path) -> int:
+        """Validate `path` and COPY it into the store for `inp`'s batch; returns the request count."""
+        from durabatch.requests_file import InvalidRequestLine, InvalidRequests
+        from durabatch.staging import StagedElsewhere, stage_client_file
+
+        if not path.is_file():
+            raise InvalidRequestsFile(f"{path}: no such file")
+        if await self._workflow_exists(inp.batch_id):
+            raise BatchAlreadyExists(f"batch {inp.batch_id!r} already exists")
+        pool = await self.store()
+        try:
+            outcome = await stage_client_file(
+                pool,
+                batch_id=inp.batch_id,
+                workflow_id=workflow_id_for(inp.batch_id),
+                provider=inp.provider,
+                endpoint=inp.endpoint,
+                model=inp.model,
+                metadata=inp.metadata,
+                path=path,
+            )
+        except InvalidRequestLine as exc:
+            raise InvalidRequestsFile(f"{path}:{exc.line_no}: {_line_detail(exc)}", exc.line_no) from None
+        except InvalidRequests as exc:
+            raise InvalidRequestsFile(f"{path}: {exc}") from None
+        except StagedElsewhere as exc:
+            raise BatchAlreadyExists(str(exc)) from None
+        except OSError as exc:
+            raise InvalidRequestsFile(f"{path}: cannot read ({exc.strerror})") from None
+        return outcome.request_count
+
+    async def _workflow_exists(self, batch_id: str) -> bool:
+        try:
+            await self.temporal.get_workflow_handle(workflow_id_for(batch_id)).describe()
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                return False
+            raise
+        return True
 
     async def _start(self, inp: BatchInput, batch_id: str, summary: str, count: int | None) -> None:
         await self.temporal.start_workflow(
@@ -341,14 +447,24 @@ class BatchClient:
     async def store(self) -> Pool:
         if self._pool is None:
             from durabatch.store import create_pool
-            from durabatch.store.embedded import embedded_database_url
 
-            url = (
-                self._database_url
-                or self.settings.database_url
-                or embedded_database_url(self.settings.data_dir)
-            )
-            self._pool = await create_pool(url, min_size=1, max_size=4)
+            try:
+                url = find_database_url(self.settings, self._database_url)
+            except DatabaseNotConfigured as exc:
+                raise StoreNotConfigured(str(exc)) from None
+            pool = await create_pool(url, min_size=1, max_size=4)
+            try:
+                async with pool.acquire() as conn:
+                    if await conn.fetchval("SELECT to_regclass('requests')") is None:
+                        # A database no worker has set up yet (or a stack still starting its
+                        # worker): create the schema as a worker would, under the same lock.
+                        from durabatch.store import migrate
+
+                        await migrate(conn)
+            except BaseException:
+                await pool.close()
+                raise
+            self._pool = pool
         return self._pool
 
     async def close(self) -> None:
@@ -391,8 +507,20 @@ def is_terminal(status: str) -> bool:
     return status in TERMINAL_BATCH_STATUSES
 
 
+def _is_local_path(uri: str) -> bool:
+    return "://" not in uri and not uri.startswith("store:")
+
+
+def _line_detail(exc: Any) -> str:
+    """An InvalidRequestLine's message without its "line N" prefix (the caller writes FILE:N)."""
+    field = f"field {exc.field!r}: " if exc.field else ""
+    return f"{field}{exc.reason}"
+
+
 def _requests_source(inp: BatchInput, count: int | None) -> str:
     """Where a batch's requests come from, as the Web UI's static details say it."""
     if inp.requests is not None:
         return f"{count} inline"
+    if inp.requests_uri == "store:":
+        return f"staged by the client ({count} requests)"
     return f"{inp.requests_uri} ({count} requests)" if count is not None else str(inp.requests_uri)

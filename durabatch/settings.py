@@ -66,6 +66,11 @@ class Settings(BaseSettings):
     otlp_endpoint: str = Field("", validation_alias=_env("DURABATCH_OTLP_ENDPOINT"))
     metrics_address: str = Field("", validation_alias=_env("DURABATCH_METRICS_ADDRESS"))
     log_level: str = Field("INFO", validation_alias=_env("DURABATCH_LOG_LEVEL"))
+    #: where a worker may read a local `requests_uri` from: paths separated by ':' (os.pathsep);
+    #: empty means the data dir and the worker's working directory
+    requests_roots: str = Field("", validation_alias=_env("DURABATCH_REQUESTS_ROOTS"))
+    #: whether a worker may fetch an http(s) `requests_uri`
+    requests_http: bool = Field(True, validation_alias=_env("DURABATCH_REQUESTS_HTTP"))
 
     @field_validator("temporal_address", mode="after")
     @classmethod
@@ -124,6 +129,12 @@ class Settings(BaseSettings):
         if value.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ValueError("expected DEBUG, INFO, WARNING or ERROR")
         return value.upper()
+
+    def requests_root_paths(self) -> list[Path]:
+        """The resolved roots a local `requests_uri` must lie under (DURABATCH_REQUESTS_ROOTS)."""
+        if self.requests_roots.strip():
+            return [Path(p).resolve() for p in self.requests_roots.split(os.pathsep) if p.strip()]
+        return [self.data_dir.resolve(), Path.cwd().resolve()]
 
     def base_url(self, provider: str) -> str:
         return {

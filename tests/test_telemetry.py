@@ -261,12 +261,13 @@ async def test_batch_client_traces_its_calls_when_otlp_is_configured(
     from durabatch.client import BatchClient
 
     address = temporal_client.service_client.config.target_host
-    plain = await BatchClient.connect(Settings(temporal_address=address))
+    plain = await BatchClient.connect(Settings(temporal_address=address), require_store=False)
     assert not any(isinstance(i, TracingInterceptor) for i in plain.temporal.config()["interceptors"])
 
     nobody = f"no-worker-{uuid.uuid4().hex[:8]}"
     traced = await BatchClient.connect(
-        Settings(temporal_address=address, task_queue=nobody, otlp_endpoint="http://127.0.0.1:4318")
+        Settings(temporal_address=address, task_queue=nobody, otlp_endpoint="http://127.0.0.1:4318"),
+        require_store=False,
     )
     assert any(isinstance(i, TracingInterceptor) for i in traced.temporal.config()["interceptors"])
     # a start through it is the root span of the batch's trace (no worker here: it just waits)

@@ -67,6 +67,7 @@ async def test_spans_of_one_batch(
             openai_base_url=f"{emu.url}/v1",
             anthropic_base_url=emu.url,
             gemini_base_url=emu.url,
+            requests_roots=str(tmp_path),
         )
         client = Client(
             temporal_client.service_client,

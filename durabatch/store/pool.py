@@ -10,14 +10,22 @@ from asyncpg.pool import PoolConnectionProxy
 
 from durabatch.store.errors import StoreUnavailable
 
-__all__ = ["Conn", "Executor", "Pool", "create_pool"]
+__all__ = ["Conn", "Executor", "Pool", "RawJSON", "create_pool"]
 
 Pool = asyncpg.Pool
+
+
+class RawJSON(bytes):
+    """UTF-8 JSON text already encoded (and checked) once; the jsonb codec sends it as is."""
+
+    __slots__ = ()
 
 
 def _encode_jsonb(value: Any) -> bytes:
     # jsonb's binary wire format is a version byte (1) followed by the JSON text; binary is what
     # COPY needs, so bulk writes take Python objects directly.
+    if isinstance(value, RawJSON):
+        return b"\x01" + value
     return b"\x01" + json.dumps(value, separators=(",", ":")).encode()
 
 

@@ -12,13 +12,16 @@ from durabatch.store.tracing import query_span, traced
 
 __all__ = [
     "STAGE_COLUMNS",
-    "analyze",
+    "clear_unstarted",
     "copy_requests",
     "delete_requests",
     "iter_shard",
+    "line_sizes",
     "mark_submitted",
     "move_to_round",
+    "set_shards",
     "shard_size",
+    "shard_sizes",
 ]
 
 STAGE_COLUMNS = ("batch_id", "custom_id", "line_no", "shard", "round", "body", "byte_size")
@@ -32,7 +35,11 @@ async def delete_requests(conn: Conn, batch_id: str) -> None:
 
 @traced
 async def copy_requests(conn: Conn, records: Sequence[tuple[Any, ...]]) -> None:
-    """COPY rows shaped as STAGE_COLUMNS; `body` is a Python object (jsonb codec)."""
+    """COPY rows shaped as STAGE_COLUMNS; `body` is a Python object or a `RawJSON` text (jsonb codec).
+
+    No ANALYZE afterwards: a table-wide ANALYZE after every start made concurrent starts queue on
+    its lock; the per-batch queries use `(batch_id, ...)` index prefixes whatever the statistics,
+    and autovacuum keeps them fresh."""
     await conn.copy_records_to_table("requests", records=records, columns=list(STAGE_COLUMNS))
 
 
@@ -107,7 +114,53 @@ async def mark_submitted(conn: Executor, batch_id: str, shard: int, round_: int)
 
 
 @traced
-async def analyze(conn: Executor) -> None:
-    """Refresh the planner's statistics after a bulk load: freshly staged rows are invisible to
-    it until autovacuum comes by, and it then picks nested loops over the whole batch."""
-    await conn.execute("ANALYZE requests")
+async def clear_unstarted(conn: Conn, batch_id: str) -> bool:
+    """Before a client stages a batch: False if `batch_id` belongs to a batch that started (a run
+    owns it, it left `pending`, or something was sent); else remove any row an earlier staging
+    left (a client that staged, then never started the workflow) and return True. Locks the row
+    for the caller's transaction, so two clients staging one id take turns."""
+    row = await conn.fetchrow(
+        """SELECT owner_run_id IS NULL AND status = 'pending'
+                  AND NOT EXISTS (SELECT 1 FROM provider_batches p WHERE p.batch_id = b.batch_id) AS free
+             FROM batches b WHERE batch_id = $1 FOR UPDATE""",
+        batch_id,
+    )
+    if row is None:
+        return True
+    if not row["free"]:
+        return False
+    await conn.execute("DELETE FROM batches WHERE batch_id = $1", batch_id)
+    return True
+
+
+@traced
+async def shard_sizes(conn: Executor, batch_id: str) -> list[tuple[int, int, int]]:
+    """(shard, request count, bytes) of a batch's first round, by shard (served by requests_shard_idx)."""
+    rows = await conn.fetch(
+        """SELECT shard, count(*) AS n, COALESCE(sum(byte_size), 0) AS bytes FROM requests
+            WHERE batch_id = $1 AND round = 0 GROUP BY shard ORDER BY shard""",
+        batch_id,
+    )
+    return [(int(r["shard"]), int(r["n"]), int(r["bytes"])) for r in rows]
+
+
+@traced
+async def line_sizes(conn: Executor, batch_id: str) -> list[tuple[int, int]]:
+    """(line_no, byte_size) of a batch's first round in line order: enough to plan shards again."""
+    rows = await conn.fetch(
+        "SELECT line_no, byte_size FROM requests WHERE batch_id = $1 AND round = 0 ORDER BY line_no", batch_id
+    )
+    return [(int(r["line_no"]), int(r["byte_size"])) for r in rows]
+
+
+@traced
+async def set_shards(conn: Executor, batch_id: str, assignment: Sequence[tuple[int, int]]) -> None:
+    """Move requests to new shards, given (line_no, shard) pairs."""
+    await conn.execute(
+        """UPDATE requests r SET shard = a.shard
+             FROM unnest($2::integer[], $3::integer[]) AS a(line_no, shard)
+            WHERE r.batch_id = $1 AND r.round = 0 AND r.line_no = a.line_no""",
+        batch_id,
+        [line_no for line_no, _ in assignment],
+        [shard for _, shard in assignment],
+    )

@@ -273,13 +273,13 @@ def test_bad_file_and_bad_options_exit_2(dev: DevProcess, tmp_path: Path) -> Non
     r = submit(empty)
     assert r.returncode == 2 and "has no requests" in r.stderr
     broken = tmp_path / "broken.jsonl"
-    broken.write_text('{"custom_id": "a"}\n{not json\n')
+    broken.write_text('{"custom_id": "a", "body": {"messages": []}}\n{not json\n')
     r = submit(broken)
     assert r.returncode == 2 and "broken.jsonl:2: not valid JSON" in r.stderr
     listed = tmp_path / "list.jsonl"
     listed.write_text("[1, 2]\n")
     r = submit(listed)
-    assert r.returncode == 2 and "expected a JSON object per line" in r.stderr
+    assert r.returncode == 2 and "list.jsonl:1: expected a JSON object, got an array" in r.stderr
     good = tmp_path / "good.jsonl"
     good.write_text('{"custom_id": "a"}\n')
     r = run_cli("submit", str(good), "--provider", "mistral", "--endpoint", "/v1/x", env=dev.env)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -135,6 +136,8 @@ async def worker_stack(
             openai_base_url=f"{emu.url}/v1",
             anthropic_base_url=emu.url,
             gemini_base_url=emu.url,
+            # tests write their request files under the temp dir (tmp_path)
+            requests_roots=tempfile.gettempdir(),
         )
         deps = ActivityDeps(pool=pool, settings=settings, http=http, provider_factory=build_provider)
         async with worker_for(client, settings, deps):

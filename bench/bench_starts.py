@@ -1,0 +1,336 @@
+"""Batch starts that stay fast as the store grows, and staging beside the raw COPY limit.
+
+Two figures, each side by side in one run, alternating A B A B, medians and the ratio per pair:
+
+1. **Starts**: K concurrent batch starts (default 100; small inline batches) until every one has
+   its provider batch recorded (claimed, staged, submitted to the emulator), against a store whose
+   `requests` table is empty (A) and one holding `--big-rows` rows (B, default 2,000,000). One
+   Temporal dev server, one in-process worker per store, the emulator in this process. Target:
+   B within 20% of A (staging ran a table-wide ANALYZE before, so B queued behind its lock).
+2. **Staging**: `--stage-rows` request lines staged by the real code path (read the file,
+   validate every line, COPY; `durabatch.staging.stage_lines`) beside one
+   `copy_records_to_table` of the same rows already parsed (the raw COPY limit). Target: >= 50%.
+
+    python bench/bench_starts.py                              # ~2-3 minutes here
+    python bench/bench_starts.py --big-rows 200000 --starts 20 --reps 1   # a quick look
+
+Prints a table and writes JSON under bench/results/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
+
+ROOT = Path(__file__).resolve().parent.parent
+for _path in (ROOT, ROOT / "bench"):
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
+
+from chaos_stack import TemporalServer  # noqa: E402
+
+from activities import ActivityDeps  # noqa: E402
+from durabatch.emulator import EmulatorConfig, run_emulator  # noqa: E402
+from durabatch.models import WORKFLOW_TYPE, BatchInput, workflow_id_for  # noqa: E402
+from durabatch.providers.registry import build_provider  # noqa: E402
+from durabatch.requests_file import RequestsValidator  # noqa: E402
+from durabatch.service import worker_for  # noqa: E402
+from durabatch.settings import Settings  # noqa: E402
+from durabatch.staging import file_lines, stage_lines  # noqa: E402
+from durabatch.store import create_pool, migrate  # noqa: E402
+from durabatch.store.embedded import embedded_database_url, stop_embedded  # noqa: E402
+from durabatch.store.pool import Pool, RawJSON  # noqa: E402
+from durabatch.temporal import connect  # noqa: E402
+
+KEY = "bench-key"
+ENDPOINT = "/v1/chat/completions"
+FILLER_BATCH_ROWS = 50_000
+
+
+def chat_body(i: int) -> dict[str, Any]:
+    return {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": f"benchmark question {i}"}]}
+
+
+def write_requests(path: Path, n: int) -> None:
+    with path.open("w") as fh:
+        for i in range(n):
+            fh.write(json.dumps({"custom_id": f"r{i}", "body": chat_body(i)}) + "\n")
+
+
+async def new_database(server_url: str, name: str) -> str:
+    admin = await asyncpg.connect(server_url)
+    try:
+        await admin.execute(f"CREATE DATABASE {name}")
+    finally:
+        await admin.close()
+    if "?" not in server_url:
+        return server_url.rsplit("/", 1)[0] + f"/{name}"
+    return server_url.replace("/postgres?", f"/{name}?")
+
+
+async def fill_requests(pool: Pool, rows: int) -> float:
+    """`rows` requests in filler batches (already submitted ones, as a busy store holds); seconds taken."""
+    started = time.monotonic()
+    async with pool.acquire() as conn:
+        done = 0
+        b = 0
+        while done < rows:
+            n = min(FILLER_BATCH_ROWS, rows - done)
+            batch_id = f"filler-{b}"
+            await conn.execute(
+                """INSERT INTO batches (batch_id, workflow_id, provider, endpoint, model, metadata, status,
+                       request_count) VALUES ($1, $2, 'openai', $3, 'gpt-4o-mini', '{}', 'completed', $4)""",
+                batch_id,
+                workflow_id_for(batch_id),
+                ENDPOINT,
+                n,
+            )
+            records = [
+                (batch_id, f"r{i}", i + 1, 0, 0, RawJSON(json.dumps(chat_body(i)).encode()), 90)
+                for i in range(n)
+            ]
+            await conn.copy_records_to_table(
+                "requests",
+                records=records,
+                columns=["batch_id", "custom_id", "line_no", "shard", "round", "body", "byte_size"],
+            )
+            done += n
+            b += 1
+        # A store this size has had autovacuum through it; give it that steady state at once.
+        await conn.execute("VACUUM ANALYZE requests")
+    return time.monotonic() - started
+
+
+@asynccontextmanager
+async def store_worker(
+    client: Any, url: str, emu_url: str, http: httpx.AsyncClient
+) -> AsyncIterator[tuple[Settings, Pool]]:
+    pool = await create_pool(url, min_size=1, max_size=10)
+    async with pool.acquire() as conn:
+        await migrate(conn)
+    settings = Settings(
+        task_queue=f"starts-{uuid.uuid4().hex[:8]}",
+        database_url=url,
+        openai_base_url=f"{emu_url}/v1",
+    )
+    deps = ActivityDeps(pool=pool, settings=settings, http=http, provider_factory=build_provider)
+    try:
+        async with worker_for(client, settings, deps):
+            yield settings, pool
+    finally:
+        await pool.close()
+
+
+async def starts_round(client: Any, settings: Settings, pool: Pool, k: int, tag: str) -> float:
+    """Seconds from K concurrent starts until each batch has its provider batch recorded."""
+    ids = [f"{tag}-{uuid.uuid4().hex[:8]}" for _ in range(k)]
+
+    async def start(batch_id: str) -> Any:
+        inp = BatchInput(
+            batch_id=batch_id,
+            provider="openai",
+            endpoint=ENDPOINT,
+            requests=[{"custom_id": f"r{i}", "body": chat_body(i)} for i in range(5)],
+            poll_schedule_seconds=[600.0],  # no polls during the measurement
+        )
+        return await client.start_workflow(
+            WORKFLOW_TYPE, inp, id=workflow_id_for(batch_id), task_queue=settings.task_queue
+        )
+
+    started = time.monotonic()
+    handles = await asyncio.gather(*(start(b) for b in ids))
+    while True:
+        n = await pool.fetchval(
+            "SELECT count(DISTINCT batch_id) FROM provider_batches WHERE batch_id = ANY($1)", ids
+        )
+        if n == k:
+            break
+        if time.monotonic() - started > 600:
+            raise RuntimeError(f"only {n} of {k} batches submitted after 600 s")
+        await asyncio.sleep(0.1)
+    elapsed = time.monotonic() - started
+    await asyncio.gather(*(h.terminate("benchmark round over") for h in handles))
+    return elapsed
+
+
+async def stage_once(pool: Pool, path: Path) -> float:
+    batch_id = f"stage-{uuid.uuid4().hex[:8]}"
+    await _batch_row(pool, batch_id)
+    started = time.monotonic()
+    async with pool.acquire() as conn, conn.transaction():
+        validator = RequestsValidator("openai", ENDPOINT, "gpt-4o-mini")
+        await stage_lines(conn, batch_id, validator, file_lines(path), source=str(path))
+    elapsed = time.monotonic() - started
+    await pool.execute("DELETE FROM batches WHERE batch_id = $1", batch_id)
+    return elapsed
+
+
+async def raw_copy_once(pool: Pool, records: list[tuple[Any, ...]]) -> float:
+    batch_id = f"raw-{uuid.uuid4().hex[:8]}"
+    await _batch_row(pool, batch_id)
+    rows = [(batch_id, *r) for r in records]
+    started = time.monotonic()
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.copy_records_to_table(
+            "requests",
+            records=rows,
+            columns=["batch_id", "custom_id", "line_no", "shard", "round", "body", "byte_size"],
+        )
+    elapsed = time.monotonic() - started
+    await pool.execute("DELETE FROM batches WHERE batch_id = $1", batch_id)
+    return elapsed
+
+
+async def _batch_row(pool: Pool, batch_id: str) -> None:
+    await pool.execute(
+        """INSERT INTO batches (batch_id, workflow_id, provider, endpoint, metadata)
+           VALUES ($1, $2, 'openai', $3, '{}')""",
+        batch_id,
+        workflow_id_for(batch_id),
+        ENDPOINT,
+    )
+
+
+async def alternate(
+    a: Callable[[], Awaitable[float]], b: Callable[[], Awaitable[float]], reps: int
+) -> tuple[list[float], list[float]]:
+    xs: list[float] = []
+    ys: list[float] = []
+    for _ in range(reps):
+        xs.append(await a())
+        ys.append(await b())
+    return xs, ys
+
+
+async def run(args: argparse.Namespace, server_url: str, work: Path) -> dict[str, Any]:
+    suffix = uuid.uuid4().hex[:6]
+    url_a = await new_database(server_url, f"starts_empty_{suffix}")
+    url_b = await new_database(server_url, f"starts_big_{suffix}")
+    temporal = TemporalServer(work)
+    await temporal.start()
+    result: dict[str, Any] = {"args": vars(args), "date": datetime.now(UTC).isoformat()}
+    try:
+        # terminating each round's batches makes the core SDK warn about their in-flight tasks
+        quiet = Runtime(
+            telemetry=TelemetryConfig(
+                logging=LoggingConfig(filter=TelemetryFilter(core_level="ERROR", other_level="ERROR"))
+            )
+        )
+        client = await connect(Settings(temporal_address=temporal.address), runtime=quiet)
+        config = EmulatorConfig(api_keys=[KEY], validating_seconds=3600.0)
+        os.environ["OPENAI_API_KEY"] = KEY
+        async with (
+            run_emulator(config) as emu,
+            httpx.AsyncClient(timeout=60) as http,
+            store_worker(client, url_a, emu.url, http) as (settings_a, pool_a),
+            store_worker(client, url_b, emu.url, http) as (settings_b, pool_b),
+        ):
+            print(f"filling the big store with {args.big_rows:,} requests ...", flush=True)
+            fill_s = await fill_requests(pool_b, args.big_rows)
+            print(f"  {fill_s:.1f} s", flush=True)
+            result["fill_seconds"] = fill_s
+            # a warm-up round each, not counted (first workflow tasks, connections)
+            await starts_round(client, settings_a, pool_a, 5, "warm")
+            await starts_round(client, settings_b, pool_b, 5, "warm")
+            a, b = await alternate(
+                lambda: starts_round(client, settings_a, pool_a, args.starts, "a"),
+                lambda: starts_round(client, settings_b, pool_b, args.starts, "b"),
+                args.reps,
+            )
+            result["starts"] = {"empty_s": a, "big_s": b}
+
+            path = work / "stage.jsonl"
+            write_requests(path, args.stage_rows)
+            validator = RequestsValidator("openai", ENDPOINT, "gpt-4o-mini")
+            records = []
+            with path.open("rb") as fh:
+                for no, raw in enumerate(fh, start=1):
+                    row = validator.feed(no, raw)
+                    assert row is not None
+                    records.append((row.custom_id, no, 0, 0, json.loads(row.body), row.byte_size))
+            s, r = await alternate(
+                lambda: stage_once(pool_a, path), lambda: raw_copy_once(pool_a, records), args.reps
+            )
+            result["staging"] = {"stage_s": s, "raw_copy_s": r, "rows": args.stage_rows}
+    finally:
+        await temporal.stop()
+    return result
+
+
+def report(result: dict[str, Any]) -> None:
+    args = result["args"]
+    a, b = result["starts"]["empty_s"], result["starts"]["big_s"]
+    ma, mb = statistics.median(a), statistics.median(b)
+    s, r = result["staging"]["stage_s"], result["staging"]["raw_copy_s"]
+    ms, mr = statistics.median(s), statistics.median(r)
+    n = result["staging"]["rows"]
+    k = args["starts"]
+    result["summary"] = {
+        "starts_per_s_empty": k / ma,
+        "starts_per_s_big": k / mb,
+        "starts_big_over_empty": (k / mb) / (k / ma),
+        "stage_lines_per_s": n / ms,
+        "raw_copy_lines_per_s": n / mr,
+        "stage_over_raw_copy": mr / ms,
+    }
+    sm = result["summary"]
+    print()
+    print(f"{'figure':<44}{'durabatch':>14}{'reference':>14}{'ratio':>8}  target")
+    print(
+        f"{f'{k} concurrent starts, starts/s':<44}{sm['starts_per_s_big']:>14.1f}{sm['starts_per_s_empty']:>14.1f}"
+        f"{sm['starts_big_over_empty']:>8.2f}  >= 0.80"
+    )
+    print(f"{'  (durabatch: ' + format(args['big_rows'], ',') + ' rows; reference: empty)':<44}")
+    print(
+        f"{f'staging {n:,} lines, lines/s':<44}{sm['stage_lines_per_s']:>14,.0f}{sm['raw_copy_lines_per_s']:>14,.0f}"
+        f"{sm['stage_over_raw_copy']:>8.2f}  >= 0.50"
+    )
+    print("  (reference: one copy_records_to_table of the same rows, already parsed)")
+    print(f"pairs (s): starts empty {[round(x, 2) for x in a]} big {[round(x, 2) for x in b]}")
+    print(f"           stage {[round(x, 3) for x in s]} raw COPY {[round(x, 3) for x in r]}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--starts", type=int, default=100, help="concurrent starts per round")
+    parser.add_argument("--big-rows", type=int, default=2_000_000, help="rows in the big store's requests")
+    parser.add_argument("--stage-rows", type=int, default=100_000, help="lines staged per staging pair")
+    parser.add_argument("--reps", type=int, default=2, help="A B pairs per figure")
+    parser.add_argument("--database-url", default="", help="a PostgreSQL server (default: embedded)")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="durabatch-bench-starts-"))
+    work.chmod(0o755)  # the embedded server may run as its own user
+    try:
+        server_url = args.database_url or embedded_database_url(work)
+        result = asyncio.run(run(args, server_url, work))
+        report(result)
+        out_dir = ROOT / "bench" / "results"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        out = out_dir / f"starts-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}.json"
+        out.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"wrote {out}")
+    finally:
+        if not args.database_url:
+            stop_embedded(work)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
