@@ -37,7 +37,7 @@ from durabatch.providers.base import (
 )
 from durabatch.providers.errors import NotFound, ProviderError, ProviderUnavailable
 from durabatch.providers.formats import ANTHROPIC_ENDPOINT, check_endpoint
-from durabatch.providers.http import ProviderHttp, as_dict, parse_timestamp
+from durabatch.providers.http import ProviderHttp, as_dict, parse_timestamp, unparsed_result
 from durabatch.providers.jsonl import dumps_line
 
 __all__ = [
@@ -260,7 +260,12 @@ class AnthropicProvider:
             headers={"Accept": "application/binary"},
             what=f"results of {ref.provider_batch_id}",
         ):
-            line = anthropic_result(item.record)
+            if item.record is None:
+                line = unparsed_result(item)
+            else:
+                line = anthropic_result(item.record)
+                if line is not None:
+                    line.raw = item.raw
             if line is None:
                 continue
             line.cursor = ResultCursor(part=0, offset=item.offset, lines=item.lines)

@@ -137,6 +137,9 @@ class ResultLine(BaseModel):
     cached_tokens: int = 0
     #: the position just after this line, for resuming a broken or crashed read.
     cursor: ResultCursor = Field(default_factory=ResultCursor)
+    #: the provider's line exactly as received (JSON text), stored so results read back unchanged;
+    #: None for results that were not one JSON line (Gemini inline responses, unparseable lines).
+    raw: str | None = None
 
 
 @runtime_checkable

@@ -37,7 +37,7 @@ from durabatch.providers.base import (
 )
 from durabatch.providers.errors import BadRequest, ProviderUnavailable
 from durabatch.providers.formats import GEMINI_ENDPOINT, check_endpoint, model_of
-from durabatch.providers.http import ProviderHttp, as_dict, parse_timestamp
+from durabatch.providers.http import ProviderHttp, as_dict, parse_timestamp, unparsed_result
 from durabatch.providers.jsonl import dumps_line
 
 __all__ = [
@@ -271,7 +271,12 @@ class GeminiProvider:
             what=f"responses file {location}",
         ):
             record = downloaded.record
-            line = gemini_result(record, record.get("key") if isinstance(record, dict) else None)
+            if record is None:
+                line = unparsed_result(downloaded, "key")
+            else:
+                line = gemini_result(record, record.get("key") if isinstance(record, dict) else None)
+                if line is not None:
+                    line.raw = downloaded.raw
             if line is None:
                 continue
             line.cursor = ResultCursor(part=0, offset=downloaded.offset, lines=downloaded.lines)

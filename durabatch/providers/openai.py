@@ -41,7 +41,7 @@ from durabatch.providers.base import (
 )
 from durabatch.providers.errors import BadRequest, ProviderUnavailable
 from durabatch.providers.formats import OPENAI_ENDPOINTS, check_endpoint
-from durabatch.providers.http import ProviderHttp
+from durabatch.providers.http import ProviderHttp, unparsed_result
 from durabatch.providers.jsonl import dumps_line
 
 __all__ = ["OPENAI_LIMITS", "OPENAI_STATES", "OpenAIProvider", "openai_usage"]
@@ -254,7 +254,12 @@ class OpenAIProvider:
                 headers={"Accept": "application/binary"},
                 what=f"{'output' if part == 0 else 'error'} file {file_id}",
             ):
-                line = openai_result(item.record)
+                if item.record is None:
+                    line = unparsed_result(item)
+                else:
+                    line = openai_result(item.record)
+                    if line is not None:
+                        line.raw = item.raw
                 if line is None:
                     continue
                 line.cursor = ResultCursor(part=part, offset=item.offset, lines=item.lines)

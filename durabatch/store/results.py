@@ -1,4 +1,11 @@
-"""Queries on `results`: idempotent bulk writes (COPY into a temp table, then upsert) and reads."""
+"""Queries on `results`: bulk writes straight into the table with COPY, and reads.
+
+A result row keeps the provider's line as text in `line` (see migration 0003); `body` is only set
+on rows written before it. Writes are exactly-once by the unique key (batch_id, custom_id, round):
+the ingest activity first asks `shard_progress` which requests still lack a result and copies
+rows only for those, so a retried ingest never offers a row twice. Two attempts racing (a zombie
+activity) make one COPY fail on the unique key and retry, and the retry skips what the other wrote.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +18,15 @@ import asyncpg
 from durabatch.store.pool import Conn, Executor
 from durabatch.store.tracing import query_span, traced
 
-__all__ = ["RESULT_COLUMNS", "ShardTotals", "iter_results", "shard_totals", "write_results"]
+__all__ = [
+    "RESULT_COLUMNS",
+    "ShardProgress",
+    "ShardTotals",
+    "iter_results",
+    "shard_progress",
+    "shard_totals",
+    "write_results",
+]
 
 RESULT_COLUMNS = (
     "batch_id",
@@ -19,7 +34,7 @@ RESULT_COLUMNS = (
     "round",
     "outcome",
     "status_code",
-    "body",
+    "line",
     "error",
     "input_tokens",
     "output_tokens",
@@ -38,41 +53,45 @@ class ShardTotals:
     cost_usd: float | None
 
 
-@traced
-async def write_results(
-    conn: Conn, batch_id: str, shard: int, round_: int, records: Sequence[tuple[Any, ...]]
-) -> int:
-    """Write result rows (shaped as RESULT_COLUMNS; body and error as Python objects) for one shard and round.
+@dataclass
+class ShardProgress:
+    """The custom_ids of one shard and round: those still without a result, and those with one."""
 
-    Rows for custom_ids that are not requests of this shard (a provider's stray or malformed line)
-    are dropped, and a row already present is left alone, so replaying any part of a result file
-    any number of times changes nothing. Returns the number of rows actually inserted.
+    pending: set[str]
+    done: set[str]
+
+
+@traced
+async def shard_progress(conn: Executor, batch_id: str, shard: int, round_: int) -> ShardProgress:
+    """Which requests of the shard still need a result. One index scan of the shard, once per
+    ingest attempt: cheaper than joining every chunk against the shard's requests."""
+    rows = await conn.fetch(
+        """SELECT r.custom_id, x.custom_id IS NOT NULL AS done
+             FROM requests r
+             LEFT JOIN results x ON x.batch_id = r.batch_id AND x.custom_id = r.custom_id
+                                AND x.round = r.round
+            WHERE r.batch_id = $1 AND r.shard = $2 AND r.round = $3""",
+        batch_id,
+        shard,
+        round_,
+    )
+    progress = ShardProgress(pending=set(), done=set())
+    for custom_id, done in rows:
+        (progress.done if done else progress.pending).add(custom_id)
+    return progress
+
+
+@traced
+async def write_results(conn: Conn, batch_id: str, records: Sequence[tuple[Any, ...]]) -> int:
+    """COPY result rows (shaped as RESULT_COLUMNS; `error` a Python object, `line` text) into
+    `results` in one statement, so a chunk is written whole or not at all.
+
+    The caller offers only rows of requests that `shard_progress` reported pending, each once; a
+    row already present fails the whole COPY on the unique key (asyncpg.UniqueViolationError),
+    which the activity retries from a fresh `shard_progress`. `batch_id` names the span.
     """
-    async with conn.transaction():
-        await conn.execute(
-            """CREATE TEMP TABLE IF NOT EXISTS results_incoming
-                   (LIKE results INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"""
-        )
-        await conn.copy_records_to_table("results_incoming", records=records, columns=list(RESULT_COLUMNS))
-        # Without statistics the planner guesses one incoming row and joins each against every
-        # request of the shard: quadratic, minutes for a 100k-line file.
-        await conn.execute("ANALYZE results_incoming")
-        status = await conn.execute(
-            """INSERT INTO results (batch_id, custom_id, round, outcome, status_code, body, error,
-                                    input_tokens, output_tokens, cached_tokens, cost_usd)
-               SELECT DISTINCT ON (i.custom_id) i.batch_id, i.custom_id, i.round, i.outcome, i.status_code,
-                      i.body, i.error, i.input_tokens, i.output_tokens, i.cached_tokens, i.cost_usd
-                 FROM results_incoming i
-                 JOIN requests r ON r.batch_id = i.batch_id AND r.custom_id = i.custom_id
-                                AND r.shard = $2 AND r.round = $3
-                WHERE i.batch_id = $1 AND i.round = $3
-                ORDER BY i.custom_id
-               ON CONFLICT (batch_id, custom_id, round) DO NOTHING""",
-            batch_id,
-            shard,
-            round_,
-        )
-    return int(status.split()[-1])
+    await conn.copy_records_to_table("results", records=records, columns=list(RESULT_COLUMNS))
+    return len(records)
 
 
 async def iter_results(
@@ -83,7 +102,7 @@ async def iter_results(
     while True:
         with query_span("results.iter_results", batch_id):
             rows = await pool.fetch(
-                """SELECT r.line_no, r.custom_id, x.round, x.outcome, x.status_code, x.body, x.error,
+                """SELECT r.line_no, r.custom_id, x.round, x.outcome, x.status_code, x.body, x.line, x.error,
                       x.input_tokens, x.output_tokens, x.cached_tokens, x.cost_usd
                  FROM requests r
                  JOIN results x ON x.batch_id = r.batch_id AND x.custom_id = r.custom_id AND x.round = r.round

@@ -76,6 +76,8 @@ CREATE TABLE results (
     cached_tokens integer NOT NULL DEFAULT 0,
     cost_usd      numeric(18, 10),
     recorded_at   timestamptz NOT NULL DEFAULT now(),
+    -- the provider's result line exactly as received (0003); body is only set on older rows
+    line          text,
     UNIQUE (batch_id, custom_id, round)
 );
 
