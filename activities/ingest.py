@@ -35,8 +35,11 @@ from durabatch.store import batches, provider_batches, results
 
 __all__ = ["IngestActivities"]
 
-#: rows per COPY: big enough that a round trip is noise, small enough to keep memory flat
-_CHUNK = 2000
+#: a COPY is sent at this many rows or this many bytes of lines, whichever comes first: each COPY
+#: commits (one WAL flush), so fewer is faster, while two chunks (one written, one filling) are
+#: all the memory ingest holds, whatever the size of the file or of its lines
+_CHUNK_ROWS = 5000
+_CHUNK_BYTES = 4 * 1024 * 1024
 _MAX_COUNT = 2**31 - 1
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -136,6 +139,7 @@ class IngestActivities:
         chunk: list[tuple[Any, ...]] = []
         writing: asyncio.Task[None] | None = None
         cursor: ResultCursor | None = None
+        pending_bytes = 0
         try:
             async for line in lines:
                 tally.lines += 1
@@ -145,6 +149,7 @@ class IngestActivities:
                     progress.pending.discard(custom_id)
                     written.add(custom_id)
                     chunk.append(self._record(inp, line, price))
+                    pending_bytes += len(line.raw or "")
                 elif custom_id in written:
                     tally.duplicates += 1
                     self._dropped(inp, line, "a second result for this custom_id (the first is kept)")
@@ -155,11 +160,11 @@ class IngestActivities:
                         tally.strays += 1
                     self._dropped(inp, line, "no request of this shard has this custom_id")
                 # else: written by an earlier attempt; resuming from an older heartbeat re-reads it
-                if len(chunk) >= _CHUNK:
+                if len(chunk) >= _CHUNK_ROWS or pending_bytes >= _CHUNK_BYTES:
                     if writing is not None:
                         await writing
                     writing = asyncio.create_task(self._flush(inp, chunk, cursor, tally))
-                    chunk = []
+                    chunk, pending_bytes = [], 0
             if writing is not None:
                 await writing
                 writing = None
