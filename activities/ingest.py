@@ -193,6 +193,7 @@ class IngestActivities:
         cached_tokens = _count(line.cached_tokens)
         cost: Decimal | None = None
         if price is not None and line.outcome == "succeeded":
+            # looked up once per file: `cost_usd` would copy the price table on every line
             cost = cost_of(price, input_tokens, cached_tokens, output_tokens)
         return (
             inp.batch_id,

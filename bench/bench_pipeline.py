@@ -98,6 +98,7 @@ async def prepare_batch(url: str, batch_id: str, n: int) -> None:
 async def drop_batches(url: str, batch_ids: list[str]) -> None:
     conn = await asyncpg.connect(url)
     try:
+        await conn.execute("DELETE FROM results WHERE batch_id = ANY($1)", batch_ids)
         await conn.execute("DELETE FROM batches WHERE batch_id = ANY($1)", batch_ids)
         if await conn.fetchval("SELECT to_regclass('plain_results') IS NOT NULL"):
             await conn.execute("DELETE FROM plain_results WHERE batch_id = ANY($1)", batch_ids)

@@ -126,7 +126,11 @@ class ResultCursor(BaseModel):
     lines: int = 0
 
 
-class ResultLine(BaseModel):
+@dataclass(slots=True)
+class ResultLine:
+    """One result as a provider client read it. A plain dataclass, not a model: ingest makes one
+    per line (millions per file) and never serialises it, so validation would be pure cost."""
+
     custom_id: str
     outcome: ResultOutcome
     status_code: int | None = None
@@ -136,7 +140,7 @@ class ResultLine(BaseModel):
     output_tokens: int = 0
     cached_tokens: int = 0
     #: the position just after this line, for resuming a broken or crashed read.
-    cursor: ResultCursor = Field(default_factory=ResultCursor)
+    cursor: ResultCursor = field(default_factory=ResultCursor)
     #: the provider's line exactly as received (JSON text), stored so results read back unchanged;
     #: None for results that were not one JSON line (Gemini inline responses, unparseable lines).
     raw: str | None = None

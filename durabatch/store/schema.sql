@@ -64,7 +64,8 @@ CREATE TABLE requests (
 CREATE INDEX requests_shard_idx ON requests (batch_id, shard, round, line_no);
 
 CREATE TABLE results (
-    batch_id      text NOT NULL REFERENCES batches (batch_id) ON DELETE CASCADE,
+    -- no foreign key to batches: a trigger per written row, and no query needs it (0003)
+    batch_id      text NOT NULL,
     custom_id     text NOT NULL,
     round         integer NOT NULL DEFAULT 0,
     outcome       text NOT NULL,
