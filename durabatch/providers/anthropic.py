@@ -34,6 +34,7 @@ from durabatch.providers.base import (
     ResultLine,
     ResultOutcome,
     ShardSubmission,
+    token_count,
 )
 from durabatch.providers.errors import NotFound, ProviderError, ProviderUnavailable
 from durabatch.providers.formats import ANTHROPIC_ENDPOINT, check_endpoint
@@ -344,10 +345,12 @@ def anthropic_result(record: Any) -> ResultLine | None:
     if outcome == "succeeded":
         message = as_dict(result.get("message"))
         usage = message.get("usage") or {}
-        cached = int(usage.get("cache_read_input_tokens") or 0)
+        cached = token_count(usage.get("cache_read_input_tokens"))
         # input_tokens excludes cache reads and writes; durabatch counts all prompt tokens as input
         total_in = (
-            int(usage.get("input_tokens") or 0) + cached + int(usage.get("cache_creation_input_tokens") or 0)
+            token_count(usage.get("input_tokens"))
+            + cached
+            + token_count(usage.get("cache_creation_input_tokens"))
         )
         return ResultLine(
             custom_id=record["custom_id"],
@@ -356,7 +359,7 @@ def anthropic_result(record: Any) -> ResultLine | None:
             body=message,
             input_tokens=total_in,
             cached_tokens=cached,
-            output_tokens=int(usage.get("output_tokens") or 0),
+            output_tokens=token_count(usage.get("output_tokens")),
         )
     error: dict[str, Any] | None = None
     if outcome == "failed":

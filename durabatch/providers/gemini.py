@@ -34,6 +34,7 @@ from durabatch.providers.base import (
     ResultCursor,
     ResultLine,
     ShardSubmission,
+    token_count,
 )
 from durabatch.providers.errors import BadRequest, ProviderUnavailable
 from durabatch.providers.formats import GEMINI_ENDPOINT, check_endpoint, model_of
@@ -385,10 +386,10 @@ def gemini_result(item: Any, key: Any) -> ResultLine | None:
             status_code=200,
             body=response,
             # promptTokenCount already includes cachedContentTokenCount
-            input_tokens=int(usage.get("promptTokenCount") or 0),
-            cached_tokens=int(usage.get("cachedContentTokenCount") or 0),
-            output_tokens=int(usage.get("candidatesTokenCount") or 0)
-            + int(usage.get("thoughtsTokenCount") or 0),
+            input_tokens=token_count(usage.get("promptTokenCount")),
+            cached_tokens=token_count(usage.get("cachedContentTokenCount")),
+            output_tokens=token_count(usage.get("candidatesTokenCount"))
+            + token_count(usage.get("thoughtsTokenCount")),
         )
     error = item.get("error")
     code = error.get("code") if isinstance(error, dict) else None

@@ -38,6 +38,7 @@ from durabatch.providers.base import (
     ResultLine,
     ResultOutcome,
     ShardSubmission,
+    token_count,
 )
 from durabatch.providers.errors import BadRequest, ProviderUnavailable
 from durabatch.providers.formats import OPENAI_ENDPOINTS, check_endpoint
@@ -340,15 +341,15 @@ def openai_usage(body: dict[str, Any] | None) -> tuple[int, int, int]:
     if "input_tokens" in usage or "output_tokens" in usage:  # Responses API
         details = usage.get("input_tokens_details") or {}
         return (
-            int(usage.get("input_tokens") or 0),
-            int(details.get("cached_tokens") or 0),
-            int(usage.get("output_tokens") or 0),
+            token_count(usage.get("input_tokens")),
+            token_count(details.get("cached_tokens")),
+            token_count(usage.get("output_tokens")),
         )
     details = usage.get("prompt_tokens_details") or {}
     return (
-        int(usage.get("prompt_tokens") or 0),
-        int(details.get("cached_tokens") or 0),
-        int(usage.get("completion_tokens") or 0),
+        token_count(usage.get("prompt_tokens")),
+        token_count(details.get("cached_tokens")),
+        token_count(usage.get("completion_tokens")),
     )
 
 

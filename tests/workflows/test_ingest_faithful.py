@@ -43,6 +43,14 @@ def _hostile(line: bytes) -> Iterator[bytes]:
         text = text.replace('"@@CONTENT@@"', HOSTILE_CONTENT)
         yield text.replace('"x_numbers":"@@NUMBERS@@"', HOSTILE_NUMBERS).encode() + b"\n"
         return
+    if cid == "usage":
+        text = json.dumps(record, separators=(",", ":"))
+        usage = json.dumps(record["response"]["body"]["usage"], separators=(",", ":"))
+        absurd = (
+            '{"prompt_tokens":1e400,"completion_tokens":123456789012345678901234567890,"total_tokens":"x"}'
+        )
+        yield text.replace(usage, absurd).encode() + b"\n"
+        return
     if cid == "broken":
         yield line[: len(line) // 2] + b"\n"  # names its custom_id, then stops: not JSON
         return
@@ -100,15 +108,15 @@ def _cli_results(stack: Stack, batch_id: str, *args: str) -> str:
 
 async def test_hostile_results_are_stored_exactly_and_never_wedge(stack: Stack, hostile_output: None) -> None:
     batch_id = uuid.uuid4().hex[:10]
-    requests = chat_requests(6)
-    for request, name in zip(requests[3:], ("hostile", "dup", "broken"), strict=True):
+    requests = chat_requests(7)
+    for request, name in zip(requests[3:], ("hostile", "dup", "broken", "usage"), strict=True):
         request["custom_id"] = name
     summary = await stack.run(
         batch_id=batch_id, provider="openai", endpoint="/v1/chat/completions", requests=requests
     )
 
     assert summary.status == "completed"
-    assert (summary.counts.succeeded, summary.counts.failed) == (5, 1)
+    assert (summary.counts.succeeded, summary.counts.failed) == (6, 1)
     await assert_one_outcome_each(stack, batch_id)
     served = await _served(stack, summary.provider_batch_ids[0])
     first: dict[str, str] = {}
@@ -121,7 +129,7 @@ async def test_hostile_results_are_stored_exactly_and_never_wedge(stack: Stack, 
     ours = _cli_results(stack, batch_id).split("\n")[:-1]
     by_id = {json.loads(line)["custom_id"]: line for line in ours}
     assert sorted(by_id) == sorted(r["custom_id"] for r in requests)
-    for cid in ("r0", "r1", "r2", "hostile", "dup"):
+    for cid in ("r0", "r1", "r2", "hostile", "dup", "usage"):
         assert by_id[cid] == first[cid]
     broken = json.loads(by_id["broken"])
     assert broken["error"]["code"] == "invalid_result_line"
@@ -145,6 +153,13 @@ async def test_hostile_results_are_stored_exactly_and_never_wedge(stack: Stack, 
     assert rows["dup"]["body"]["choices"][0]["message"]["content"] != "a second, different answer"
     assert rows["broken"]["outcome"] == "failed" and rows["broken"]["line"] is None
     assert "nobody-asked" not in rows
+    # token counts no column can hold are counted 0 rather than stopping the ingest
+    assert (rows["usage"]["outcome"], rows["usage"]["input_tokens"], rows["usage"]["output_tokens"]) == (
+        "succeeded",
+        0,
+        0,
+    )
+    assert rows["usage"]["body"]["usage"]["prompt_tokens"] == Decimal("1e400")
 
     # CSV: the body column is the provider's body text, unchanged
     csv_rows = {
