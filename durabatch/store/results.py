@@ -97,27 +97,36 @@ async def write_results(conn: Conn, batch_id: str, records: Sequence[tuple[Any, 
 async def iter_results(
     pool: asyncpg.Pool, batch_id: str, *, outcome: str | None = None, chunk: int = 2000
 ) -> AsyncIterator[asyncpg.Record]:
-    """Each request's final-round result joined with its request, in line order, a chunk at a time."""
-    last = -1
-    while True:
-        with query_span("results.iter_results", batch_id):
-            rows = await pool.fetch(
-                """SELECT r.line_no, r.custom_id, x.round, x.outcome, x.status_code, x.body, x.line, x.error,
+    """Each request's final-round result joined with its request, in line order, `chunk` rows fetched
+    at a time through one server-side cursor.
+
+    One query, so the join is planned and run once (a hash join: linear in the batch's size); a
+    query per chunk would join the whole batch again for every chunk. Nested loops are off for the
+    same reason as in `shard_totals`: without statistics the planner's nested loop scans every
+    result of the batch for each request.
+    """
+    async with pool.acquire() as conn, conn.transaction(readonly=True):
+        await conn.execute("SET LOCAL enable_nestloop = off")
+        cursor = await conn.cursor(
+            """SELECT r.line_no, r.custom_id, x.round, x.outcome, x.status_code, x.body, x.line, x.error,
                       x.input_tokens, x.output_tokens, x.cached_tokens, x.cost_usd
                  FROM requests r
-                 JOIN results x ON x.batch_id = r.batch_id AND x.custom_id = r.custom_id AND x.round = r.round
-                WHERE r.batch_id = $1 AND r.line_no > $2 AND ($3::text IS NULL OR x.outcome = $3)
-                ORDER BY r.line_no LIMIT $4""",
-                batch_id,
-                last,
-                outcome,
-                chunk,
-            )
-        if not rows:
-            return
-        for row in rows:
-            yield row
-        last = rows[-1]["line_no"]
+                 JOIN results x ON x.batch_id = r.batch_id AND x.custom_id = r.custom_id
+                               AND x.round = r.round
+                WHERE r.batch_id = $1 AND x.batch_id = $1 AND ($2::text IS NULL OR x.outcome = $2)
+                ORDER BY r.line_no""",
+            batch_id,
+            outcome,
+        )
+        while True:
+            # one span per fetch, closed before yielding: a span open across a yield would leak
+            # its context into the consumer
+            with query_span("results.iter_results", batch_id):
+                rows = await cursor.fetch(chunk)
+            if not rows:
+                return
+            for row in rows:
+                yield row
 
 
 @traced
