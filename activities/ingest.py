@@ -40,6 +40,7 @@ __all__ = ["IngestActivities"]
 #: all the memory ingest holds, whatever the size of the file or of its lines
 _CHUNK_ROWS = 5000
 _CHUNK_BYTES = 4 * 1024 * 1024
+_YIELD_EVERY = 64
 _MAX_COUNT = 2**31 - 1
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -143,6 +144,10 @@ class IngestActivities:
         try:
             async for line in lines:
                 tally.lines += 1
+                if writing is not None and not tally.lines % _YIELD_EVERY:
+                    # A downloaded chunk parses without ever suspending, so the write in flight
+                    # (which waits for the socket to drain) would only move when parsing stops.
+                    await asyncio.sleep(0)
                 cursor = line.cursor
                 custom_id = line.custom_id
                 if custom_id in progress.pending:
