@@ -21,7 +21,6 @@ __all__ = ["CSV_COLUMNS", "body_text", "csv_row", "parse_exact", "provider_line"
 #: where the response body sits in each provider's result line
 _BODY_PATH = {"openai": ("response", "body"), "anthropic": ("result", "message"), "gemini": ("response",)}
 _WS = re.compile(r"[ \t\n\r]*")
-_DECODER = json.JSONDecoder()
 
 CSV_COLUMNS = (
     "custom_id",
@@ -85,11 +84,15 @@ def _integer(text: str) -> int | Decimal:
     return int(text) if len(text) < 4000 else Decimal(text)
 
 
+#: walks lines to find the body; numbers as in `parse_exact`, so no legal line makes it raise
+_DECODER = json.JSONDecoder(parse_float=_number, parse_int=_integer)
+
+
 def parse_exact(text: str) -> Any:
     """json.loads, except that numbers beyond a float or Python's int-from-text limit become
     Decimal instead of infinity or an error. `\u0000` and lone surrogates decode to the code
     points they name, as they do in json.loads."""
-    return json.loads(text, parse_float=_number, parse_int=_integer)
+    return _DECODER.decode(text)
 
 
 def _member_span(text: str, start: int, key: str) -> tuple[int, int] | None:
