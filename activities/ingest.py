@@ -31,6 +31,7 @@ from durabatch.models import IngestInput, IngestResult
 from durabatch.providers import errors as perr
 from durabatch.providers.base import ProviderStatus, ResultCursor, ResultLine
 from durabatch.providers.prices import ModelPrice, cost_of, price_of
+from durabatch.results_format import provider_line
 from durabatch.store import batches, provider_batches, results
 
 __all__ = ["IngestActivities"]
@@ -193,6 +194,20 @@ class IngestActivities:
             line.error = {"code": "max_age", "message": inp.expiry_reason, "provider_error": line.error}
             # the stored outcome is no longer the line's: readers build the line from the columns
             raw = None
+        elif raw is None and line.body is not None:
+            # A result that was not a line of a file (Gemini's inline responses): its line is made
+            # in the provider's output-file shape, as readers would build it anyway.
+            raw = provider_line(
+                inp.provider,
+                {
+                    "custom_id": line.custom_id,
+                    "outcome": line.outcome,
+                    "status_code": line.status_code,
+                    "body": line.body,
+                    "error": line.error,
+                    "line": None,
+                },
+            )
         input_tokens = _count(line.input_tokens)
         output_tokens = _count(line.output_tokens)
         cached_tokens = _count(line.cached_tokens)

@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from durabatch.client import BatchClient
+from durabatch.emulator import expected_chat_response
 from durabatch.emulator.files import StoredFile
 from tests.workflows.conftest import API_KEY, Stack, chat_requests
 from tests.workflows.test_batch_workflow import assert_one_outcome_each
@@ -171,3 +172,46 @@ async def test_hostile_results_are_stored_exactly_and_never_wedge(stack: Stack, 
     )
     assert first["hostile"].endswith('"body":' + csv_rows["hostile"]["body"] + '},"error":null}')
     assert HOSTILE_CONTENT in csv_rows["hostile"]["body"] and HOSTILE_NUMBERS in csv_rows["hostile"]["body"]
+
+
+async def test_anthropic_lines_and_gemini_inline_responses_read_back(stack: Stack) -> None:
+    """Anthropic's body sits at result.message; Gemini's inline responses arrive in the operation, not
+    as lines of a file, and are stored as the line its responses file would have had."""
+    anthropic = [
+        {
+            "custom_id": f"a{i}",
+            "params": {
+                "model": "claude-haiku-4-5",
+                "max_tokens": 64,
+                "messages": [{"role": "user", "content": f"hi {i}"}],
+            },
+        }
+        for i in range(3)
+    ]
+    gemini = [
+        {"key": f"g{i}", "request": {"contents": [{"role": "user", "parts": [{"text": f"hello {i}"}]}]}}
+        for i in range(3)
+    ]
+    runs = [
+        ("anthropic", "/v1/messages", None, anthropic, "params"),
+        ("gemini", "generateContent", "gemini-2.5-flash", gemini, "request"),
+    ]
+    for provider, endpoint, model, requests, body_field in runs:
+        batch_id = uuid.uuid4().hex[:10]
+        summary = await stack.run(
+            batch_id=batch_id, provider=provider, endpoint=endpoint, model=model, requests=requests
+        )
+        assert (summary.status, summary.counts.succeeded) == ("completed", 3)
+        async with BatchClient(stack.client, stack.settings, stack.settings.database_url) as client:
+            rows = [row async for row in client.get(batch_id).results()]
+        assert len(rows) == 3
+        for request, row in zip(requests, rows, strict=True):
+            expected = expected_chat_response(
+                provider, endpoint, request[body_field], model=f"models/{model}" if model else None
+            )
+            assert row["line"] is not None
+            assert row["body"] == expected, provider
+        lines = [json.loads(line) for line in _cli_results(stack, batch_id).split("\n")[:-1]]
+        assert [line.get("custom_id", line.get("key")) for line in lines] == [
+            r.get("custom_id", r.get("key")) for r in requests
+        ]
