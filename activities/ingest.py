@@ -40,7 +40,7 @@ __all__ = ["IngestActivities"]
 #: commits (one WAL flush), so fewer is faster, while two chunks (one written, one filling) are
 #: all the memory ingest holds, whatever the size of the file or of its lines
 _CHUNK_ROWS = 5000
-_CHUNK_BYTES = 4 * 1024 * 1024
+_CHUNK_BYTES = 2 * 1024 * 1024
 _YIELD_EVERY = 64
 _MAX_COUNT = 2**31 - 1
 _SURROGATE = re.compile("[\ud800-\udfff]")

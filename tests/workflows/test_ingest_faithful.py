@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
@@ -177,7 +177,7 @@ async def test_hostile_results_are_stored_exactly_and_never_wedge(stack: Stack, 
 async def test_anthropic_lines_and_gemini_inline_responses_read_back(stack: Stack) -> None:
     """Anthropic's body sits at result.message; Gemini's inline responses arrive in the operation, not
     as lines of a file, and are stored as the line its responses file would have had."""
-    anthropic = [
+    anthropic: list[dict[str, Any]] = [
         {
             "custom_id": f"a{i}",
             "params": {
@@ -188,11 +188,11 @@ async def test_anthropic_lines_and_gemini_inline_responses_read_back(stack: Stac
         }
         for i in range(3)
     ]
-    gemini = [
+    gemini: list[dict[str, Any]] = [
         {"key": f"g{i}", "request": {"contents": [{"role": "user", "parts": [{"text": f"hello {i}"}]}]}}
         for i in range(3)
     ]
-    runs = [
+    runs: list[tuple[Literal["anthropic", "gemini"], str, str | None, list[dict[str, Any]], str]] = [
         ("anthropic", "/v1/messages", None, anthropic, "params"),
         ("gemini", "generateContent", "gemini-2.5-flash", gemini, "request"),
     ]
