@@ -42,6 +42,7 @@ __all__ = ["IngestActivities"]
 _CHUNK_ROWS = 5000
 _CHUNK_BYTES = 2 * 1024 * 1024
 _YIELD_EVERY = 64
+_LOGGED_DROPS = 20
 _MAX_COUNT = 2**31 - 1
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -162,13 +163,13 @@ class IngestActivities:
                     pending_bytes += len(line.raw or "")
                 elif custom_id in written:
                     tally.duplicates += 1
-                    self._dropped(inp, line, "a second result for this custom_id (the first is kept)")
+                    self._dropped(inp, line, "a second result for this custom_id (the first is kept)", tally)
                 elif custom_id not in progress.done:
                     if line.error is not None and line.error.get("code") == "invalid_result_line":
                         tally.unreadable += 1
                     else:
                         tally.strays += 1
-                    self._dropped(inp, line, "no request of this shard has this custom_id")
+                    self._dropped(inp, line, "no request of this shard has this custom_id", tally)
                 # else: written by an earlier attempt; resuming from an older heartbeat re-reads it
                 if len(chunk) >= _CHUNK_ROWS or pending_bytes >= _CHUNK_BYTES:
                     if writing is not None:
@@ -184,11 +185,19 @@ class IngestActivities:
             if writing is not None and not writing.done():
                 writing.cancel()
 
-    def _dropped(self, inp: IngestInput, line: ResultLine, why: str) -> None:
+    def _dropped(self, inp: IngestInput, line: ResultLine, why: str, tally: _Tally) -> None:
+        # the first few by name; a hostile file of a million strays is one line of counts at the end
+        if tally.strays + tally.duplicates + tally.unreadable > _LOGGED_DROPS:
+            return
         activity.logger.warning(
             "result line dropped: %s",
             why,
-            extra={"batch_id": inp.batch_id, "custom_id": line.custom_id[:200], "line": line.cursor.lines},
+            # ascii(): a custom_id that is not a request's may hold NUL or lone surrogates
+            extra={
+                "batch_id": inp.batch_id,
+                "custom_id": ascii(line.custom_id[:200]),
+                "line": line.cursor.lines,
+            },
         )
 
     def _record(self, inp: IngestInput, line: ResultLine, price: ModelPrice | None) -> tuple[Any, ...]:
