@@ -63,21 +63,33 @@ class ShardProgress:
 
 @traced
 async def shard_progress(conn: Executor, batch_id: str, shard: int, round_: int) -> ShardProgress:
-    """Which requests of the shard still need a result. One index scan of the shard, once per
-    ingest attempt: cheaper than joining every chunk against the shard's requests."""
-    rows = await conn.fetch(
-        """SELECT r.custom_id, x.custom_id IS NOT NULL AS done
-             FROM requests r
-             LEFT JOIN results x ON x.batch_id = r.batch_id AND x.custom_id = r.custom_id
-                                AND x.round = r.round
-            WHERE r.batch_id = $1 AND r.shard = $2 AND r.round = $3""",
-        batch_id,
-        shard,
-        round_,
-    )
+    """Which requests of the shard still need a result. One scan of the shard, once per ingest
+    attempt: cheaper than joining every chunk against the shard's requests. Streamed through a
+    cursor so only the two sets of ids are held, not every row at once."""
+    if isinstance(conn, asyncpg.Pool):
+        async with conn.acquire() as borrowed:
+            return await _shard_progress(borrowed, batch_id, shard, round_)
+    return await _shard_progress(conn, batch_id, shard, round_)
+
+
+async def _shard_progress(conn: Conn, batch_id: str, shard: int, round_: int) -> ShardProgress:
     progress = ShardProgress(pending=set(), done=set())
-    for custom_id, done in rows:
-        (progress.done if done else progress.pending).add(custom_id)
+    async with conn.transaction(readonly=True):
+        # a retried attempt finds the rows its predecessor wrote, without statistics yet: see
+        # `shard_totals` for the nested loop this avoids
+        await conn.execute("SET LOCAL enable_nestloop = off")
+        async for custom_id, done in conn.cursor(
+            """SELECT r.custom_id, x.custom_id IS NOT NULL AS done
+                 FROM requests r
+                 LEFT JOIN results x ON x.batch_id = r.batch_id AND x.custom_id = r.custom_id
+                                    AND x.round = r.round
+                WHERE r.batch_id = $1 AND r.shard = $2 AND r.round = $3""",
+            batch_id,
+            shard,
+            round_,
+            prefetch=10_000,
+        ):
+            (progress.done if done else progress.pending).add(custom_id)
     return progress
 
 
