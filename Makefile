@@ -27,9 +27,13 @@ typecheck: $(STAMP)
 test: $(STAMP) lint typecheck
 	$(BIN)/pytest -q
 
+# Ingest: durabatch beside the raw COPY and download limits and the plain openai-SDK script
+# (docs/benchmarks.md); `make bench BENCH_INGEST_ARGS=--big` adds 500k results and 1 GB.
+BENCH_INGEST_ARGS ?=
+
 bench: $(STAMP)
 	$(BIN)/python bench/bench_emulator.py
-	$(BIN)/python bench/bench_pipeline.py --requests 100000
+	$(BIN)/python bench/bench_pipeline.py $(BENCH_INGEST_ARGS)
 	$(BIN)/python bench/bench_starts.py
 
 chaos: $(STAMP)

@@ -1,14 +1,25 @@
 """ingest_results: stream a terminal provider batch's results into PostgreSQL.
 
-The result stream is read line by line and written in chunks (COPY + upsert). After each chunk the
-activity heartbeats the provider's cursor, so a retry after a crash resumes where the last chunk
-ended; rows already present are left alone, so overlap writes nothing twice. Requests of the shard
-that have no result afterwards are given one from the shard's final state.
+The result stream is read line by line and written in chunks with COPY straight into `results`;
+while one chunk is being written the next is downloaded and parsed. After each chunk commits the
+activity heartbeats the provider's cursor, so a retry after a crash resumes where the last
+committed chunk ended. Exactly-once comes from the unique key: each attempt first reads which
+requests of the shard still lack a result and offers rows only for those, so overlap (a heartbeat
+older than the last commit) writes nothing twice. Requests of the shard that have no result
+afterwards are given one from the shard's final state.
+
+Lines that cannot be a result never wedge or retry: a result for a custom_id not in the shard and a
+second result for one id are logged, counted and dropped (the first result wins); a line that is
+not JSON fails the request it names, with the reason, or is logged and counted if it names none.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
+import re
 import time
+from decimal import Decimal
 from typing import Any
 
 from temporalio import activity
@@ -19,12 +30,21 @@ from activities.submission import ref_of
 from durabatch.models import IngestInput, IngestResult
 from durabatch.providers import errors as perr
 from durabatch.providers.base import ProviderStatus, ResultCursor, ResultLine
-from durabatch.providers.prices import cost_usd
+from durabatch.providers.prices import ModelPrice, cost_of, price_of
+from durabatch.results_format import provider_line
 from durabatch.store import batches, provider_batches, results
 
 __all__ = ["IngestActivities"]
 
-_CHUNK = 1000
+#: a COPY is sent at this many rows or this many bytes of lines, whichever comes first: each COPY
+#: commits (one WAL flush), so fewer is faster, while two chunks (one written, one filling) are
+#: all the memory ingest holds, whatever the size of the file or of its lines
+_CHUNK_ROWS = 5000
+_CHUNK_BYTES = 2 * 1024 * 1024
+_YIELD_EVERY = 64
+_LOGGED_DROPS = 20
+_MAX_COUNT = 2**31 - 1
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 #: what a request with no result line gets, by the provider batch's final state
 _UNRESOLVED = {
@@ -33,6 +53,15 @@ _UNRESOLVED = {
     "expired": ("expired", "batch_expired", "the provider batch expired before this request ran"),
     "cancelled": ("cancelled", "batch_cancelled", "the batch was cancelled before this request ran"),
 }
+
+
+class _Tally:
+    def __init__(self) -> None:
+        self.lines = 0
+        self.written = 0
+        self.strays = 0
+        self.duplicates = 0
+        self.unreadable = 0
 
 
 class IngestActivities:
@@ -45,17 +74,15 @@ class IngestActivities:
         ref = ref_of(inp.provider, inp.shard)
         details = activity.info().heartbeat_details
         resume = ResultCursor.model_validate(details[0]) if details else None
+        price = price_of(inp.provider, inp.model, self._deps.settings.prices_file)
+        tally = _Tally()
+        started = time.monotonic()
         try:
             status = await provider.status(ref)
-            lines = 0
-            started = time.monotonic()
-            chunk: list[tuple[Any, ...]] = []
-            async for line in provider.results(ref, status, resume):
-                chunk.append(self._record(inp, line))
-                if len(chunk) >= _CHUNK:
-                    lines += await self._flush(inp, chunk, line.cursor)
-            if chunk:
-                lines += await self._flush(inp, chunk, None)
+            progress = await results.shard_progress(
+                self._deps.pool, inp.batch_id, inp.shard.shard, inp.shard.round
+            )
+            await self._stream(inp, provider.results(ref, status, resume), progress, price, tally)
         except perr.ProviderError as exc:
             raise to_application_error(exc) from exc
         outcome, code, message = _UNRESOLVED.get(status.state, _UNRESOLVED["completed"])
@@ -63,7 +90,11 @@ class IngestActivities:
             message = f"{status.failure_code or 'batch_failed'}: {status.failure_message}"
         if status.state == "cancelled" and inp.expiry_reason:
             outcome, code, message = "expired", "max_age", inp.expiry_reason
-        async with self._deps.pool.acquire() as conn:
+        async with self._deps.pool.acquire() as conn, conn.transaction():
+            # Right after the bulk load the new rows have no statistics; the planner's guess for
+            # reconcile's joins is then a nested loop that scans the batch's results once per
+            # request (minutes at 50,000). Hash joins are linear whatever the statistics say.
+            await conn.execute("SET LOCAL enable_nestloop = off")
             await batches.reconcile(
                 conn, inp.batch_id, outcome=outcome, code=code, reason=message, shard=inp.shard.shard
             )
@@ -72,17 +103,28 @@ class IngestActivities:
             self._deps.pool, inp.batch_id, inp.shard.shard, inp.shard.round
         )
         elapsed = time.monotonic() - started
-        self._deps.metrics.ingest_lines(lines, elapsed, provider=inp.provider)
+        self._deps.metrics.ingest_lines(tally.lines, elapsed, provider=inp.provider)
+        if tally.strays or tally.duplicates or tally.unreadable:
+            activity.logger.warning(
+                "result lines dropped",
+                extra={
+                    "batch_id": inp.batch_id,
+                    "stray_results": tally.strays,
+                    "duplicate_results": tally.duplicates,
+                    "unreadable_lines": tally.unreadable,
+                },
+            )
         activity.logger.info(
             "ingested results",
             extra={
                 "batch_id": inp.batch_id,
-                "lines": lines,
-                "lines_per_second": round(lines / max(elapsed, 1e-6)),
+                "lines": tally.lines,
+                "rows_written": tally.written,
+                "lines_per_second": round(tally.lines / max(elapsed, 1e-6)),
             },
         )
         return IngestResult(
-            lines=lines,
+            lines=tally.lines,
             succeeded=shard_totals.succeeded,
             failed=shard_totals.not_succeeded,
             input_tokens=shard_totals.input_tokens,
@@ -91,47 +133,123 @@ class IngestActivities:
             cost_usd=shard_totals.cost_usd,
         )
 
-    def _record(self, inp: IngestInput, line: ResultLine) -> tuple[Any, ...]:
+    async def _stream(
+        self,
+        inp: IngestInput,
+        lines: Any,
+        progress: results.ShardProgress,
+        price: ModelPrice | None,
+        tally: _Tally,
+    ) -> None:
+        """Parse into chunks while the previous chunk is being written (one write in flight)."""
+        written: set[str] = set()
+        chunk: list[tuple[Any, ...]] = []
+        writing: asyncio.Task[None] | None = None
+        cursor: ResultCursor | None = None
+        pending_bytes = 0
+        try:
+            async for line in lines:
+                tally.lines += 1
+                if writing is not None and not tally.lines % _YIELD_EVERY:
+                    # A downloaded chunk parses without ever suspending, so the write in flight
+                    # (which waits for the socket to drain) would only move when parsing stops.
+                    await asyncio.sleep(0)
+                cursor = line.cursor
+                custom_id = line.custom_id
+                if custom_id in progress.pending:
+                    progress.pending.discard(custom_id)
+                    written.add(custom_id)
+                    chunk.append(self._record(inp, line, price))
+                    pending_bytes += len(line.raw or "")
+                elif custom_id in written:
+                    tally.duplicates += 1
+                    self._dropped(inp, line, "a second result for this custom_id (the first is kept)", tally)
+                elif custom_id not in progress.done:
+                    if line.error is not None and line.error.get("code") == "invalid_result_line":
+                        tally.unreadable += 1
+                    else:
+                        tally.strays += 1
+                    self._dropped(inp, line, "no request of this shard has this custom_id", tally)
+                # else: written by an earlier attempt; resuming from an older heartbeat re-reads it
+                if len(chunk) >= _CHUNK_ROWS or pending_bytes >= _CHUNK_BYTES:
+                    if writing is not None:
+                        await writing
+                    writing = asyncio.create_task(self._flush(inp, chunk, cursor, tally))
+                    chunk, pending_bytes = [], 0
+            if writing is not None:
+                await writing
+                writing = None
+            if chunk:
+                await self._flush(inp, chunk, None, tally)
+        finally:
+            if writing is not None and not writing.done():
+                writing.cancel()
+
+    def _dropped(self, inp: IngestInput, line: ResultLine, why: str, tally: _Tally) -> None:
+        # the first few by name; a hostile file of a million strays is one line of counts at the end
+        if tally.strays + tally.duplicates + tally.unreadable > _LOGGED_DROPS:
+            return
+        activity.logger.warning(
+            "result line dropped: %s",
+            why,
+            # ascii(): a custom_id that is not a request's may hold NUL or lone surrogates
+            extra={
+                "batch_id": inp.batch_id,
+                "custom_id": ascii(line.custom_id[:200]),
+                "line": line.cursor.lines,
+            },
+        )
+
+    def _record(self, inp: IngestInput, line: ResultLine, price: ModelPrice | None) -> tuple[Any, ...]:
+        raw = line.raw
         if line.outcome == "cancelled" and inp.expiry_reason:
             line.outcome = "expired"
             line.error = {"code": "max_age", "message": inp.expiry_reason, "provider_error": line.error}
-        cost = (
-            cost_usd(
+            # the stored outcome is no longer the line's: readers build the line from the columns
+            raw = None
+        elif raw is None and line.body is not None:
+            # A result that was not a line of a file (Gemini's inline responses): its line is made
+            # in the provider's output-file shape, as readers would build it anyway.
+            raw = provider_line(
                 inp.provider,
-                inp.model,
-                line.input_tokens,
-                line.cached_tokens,
-                line.output_tokens,
-                overrides_file=self._deps.settings.prices_file,
+                {
+                    "custom_id": line.custom_id,
+                    "outcome": line.outcome,
+                    "status_code": line.status_code,
+                    "body": line.body,
+                    "error": line.error,
+                    "line": None,
+                },
             )
-            if line.outcome == "succeeded"
-            else None
-        )
+        input_tokens = _count(line.input_tokens)
+        output_tokens = _count(line.output_tokens)
+        cached_tokens = _count(line.cached_tokens)
+        cost: Decimal | None = None
+        if price is not None and line.outcome == "succeeded":
+            # looked up once per file: `cost_usd` would copy the price table on every line
+            cost = cost_of(price, input_tokens, cached_tokens, output_tokens)
         return (
             inp.batch_id,
             line.custom_id,
             inp.shard.round,
             line.outcome,
-            line.status_code,
-            line.body,
-            line.error,
-            line.input_tokens,
-            line.output_tokens,
-            line.cached_tokens,
+            line.status_code if line.status_code is None or 0 <= line.status_code < 1000 else None,
+            raw,
+            None if line.error is None else _storable(line.error),
+            input_tokens,
+            output_tokens,
+            cached_tokens,
             cost,
         )
 
     async def _flush(
-        self, inp: IngestInput, chunk: list[tuple[Any, ...]], cursor: ResultCursor | None
-    ) -> int:
+        self, inp: IngestInput, chunk: list[tuple[Any, ...]], cursor: ResultCursor | None, tally: _Tally
+    ) -> None:
         async with self._deps.pool.acquire() as conn:
-            await results.write_results(conn, inp.batch_id, inp.shard.shard, inp.shard.round, chunk)
-        written = len(chunk)
-        chunk.clear()
+            tally.written += await results.write_results(conn, inp.batch_id, chunk)
         if cursor is not None:
             # Only after the rows are committed: a resume never skips an unwritten line.
             activity.heartbeat(cursor.model_dump())
-        return written
 
     async def _record_ingested(self, inp: IngestInput, status: ProviderStatus) -> None:
         await provider_batches.record_status(
@@ -145,3 +263,33 @@ class IngestActivities:
             error_file_id=status.error_location,
             ingested=True,
         )
+
+
+def _count(value: int) -> int:
+    """A token count the integer columns can hold; a provider's absurd count is not worth a wedge."""
+    return value if 0 <= value <= _MAX_COUNT else 0
+
+
+def _storable(error: dict[str, Any]) -> Any:
+    """The error object as jsonb can hold it. The provider's exact words are in `line`; this copy
+    serves queries, so NUL, lone surrogates and non-finite numbers are replaced, not refused."""
+    try:
+        text = json.dumps(error, ensure_ascii=False, allow_nan=False)
+        text.encode("utf-8")
+        if "\\u0000" not in text:
+            return error
+    except (ValueError, UnicodeEncodeError):
+        pass
+    return _clean(error)
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value.replace("\x00", "\ufffd"))
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        return str(value)
+    if isinstance(value, dict):
+        return {_clean(str(k)): _clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    return value

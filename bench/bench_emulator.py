@@ -124,13 +124,38 @@ def status_throughput(url: str, batch_id: str, seconds: float, concurrency: int,
     return float(total) / (time.monotonic() - t)
 
 
+async def _download(s: aiohttp.ClientSession, url: str, file_id: str) -> int:
+    got = 0
+    async with s.get(f"{url}/v1/files/{file_id}/content", headers=H) as r:
+        async for chunk in r.content.iter_chunked(1 << 20):
+            got += len(chunk)
+    return got
+
+
+async def _set_padding(s: aiohttp.ClientSession, url: str, pad: int) -> None:
+    async with s.patch(f"{url}/_emulator/config", json={"output_padding_bytes": pad}) as r:
+        r.raise_for_status()
+
+
 async def stream_big_file(url: str, pid: int, target_mb: int) -> None:
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600)) as s:
-        n = 50_000
-        pad = max(0, target_mb * 1024 * 1024 // n - 700)
-        async with s.patch(f"{url}/_emulator/config", json={"output_padding_bytes": pad}) as r:
-            r.raise_for_status()
+        # The padding is what a line lacks to reach the target: measure an unpadded line rather than
+        # assume one (they are ~770 bytes, not 700), and count the padding field's own bytes.
+        await _set_padding(s, url, 0)
+        probe = await create_batch(s, url, 1000)
+        natural = await _download(s, url, probe["output_file_id"]) / 1000
+        # 50,000 lines (OpenAI's most per batch), fewer when even unpadded lines would overshoot
+        n = max(1000, min(50_000, int(target_mb * 1_000_000 / natural)))
+        pad = max(0, int(target_mb * 1_000_000 / n - natural - len(',"x_emulator_padding":""')))
+        await _set_padding(s, url, pad)
         batch = await create_batch(s, url, n)
+        await _set_padding(s, url, 0)
+        # The first request for a generated file sizes it with one generation pass (then cached);
+        # ask for one byte first so the timed download is the stream alone.
+        ranged = {**H, "Range": "bytes=0-0"}
+        async with s.get(f"{url}/v1/files/{batch['output_file_id']}/content", headers=ranged) as r:
+            length = int(r.headers["Content-Range"].rsplit("/", 1)[1])
+            await r.read()
         base = rss_kib(pid)
         peak = base
         stop = threading.Event()
@@ -143,17 +168,16 @@ async def stream_big_file(url: str, pid: int, target_mb: int) -> None:
 
         sampler = threading.Thread(target=sample)
         sampler.start()
-        got = 0
         t = time.monotonic()
-        async with s.get(f"{url}/v1/files/{batch['output_file_id']}/content", headers=H) as r:
-            length = int(r.headers["Content-Length"])
-            async for chunk in r.content.iter_chunked(1 << 20):
-                got += len(chunk)
+        got = await _download(s, url, batch["output_file_id"])
         elapsed = time.monotonic() - t
         stop.set()
         sampler.join()
     assert got == length
-    print(f"output file streamed:   {got / 1e6:,.1f} MB in {elapsed:.1f} s ({got / 1e6 / elapsed:,.0f} MB/s)")
+    print(
+        f"output file streamed:   {got / 1e6:,.1f} MB (asked for {target_mb} MB) in {elapsed:.1f} s"
+        f" ({got / 1e6 / elapsed:,.0f} MB/s, the emulator generating each line as it streams)"
+    )
     print(f"server RSS before:      {base / 1024:,.1f} MiB")
     print(f"server RSS peak growth: {(peak - base) / 1024:,.1f} MiB while streaming")
 

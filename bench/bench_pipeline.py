@@ -1,11 +1,21 @@
-"""Throughput of durabatch's own data path: staging, submit upload, ingest.
+"""Ingest benchmark: durabatch's `ingest_results` beside its limits and beside the plain script.
 
-Runs the real activities (in `temporalio.testing.ActivityEnvironment`, so no Temporal server is
-needed) against the emulator over HTTP and a real PostgreSQL, for one batch of N requests, and
-prints lines per second for each step and the process's peak RSS.
+For each case (a finished OpenAI output file of N results at a given size) and each repetition,
+in this order, every run in a process of its own:
 
-    python bench/bench_pipeline.py --requests 100000
-    python bench/bench_pipeline.py --requests 20000 --database-url postgresql://postgres@127.0.0.1:5432/postgres
+1. ``download``  - the raw download rate: the file read from the provider and dropped;
+2. ``durabatch`` - `ingest_results` from "completed" to every row committed (the A of both pairs);
+3. ``copy``      - the raw COPY limit: the same rows, parsed beforehand, in one COPY (B of pair 1);
+4. ``plain``     - the official-`openai`-SDK script, whole file, `executemany` (B of pair 2).
+
+The provider is `frozen_provider.py` in its own process, serving the file from disk (the emulator's
+own answers and line shape, generated once), so the provider's work is not ingest time. Medians over
+the repetitions, the ratio of each pair per repetition, and each process's own peak RSS are printed
+as a table and written as JSON under bench/results/.
+
+    python bench/bench_pipeline.py                 # 5k, 20 MB, 40 MB (50k) and 200 MB (50k); 3 reps
+    python bench/bench_pipeline.py --big           # also 500k results and 1 GB (50k)
+    python bench/bench_pipeline.py --cases 50k --reps 1 --profile /tmp/ingest.prof
 """
 
 from __future__ import annotations
@@ -13,155 +23,282 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import resource
 import shutil
+import statistics
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
-import asyncpg
-import httpx
-from temporalio.testing import ActivityEnvironment
+ROOT = Path(__file__).resolve().parent.parent
+for _path in (ROOT, ROOT / "bench"):  # the repo (durabatch) and this folder (frozen_provider)
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
 
-from activities import ActivityDeps
-from activities.ingest import IngestActivities
-from activities.staging import StagingActivities
-from activities.submission import SubmissionActivities
-from durabatch.emulator import EmulatorConfig, run_emulator
-from durabatch.models import IngestInput, PollInput, ShardState, StageInput, SubmitInput
-from durabatch.providers.registry import build_provider
-from durabatch.settings import Settings
-from durabatch.store import create_pool, migrate
-from durabatch.store.embedded import embedded_database_url, stop_embedded
+import asyncpg  # noqa: E402
+from frozen_provider import request_body, write_output_file  # noqa: E402
 
-KEY = "bench-key"
+from durabatch.store import batches, migrate, requests  # noqa: E402
+from durabatch.store.embedded import embedded_database_url, stop_embedded  # noqa: E402
+from durabatch.store.pool import create_pool  # noqa: E402
 
-
-def write_requests(path: Path, n: int) -> None:
-    with path.open("w") as fh:
-        for i in range(n):
-            body = {
-                "model": "gpt-4o-mini",
-                "messages": [{"role": "user", "content": f"benchmark question {i}"}],
-            }
-            fh.write(json.dumps({"custom_id": f"r{i}", "body": body}) + "\n")
-
-
-def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+MB = 1_000_000
+#: name -> (results, target file size in bytes or None for unpadded lines)
+CASES: dict[str, tuple[int, int | None]] = {
+    "5k": (5_000, None),
+    "20MB": (26_000, None),
+    "50k": (50_000, None),
+    "200MB": (50_000, 200 * MB),
+    "500k": (500_000, None),
+    "1GB": (50_000, 1000 * MB),
+}
+DEFAULT_CASES = ("5k", "20MB", "50k", "200MB")
+BIG_CASES = ("500k", "1GB")
+RUNNER = Path(__file__).resolve().parent / "ingest_runner.py"
+#: the plain script holds the whole file and every parsed line in memory (~3.5x the file): above
+#: this size it is not run, so a 1 GB case cannot take the shared machine's memory
+PLAIN_MAX_BYTES = 300 * MB
 
 
-async def run(n: int, server_url: str) -> None:
+def run_mode(mode: str, *args: str) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, str(RUNNER), mode, *args], capture_output=True, text=True, timeout=900, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"{mode} run failed:\n{done.stderr[-4000:]}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+async def prepare_batch(url: str, batch_id: str, n: int) -> None:
+    """The batch and its n requests in one shard, as staging leaves them (untimed)."""
+    pool = await create_pool(url, max_size=1)
+    try:
+        async with pool.acquire() as conn:
+            await batches.create_batch(
+                conn,
+                batch_id=batch_id,
+                workflow_id=f"batch-{batch_id}",
+                provider="openai",
+                endpoint="/v1/chat/completions",
+                model="gpt-4o-mini",
+                metadata={},
+            )
+            chunk = 50_000
+            for start in range(0, n, chunk):
+                records = [
+                    (batch_id, f"r{i}", i, 0, 0, request_body(i), 90)
+                    for i in range(start, min(n, start + chunk))
+                ]
+                await requests.copy_requests(conn, records)
+    finally:
+        await pool.close()
+
+
+async def drop_batches(url: str, batch_ids: list[str]) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute("DELETE FROM results WHERE batch_id = ANY($1)", batch_ids)
+        await conn.execute("DELETE FROM batches WHERE batch_id = ANY($1)", batch_ids)
+        if await conn.fetchval("SELECT to_regclass('plain_results') IS NOT NULL"):
+            await conn.execute("DELETE FROM plain_results WHERE batch_id = ANY($1)", batch_ids)
+    finally:
+        await conn.close()
+
+
+def start_provider(folder: Path) -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen(
+        [sys.executable, str(Path(__file__).resolve().parent / "frozen_provider.py"), "--dir", str(folder)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline().strip()
+    if not line.startswith("listening on "):
+        proc.kill()
+        raise RuntimeError(f"frozen provider did not start: {line!r}")
+    return proc, line.removeprefix("listening on ") + "/v1"
+
+
+def _median(runs: list[dict[str, Any]], key: str) -> float:
+    return float(statistics.median(r[key] for r in runs))
+
+
+async def bench(url: str, cases: list[str], reps: int, profile: Path | None) -> dict[str, Any]:
+    work = Path(tempfile.mkdtemp(prefix="durabatch-bench-"))
+    report: dict[str, Any] = {
+        "cases": {},
+        "reps": reps,
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    try:
+        size_of: dict[str, int] = {}
+        for name in cases:
+            n, target = CASES[name]
+            size = size_of[name] = write_output_file(work / f"b{name}.jsonl", n, target)
+            print(f"case {name}: {n:,} results, {size / MB:,.1f} MB", flush=True)
+        proc, base_url = start_provider(work)
+        try:
+            for name in cases:
+                n, _ = CASES[name]
+                file = work / f"b{name}.jsonl"
+                runs: dict[str, list[dict[str, Any]]] = {
+                    "download": [],
+                    "durabatch": [],
+                    "copy": [],
+                    "plain": [],
+                }
+                for rep in range(reps):
+                    tag = uuid.uuid4().hex[:6]
+                    ids = {"durabatch": f"d{name}-{tag}", "copy": f"c{name}-{tag}", "plain": f"p{name}-{tag}"}
+                    await prepare_batch(url, ids["durabatch"], n)
+                    await prepare_batch(url, ids["copy"], 0)
+                    common = [
+                        "--base-url",
+                        base_url,
+                        "--database-url",
+                        url,
+                        "--provider-batch-id",
+                        f"b{name}",
+                    ]
+                    runs["download"].append(run_mode("download", *common))
+                    extra = ["--profile", str(profile)] if profile and rep == 0 else []
+                    runs["durabatch"].append(
+                        run_mode("durabatch", *common, "--batch-id", ids["durabatch"], *extra)
+                    )
+                    runs["copy"].append(
+                        run_mode("copy", *common, "--batch-id", ids["copy"], "--file", str(file))
+                    )
+                    if size_of[name] <= PLAIN_MAX_BYTES:
+                        runs["plain"].append(run_mode("plain", *common, "--batch-id", ids["plain"]))
+                    assert runs["durabatch"][-1]["rows"] == n, runs["durabatch"][-1]
+                    await drop_batches(url, list(ids.values()))
+                report["cases"][name] = summarise(n, file.stat().st_size, runs)
+                print_case(name, report["cases"][name])
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return report
+
+
+def summarise(n: int, size: int, runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    pairs_copy = [c["seconds"] / d["seconds"] for d, c in zip(runs["durabatch"], runs["copy"], strict=True)]
+    pairs_plain = [
+        p["seconds"] / d["seconds"] for d, p in zip(runs["durabatch"], runs["plain"], strict=False)
+    ]
+    ingest_s = _median(runs["durabatch"], "seconds")
+    return {
+        "results": n,
+        "file_mb": size / MB,
+        "durabatch_s": ingest_s,
+        "durabatch_lines_per_s": n / ingest_s,
+        "durabatch_mb_per_s": size / MB / ingest_s,
+        "copy_limit_s": _median(runs["copy"], "seconds"),
+        "download_limit_s": _median(runs["download"], "seconds"),
+        "download_mb_per_s": size / MB / _median(runs["download"], "seconds"),
+        "plain_s": _median(runs["plain"], "seconds") if runs["plain"] else None,
+        "ingest_vs_copy_limit": statistics.median(pairs_copy),
+        "ingest_vs_copy_limit_per_pair": pairs_copy,
+        "speedup_vs_plain": statistics.median(pairs_plain) if pairs_plain else None,
+        "speedup_vs_plain_per_pair": pairs_plain,
+        "durabatch_peak_rss_mib": max(r["peak_rss_mib"] for r in runs["durabatch"]),
+        "plain_peak_rss_mib": max(r["peak_rss_mib"] for r in runs["plain"]) if runs["plain"] else None,
+        "durabatch_cpu_s": _median(runs["durabatch"], "cpu_seconds"),
+        "runs": runs,
+    }
+
+
+def _f(value: float | None, spec: str, suffix: str = "") -> str:
+    return "-" if value is None else f"{value:{spec}}{suffix}"
+
+
+def print_case(name: str, c: dict[str, Any]) -> None:
+    print(
+        f"  {name:>6}: durabatch {c['durabatch_s']:6.2f} s ({c['durabatch_lines_per_s']:>8,.0f} lines/s)"
+        f" | COPY limit {c['copy_limit_s']:5.2f} s -> {c['ingest_vs_copy_limit']:.0%} of it (target >= 50%)"
+        f" | plain script {_f(c['plain_s'], '5.2f')} s -> {_f(c['speedup_vs_plain'], '.1f', 'x')} (target >= 3x)"
+        f" | download limit {c['download_limit_s']:.2f} s ({c['download_mb_per_s']:,.0f} MB/s)"
+        f" | peak RSS {c['durabatch_peak_rss_mib']:.0f} MiB vs plain {_f(c['plain_peak_rss_mib'], '.0f')} MiB",
+        flush=True,
+    )
+
+
+def print_table(report: dict[str, Any]) -> None:
+    header = (
+        "| case | results | MB | durabatch s | lines/s | COPY limit s | % of limit | plain s | speed-up"
+        " | download s | MB/s | RSS MiB | plain RSS MiB |"
+    )
+    print("\n" + header)
+    print("|" + "---|" * (header.count("|") - 1))
+    for name, c in report["cases"].items():
+        print(
+            f"| {name} | {c['results']:,} | {c['file_mb']:,.0f} | {c['durabatch_s']:.2f} |"
+            f" {c['durabatch_lines_per_s']:,.0f} | {c['copy_limit_s']:.2f} | {c['ingest_vs_copy_limit']:.0%} |"
+            f" {_f(c['plain_s'], '.2f')} | {_f(c['speedup_vs_plain'], '.1f', 'x')} | {c['download_limit_s']:.2f} |"
+            f" {c['download_mb_per_s']:,.0f} | {c['durabatch_peak_rss_mib']:.0f} |"
+            f" {_f(c['plain_peak_rss_mib'], '.0f')} |"
+        )
+
+
+async def run(server_url: str, cases: list[str], reps: int, profile: Path | None) -> dict[str, Any]:
     database = f"bench_{uuid.uuid4().hex[:8]}"
     admin = await asyncpg.connect(server_url)
     await admin.execute(f"CREATE DATABASE {database}")
     await admin.close()
-    url = (
-        server_url.rsplit("/", 1)[0] + f"/{database}"
-        if "?" not in server_url
-        else server_url.replace("/postgres?", f"/{database}?")
-    )
-    work = Path(tempfile.mkdtemp(prefix="durabatch-bench-"))
-    requests_file = work / "requests.jsonl"
-    write_requests(requests_file, n)
-    os.environ["OPENAI_API_KEY"] = KEY
-    config = EmulatorConfig(
-        api_keys=[KEY], validating_seconds=0.1, ms_per_request=0.001, finalizing_seconds=0.1
-    )
-    pool = await create_pool(url, max_size=4)
+    url = server_url.rsplit("/", 1)[0] + f"/{database}"
+    if "?" in server_url:
+        url = server_url.replace("/postgres?", f"/{database}?")
     try:
-        async with pool.acquire() as conn:
+        conn = await asyncpg.connect(url)
+        try:
             await migrate(conn)
-        async with run_emulator(config) as emu, httpx.AsyncClient(timeout=120) as http:
-            settings = Settings(openai_base_url=f"{emu.url}/v1", database_url=url, requests_roots=str(work))
-            deps = ActivityDeps(pool=pool, settings=settings, http=http, provider_factory=build_provider)
-            env = ActivityEnvironment()
-            batch_id = "bench"
-            print(f"batch of {n:,} requests ({requests_file.stat().st_size / 1e6:.1f} MB JSONL)")
-
-            started = time.monotonic()
-            staged = await env.run(
-                StagingActivities(deps).stage_requests,
-                StageInput(
-                    batch_id=batch_id,
-                    workflow_id=f"batch-{batch_id}",
-                    provider="openai",
-                    endpoint="/v1/chat/completions",
-                    requests_uri=str(requests_file),
-                ),
-            )
-            stage_s = time.monotonic() - started
-            print(
-                f"  stage   {n / stage_s:>10,.0f} lines/s  ({stage_s:.2f} s, {len(staged.shards)} shard(s))"
-            )
-
-            submission = SubmissionActivities(deps)
-            shards: list[ShardState] = []
-            started = time.monotonic()
-            for plan in staged.shards:
-                result = await env.run(
-                    submission.submit_shard,
-                    SubmitInput(
-                        batch_id=batch_id,
-                        workflow_id=f"batch-{batch_id}",
-                        provider="openai",
-                        endpoint="/v1/chat/completions",
-                        model=staged.model,
-                        shard=plan.shard,
-                    ),
-                )
-                shards.append(ShardState(shard=plan.shard, provider_batch_id=result.provider_batch_id))
-            submit_s = time.monotonic() - started
-            print(
-                f"  submit  {n / submit_s:>10,.0f} lines/s  ({submit_s:.2f} s, upload streamed from PostgreSQL)"
-            )
-
-            while True:
-                polled = await env.run(
-                    submission.poll_shards, PollInput(batch_id=batch_id, provider="openai", shards=shards)
-                )
-                if all(s.state == "completed" for s in polled.shards):
-                    break
-                await asyncio.sleep(0.2)
-
-            ingest = IngestActivities(deps)
-            started = time.monotonic()
-            for shard in polled.shards:
-                await env.run(
-                    ingest.ingest_results,
-                    IngestInput(batch_id=batch_id, provider="openai", model=staged.model, shard=shard),
-                )
-            ingest_s = time.monotonic() - started
-            rows = await pool.fetchval("SELECT count(*) FROM results WHERE batch_id = $1", batch_id)
-            print(f"  ingest  {n / ingest_s:>10,.0f} lines/s  ({ingest_s:.2f} s, {rows:,} result rows)")
-            print(f"  peak RSS of this process (emulator included): {peak_rss_mib():,.0f} MiB")
+        finally:
+            await conn.close()
+        return await bench(url, cases, reps, profile)
     finally:
-        await pool.close()
-        shutil.rmtree(work, ignore_errors=True)
         admin = await asyncpg.connect(server_url)
         await admin.execute(f"DROP DATABASE IF EXISTS {database}")
         await admin.close()
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument(
+        "--cases", default=",".join(DEFAULT_CASES), help=f"comma-separated, of {', '.join(CASES)}"
     )
-    parser.add_argument("--requests", type=int, default=50_000, help="requests in the batch (default 50,000)")
-    parser.add_argument("--database-url", default="", help="a PostgreSQL server URL (default: embedded)")
-    args = parser.parse_args()
-    if args.database_url:
-        asyncio.run(run(args.requests, args.database_url))
-        return
-    data_dir = Path(tempfile.mkdtemp(prefix="durabatch-bench-pg-"))
-    data_dir.chmod(0o755)
+    ap.add_argument("--big", action="store_true", help=f"add {', '.join(BIG_CASES)}")
+    ap.add_argument("--reps", type=int, default=3, help="repetitions of each A B pair (default 3)")
+    ap.add_argument("--database-url", default="", help="a PostgreSQL server URL (default: embedded)")
+    ap.add_argument("--profile", type=Path, help="cProfile the first durabatch run of each case to this file")
+    ap.add_argument("--json-out", type=Path, default=ROOT / "bench" / "results")
+    a = ap.parse_args()
+    cases = [c for c in a.cases.split(",") if c] + (list(BIG_CASES) if a.big else [])
+    unknown = [c for c in cases if c not in CASES]
+    if unknown:
+        ap.error(f"unknown case(s) {unknown}; choose from {', '.join(CASES)}")
+    data_dir: Path | None = None
+    if a.database_url:
+        server = a.database_url
+    else:
+        data_dir = Path(tempfile.mkdtemp(prefix="durabatch-bench-pg-"))
+        data_dir.chmod(0o755)
+        server = embedded_database_url(data_dir)
     try:
-        asyncio.run(run(args.requests, embedded_database_url(data_dir)))
+        report = asyncio.run(run(server, cases, a.reps, a.profile))
     finally:
-        stop_embedded(data_dir)
-        shutil.rmtree(data_dir, ignore_errors=True)
+        if data_dir is not None:
+            stop_embedded(data_dir)
+            shutil.rmtree(data_dir, ignore_errors=True)
+    print_table(report)
+    a.json_out.mkdir(parents=True, exist_ok=True)
+    out = a.json_out / f"pipeline-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
+    out.write_text(json.dumps(report, indent=2))
+    print(f"\nwrote {out}")
 
 
 if __name__ == "__main__":

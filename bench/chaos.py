@@ -54,6 +54,7 @@ from durabatch.contract import summary_from_failure  # noqa: E402
 from durabatch.converter import DATA_CONVERTER  # noqa: E402
 from durabatch.emulator.content import expected_chat_response  # noqa: E402
 from durabatch.models import WORKFLOW_TYPE, BatchInput, BatchSummary, workflow_id_for  # noqa: E402
+from durabatch.results_format import result_body  # noqa: E402
 
 logger = logging.getLogger("chaos")
 
@@ -823,7 +824,7 @@ class ChaosRun:
         async with conn.transaction():
             cursor = conn.cursor(
                 """SELECT b.provider, b.endpoint, b.model, r.batch_id, r.custom_id, r.body AS request,
-                          x.outcome, x.status_code, x.body AS response
+                          x.outcome, x.status_code, x.body, x.line
                      FROM requests r JOIN batches b ON b.batch_id = r.batch_id
                      JOIN results x ON x.batch_id = r.batch_id AND x.custom_id = r.custom_id
                     WHERE r.batch_id = ANY($1)""",
@@ -837,14 +838,15 @@ class ChaosRun:
                     f.results_compared += 1
                     model = f"models/{row['model']}" if row["provider"] == "gemini" and row["model"] else None
                     expected = expected_chat_response(row["provider"], row["endpoint"], request, model=model)
-                    if _json(row["response"]) != expected:
+                    response = result_body(row["provider"], {"body": _json(row["body"]), "line": row["line"]})
+                    if response != expected:
                         f.results_differing += 1
                         if f.results_differing <= 3:
                             logger.error(
                                 "result of %s/%s differs:\n  stored   %s\n  expected %s",
                                 row["batch_id"],
                                 row["custom_id"],
-                                row["response"],
+                                row["line"],
                                 json.dumps(expected),
                             )
                     if marker:

@@ -384,7 +384,7 @@ def results(
             batch = await batches.get_batch(pool, batch_id)
             if batch is None:
                 raise _fail(f"no batch {batch_id!r} in the store", EXIT_NOT_FOUND)
-            sink = out_file.open("w", newline="") if out_file else sys.stdout
+            sink = out_file.open("w", newline="", encoding="utf-8") if out_file else sys.stdout
             try:
                 writer = csv.writer(sink) if format == "csv" else None
                 if writer:
@@ -392,10 +392,9 @@ def results(
                 count = 0
                 async for row in iter_results(pool, batch_id, outcome=outcome):
                     if writer:
-                        writer.writerow(csv_row(dict(row)))
+                        writer.writerow(csv_row(batch["provider"], dict(row)))
                     else:
-                        line = provider_line(batch["provider"], dict(row))
-                        sink.write(json.dumps(line, separators=(",", ":")) + "\n")
+                        sink.write(provider_line(batch["provider"], dict(row)) + "\n")
                     count += 1
             finally:
                 if out_file:

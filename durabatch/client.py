@@ -244,16 +244,24 @@ class BatchHandle:
         """Each request's final result, in input order, streamed from PostgreSQL a chunk at a time.
 
         Rows have `line_no`, `custom_id`, `round`, `outcome`, `status_code`, `body`, `error`,
-        `input_tokens`, `output_tokens`, `cached_tokens`, `cost_usd`. `outcome` filters
+        `input_tokens`, `output_tokens`, `cached_tokens`, `cost_usd`, and `line`: the provider's
+        result line exactly as received (None for results durabatch made, e.g. a missing result).
+        `body` is decoded from that line without loss: `\u0000` and lone surrogates are the code
+        points they name, a number no float can hold is a Decimal. `outcome` filters
         (succeeded, failed, expired, cancelled). Raises BatchNotFound if the store has no such batch.
         """
+        from durabatch.results_format import result_body
         from durabatch.store import batches
 
         pool = await self._client.store()
-        if await batches.get_batch(pool, self.batch_id) is None:
+        batch = await batches.get_batch(pool, self.batch_id)
+        if batch is None:
             raise BatchNotFound(f"no batch {self.batch_id!r} in the store")
+        provider = str(batch["provider"])
         async for row in iter_results(pool, self.batch_id, outcome=outcome):
-            yield dict(row)
+            item = dict(row)
+            item["body"] = result_body(provider, item)
+            yield item
 
 
 class BatchClient:

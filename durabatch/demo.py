@@ -20,6 +20,7 @@ from rich.console import Console
 from durabatch.client import BatchClient
 from durabatch.devstack import DevStack, DevStackConfig, PortInUse
 from durabatch.models import BatchInput
+from durabatch.results_format import result_body
 from durabatch.telemetry.logs import configure_logging
 from durabatch.webhook_receiver import WebhookReceiver
 
@@ -97,7 +98,7 @@ async def run_demo(data_dir: Path = Path(".durabatch")) -> int:
             batch_id,
         )
         sample = await pool.fetchrow(
-            "SELECT custom_id, body FROM results WHERE batch_id = $1 AND outcome = 'succeeded' LIMIT 1",
+            "SELECT custom_id, body, line FROM results WHERE batch_id = $1 AND outcome = 'succeeded' LIMIT 1",
             batch_id,
         )
         await client.close()
@@ -105,7 +106,7 @@ async def run_demo(data_dir: Path = Path(".durabatch")) -> int:
         console.print(f"requests with exactly one result row: {one_each}/{REQUESTS}")
         console.print(f"completion webhook deliveries: {deliveries}")
         if sample:
-            reply = sample["body"]["choices"][0]["message"]["content"]
+            reply = result_body("openai", dict(sample))["choices"][0]["message"]["content"]
             console.print(f"sample result {sample['custom_id']}: {reply!r}")
         console.print(
             "\nthe stack stops now; the batch stays in .durabatch. To look at it again, run "

@@ -34,10 +34,11 @@ from durabatch.providers.base import (
     ResultLine,
     ResultOutcome,
     ShardSubmission,
+    token_count,
 )
 from durabatch.providers.errors import NotFound, ProviderError, ProviderUnavailable
 from durabatch.providers.formats import ANTHROPIC_ENDPOINT, check_endpoint
-from durabatch.providers.http import ProviderHttp, as_dict, parse_timestamp
+from durabatch.providers.http import ProviderHttp, as_dict, parse_timestamp, unparsed_result
 from durabatch.providers.jsonl import dumps_line
 
 __all__ = [
@@ -260,7 +261,12 @@ class AnthropicProvider:
             headers={"Accept": "application/binary"},
             what=f"results of {ref.provider_batch_id}",
         ):
-            line = anthropic_result(item.record)
+            if item.record is None:
+                line = unparsed_result(item)
+            else:
+                line = anthropic_result(item.record)
+                if line is not None:
+                    line.raw = item.raw
             if line is None:
                 continue
             line.cursor = ResultCursor(part=0, offset=item.offset, lines=item.lines)
@@ -339,10 +345,12 @@ def anthropic_result(record: Any) -> ResultLine | None:
     if outcome == "succeeded":
         message = as_dict(result.get("message"))
         usage = message.get("usage") or {}
-        cached = int(usage.get("cache_read_input_tokens") or 0)
+        cached = token_count(usage.get("cache_read_input_tokens"))
         # input_tokens excludes cache reads and writes; durabatch counts all prompt tokens as input
         total_in = (
-            int(usage.get("input_tokens") or 0) + cached + int(usage.get("cache_creation_input_tokens") or 0)
+            token_count(usage.get("input_tokens"))
+            + cached
+            + token_count(usage.get("cache_creation_input_tokens"))
         )
         return ResultLine(
             custom_id=record["custom_id"],
@@ -351,7 +359,7 @@ def anthropic_result(record: Any) -> ResultLine | None:
             body=message,
             input_tokens=total_in,
             cached_tokens=cached,
-            output_tokens=int(usage.get("output_tokens") or 0),
+            output_tokens=token_count(usage.get("output_tokens")),
         )
     error: dict[str, Any] | None = None
     if outcome == "failed":

@@ -6,6 +6,7 @@ they return. Nothing here knows about Temporal or the store.
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -25,6 +26,7 @@ __all__ = [
     "ResultLine",
     "ResultOutcome",
     "ShardSubmission",
+    "token_count",
 ]
 
 #: durabatch's view of a provider batch's state (providers map their own statuses into these).
@@ -126,7 +128,11 @@ class ResultCursor(BaseModel):
     lines: int = 0
 
 
-class ResultLine(BaseModel):
+@dataclass(slots=True)
+class ResultLine:
+    """One result as a provider client read it. A plain dataclass, not a model: ingest makes one
+    per line (millions per file) and never serialises it, so validation would be pure cost."""
+
     custom_id: str
     outcome: ResultOutcome
     status_code: int | None = None
@@ -136,7 +142,22 @@ class ResultLine(BaseModel):
     output_tokens: int = 0
     cached_tokens: int = 0
     #: the position just after this line, for resuming a broken or crashed read.
-    cursor: ResultCursor = Field(default_factory=ResultCursor)
+    cursor: ResultCursor = field(default_factory=ResultCursor)
+    #: the provider's line exactly as received (JSON text), stored so results read back unchanged;
+    #: None for results that were not one JSON line (Gemini inline responses, unparseable lines).
+    raw: str | None = None
+
+
+def token_count(value: object) -> int:
+    """A token count from a provider's usage object; what is not a finite number (null, a string,
+    1e400) counts 0, so one absurd result line cannot stop the ingest of the others."""
+    if isinstance(value, bool):
+        return 0
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and math.isfinite(value):
+        return int(value)
+    return 0
 
 
 @runtime_checkable

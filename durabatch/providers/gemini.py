@@ -34,10 +34,11 @@ from durabatch.providers.base import (
     ResultCursor,
     ResultLine,
     ShardSubmission,
+    token_count,
 )
 from durabatch.providers.errors import BadRequest, ProviderUnavailable
 from durabatch.providers.formats import GEMINI_ENDPOINT, check_endpoint, model_of
-from durabatch.providers.http import ProviderHttp, as_dict, parse_timestamp
+from durabatch.providers.http import ProviderHttp, as_dict, parse_timestamp, unparsed_result
 from durabatch.providers.jsonl import dumps_line
 
 __all__ = [
@@ -271,7 +272,12 @@ class GeminiProvider:
             what=f"responses file {location}",
         ):
             record = downloaded.record
-            line = gemini_result(record, record.get("key") if isinstance(record, dict) else None)
+            if record is None:
+                line = unparsed_result(downloaded, "key")
+            else:
+                line = gemini_result(record, record.get("key") if isinstance(record, dict) else None)
+                if line is not None:
+                    line.raw = downloaded.raw
             if line is None:
                 continue
             line.cursor = ResultCursor(part=0, offset=downloaded.offset, lines=downloaded.lines)
@@ -380,10 +386,10 @@ def gemini_result(item: Any, key: Any) -> ResultLine | None:
             status_code=200,
             body=response,
             # promptTokenCount already includes cachedContentTokenCount
-            input_tokens=int(usage.get("promptTokenCount") or 0),
-            cached_tokens=int(usage.get("cachedContentTokenCount") or 0),
-            output_tokens=int(usage.get("candidatesTokenCount") or 0)
-            + int(usage.get("thoughtsTokenCount") or 0),
+            input_tokens=token_count(usage.get("promptTokenCount")),
+            cached_tokens=token_count(usage.get("cachedContentTokenCount")),
+            output_tokens=token_count(usage.get("candidatesTokenCount"))
+            + token_count(usage.get("thoughtsTokenCount")),
         )
     error = item.get("error")
     code = error.get("code") if isinstance(error, dict) else None

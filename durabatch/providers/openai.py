@@ -38,10 +38,11 @@ from durabatch.providers.base import (
     ResultLine,
     ResultOutcome,
     ShardSubmission,
+    token_count,
 )
 from durabatch.providers.errors import BadRequest, ProviderUnavailable
 from durabatch.providers.formats import OPENAI_ENDPOINTS, check_endpoint
-from durabatch.providers.http import ProviderHttp
+from durabatch.providers.http import ProviderHttp, unparsed_result
 from durabatch.providers.jsonl import dumps_line
 
 __all__ = ["OPENAI_LIMITS", "OPENAI_STATES", "OpenAIProvider", "openai_usage"]
@@ -254,7 +255,12 @@ class OpenAIProvider:
                 headers={"Accept": "application/binary"},
                 what=f"{'output' if part == 0 else 'error'} file {file_id}",
             ):
-                line = openai_result(item.record)
+                if item.record is None:
+                    line = unparsed_result(item)
+                else:
+                    line = openai_result(item.record)
+                    if line is not None:
+                        line.raw = item.raw
                 if line is None:
                     continue
                 line.cursor = ResultCursor(part=part, offset=item.offset, lines=item.lines)
@@ -335,15 +341,15 @@ def openai_usage(body: dict[str, Any] | None) -> tuple[int, int, int]:
     if "input_tokens" in usage or "output_tokens" in usage:  # Responses API
         details = usage.get("input_tokens_details") or {}
         return (
-            int(usage.get("input_tokens") or 0),
-            int(details.get("cached_tokens") or 0),
-            int(usage.get("output_tokens") or 0),
+            token_count(usage.get("input_tokens")),
+            token_count(details.get("cached_tokens")),
+            token_count(usage.get("output_tokens")),
         )
     details = usage.get("prompt_tokens_details") or {}
     return (
-        int(usage.get("prompt_tokens") or 0),
-        int(details.get("cached_tokens") or 0),
-        int(usage.get("completion_tokens") or 0),
+        token_count(usage.get("prompt_tokens")),
+        token_count(details.get("cached_tokens")),
+        token_count(usage.get("completion_tokens")),
     )
 
 

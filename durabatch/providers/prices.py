@@ -26,7 +26,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ModelPrice", "cost_usd", "load_prices", "price_of"]
+__all__ = ["ModelPrice", "cost_of", "cost_usd", "load_prices", "price_of"]
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +132,11 @@ def cost_usd(
     if price is None:
         log.debug("no price for %s model %r", provider, model)
         return None
+    return cost_of(price, input_tokens, cached_tokens, output_tokens)
+
+
+def cost_of(price: ModelPrice, input_tokens: int, cached_tokens: int, output_tokens: int) -> Decimal:
+    """Cost in USD at a price already looked up (ingest looks it up once per file, not per line)."""
     cached = max(0, min(cached_tokens, input_tokens))
     cached_price = price.input if price.cached_input is None else price.cached_input
     total = (

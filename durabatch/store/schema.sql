@@ -66,7 +66,8 @@ CREATE TABLE requests (
 CREATE INDEX requests_shard_idx ON requests (batch_id, shard, round, line_no);
 
 CREATE TABLE results (
-    batch_id      text NOT NULL REFERENCES batches (batch_id) ON DELETE CASCADE,
+    -- no foreign key to batches: a trigger per written row, and no query needs it (0003)
+    batch_id      text NOT NULL,
     custom_id     text NOT NULL,
     round         integer NOT NULL DEFAULT 0,
     outcome       text NOT NULL,
@@ -78,6 +79,8 @@ CREATE TABLE results (
     cached_tokens integer NOT NULL DEFAULT 0,
     cost_usd      numeric(18, 10),
     recorded_at   timestamptz NOT NULL DEFAULT now(),
+    -- the provider's result line exactly as received (0003); body is only set on older rows
+    line          text,
     UNIQUE (batch_id, custom_id, round)
 );
 

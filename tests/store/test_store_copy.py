@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
+import asyncpg
+import pytest
+
 from durabatch.store import batches, requests, results
 from durabatch.store.pool import Pool
 
@@ -25,29 +30,27 @@ async def _batch(pool: Pool, batch_id: str, n: int) -> None:
 
 
 def _result(batch_id: str, custom_id: str, outcome: str = "succeeded") -> tuple[object, ...]:
-    return (batch_id, custom_id, 0, outcome, 200, {"ok": custom_id}, None, 10, 5, 0, None)
+    line = json.dumps({"custom_id": custom_id, "response": {"status_code": 200, "body": {"ok": custom_id}}})
+    return (batch_id, custom_id, 0, outcome, 200, line, None, 10, 5, 0, None)
 
 
-async def test_copy_requests_and_stream_shard(pool: Pool) -> None:
-    await _batch(pool, "copy1", 5000)
-    seen = [cid async for cid, _ in requests.iter_shard(pool, "copy1", 0, 0, chunk=700)]
-    assert seen == [f"r{i}" for i in range(5000)]
-    body = await pool.fetchval("SELECT body FROM requests WHERE batch_id = 'copy1' AND custom_id = 'r7'")
-    assert body == {"messages": [{"role": "user", "content": "hi 7"}]}
-
-
-async def test_result_writes_are_idempotent_and_drop_strays(pool: Pool) -> None:
+async def test_result_writes_are_exactly_once_by_the_unique_key(pool: Pool) -> None:
     await _batch(pool, "copy2", 10)
-    rows = [_result("copy2", f"r{i}") for i in range(6)] + [_result("copy2", "not-a-request")]
+    before = await results.shard_progress(pool, "copy2", 0, 0)
     async with pool.acquire() as conn:
-        first = await results.write_results(conn, "copy2", 0, 0, rows)
-        again = await results.write_results(conn, "copy2", 0, 0, [*rows, _result("copy2", "r1")])
+        first = await results.write_results(conn, "copy2", [_result("copy2", f"r{i}") for i in range(6)])
+        # a chunk that repeats one stored row (a zombie attempt) is refused whole, writing nothing
+        with pytest.raises(asyncpg.UniqueViolationError):
+            await results.write_results(conn, "copy2", [_result("copy2", "r7"), _result("copy2", "r1")])
+        after = await results.shard_progress(conn, "copy2", 0, 0)
         resolved = await batches.reconcile(
             conn, "copy2", outcome="failed", code="missing", reason="not in output"
         )
         again_resolved = await batches.reconcile(conn, "copy2", outcome="failed", code="missing", reason="x")
         totals = await batches.totals(conn, "copy2")
-    assert (first, again) == (6, 0)
+    assert before.pending == {f"r{i}" for i in range(10)} and not before.done
+    assert first == 6
+    assert after.pending == {"r6", "r7", "r8", "r9"} and after.done == {f"r{i}" for i in range(6)}
     assert (resolved, again_resolved) == (4, 0)
     assert totals["total"] == 10 and totals["succeeded"] == 6 and totals["failed"] == 4
     assert totals["input_tokens"] == 60
@@ -55,3 +58,15 @@ async def test_result_writes_are_idempotent_and_drop_strays(pool: Pool) -> None:
         "SELECT max(c) FROM (SELECT count(*) c FROM results WHERE batch_id = 'copy2' GROUP BY custom_id) s"
     )
     assert per_request == 1
+
+
+async def test_result_line_is_stored_as_text_without_decoding(pool: Pool) -> None:
+    """jsonb refuses \\u0000 and lone surrogates and rounds numbers; the `line` column keeps them."""
+    await _batch(pool, "copy3", 1)
+    line = '{"custom_id":"r0","response":{"status_code":200,"body":{"t":"a\\u0000b\\ud800","n":1e400,"i":123456789012345678901234567890}}}'
+    async with pool.acquire() as conn:
+        await results.write_results(
+            conn, "copy3", [("copy3", "r0", 0, "succeeded", 200, line, None, 1, 1, 0, None)]
+        )
+    stored = await pool.fetchval("SELECT line FROM results WHERE batch_id = 'copy3'")
+    assert stored == line

@@ -215,8 +215,9 @@ async def test_ingest_retried_mid_file_resumes_from_its_heartbeat(stack: Stack, 
 
     batch_id = new_id()
     uri = write_jsonl(tmp_path / "in.jsonl", chat_requests(3000))
-    # the first download is cut after ~1,500 lines (chunks of 1,000 commit and heartbeat), then every
-    # resume is cut before a byte arrives until the client gives up: the activity itself must retry
+    # the first download is cut after ~900 lines, then every resume is cut before a byte arrives
+    # until the client gives up: the activity itself must retry (resuming from a heartbeat that is
+    # older than the last commit: tests/workflows/test_ingest_resume.py)
     await stack.fault(
         fault="truncate_download", provider="openai", operation="files.content", after_bytes=700_000, count=1
     )

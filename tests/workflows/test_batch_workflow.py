@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 from durabatch.emulator import expected_chat_response
+from durabatch.results_format import result_body
 from tests.workflows.conftest import Stack, chat_requests, replay_and_record
 
 
@@ -49,9 +50,11 @@ async def test_clean_openai_batch_lands_in_postgres(stack: Stack) -> None:
     assert summary.input_tokens > 0 and summary.cost_usd is not None and summary.cost_usd > 0
     assert len(summary.provider_batch_ids) == 1
     await assert_one_outcome_each(stack, batch_id)
-    body = await stack.pool.fetchval(
-        "SELECT body FROM results WHERE batch_id = $1 AND custom_id = 'r7'", batch_id
+    row = await stack.pool.fetchrow(
+        "SELECT body, line FROM results WHERE batch_id = $1 AND custom_id = 'r7'", batch_id
     )
+    assert row is not None
+    body = result_body("openai", dict(row))
     expected = expected_chat_response("openai", "/v1/chat/completions", requests[7]["body"])
     assert body["choices"][0]["message"] == expected["choices"][0]["message"]
     status = await stack.pool.fetchval("SELECT status FROM batches WHERE batch_id = $1", batch_id)

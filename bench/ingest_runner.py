@@ -1,0 +1,160 @@
+"""One measured run of `bench_pipeline.py`, in a process of its own so its peak RSS is its alone.
+
+Modes (each prints one JSON object: seconds, rows, peak RSS):
+- ``durabatch``: the `ingest_results` activity (in `ActivityEnvironment`) from "the provider says
+  completed" to every row committed in `results`;
+- ``plain``: `plain_openai_ingest.py`, the official-SDK script, on the same file;
+- ``copy``: the limit: the file parsed beforehand (untimed) into exactly the rows durabatch
+  writes, then one `copy_records_to_table` of them (timed);
+- ``download``: the limit of the network: the whole output file read and dropped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+for _path in (Path(__file__).resolve().parent.parent, Path(__file__).resolve().parent):
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
+
+import httpx  # noqa: E402
+
+
+def _rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+async def run_durabatch(base_url: str, database_url: str, batch_id: str, provider_batch_id: str) -> int:
+    from temporalio.testing import ActivityEnvironment
+
+    from activities import ActivityDeps
+    from activities.ingest import IngestActivities
+    from durabatch.models import IngestInput, ShardState
+    from durabatch.providers.registry import build_provider
+    from durabatch.settings import Settings
+    from durabatch.store import create_pool
+
+    os.environ["OPENAI_API_KEY"] = "bench-key"
+    pool = await create_pool(database_url, max_size=4)
+    async with httpx.AsyncClient(timeout=120) as http:
+        settings = Settings(openai_base_url=base_url, database_url=database_url)
+        deps = ActivityDeps(pool=pool, settings=settings, http=http, provider_factory=build_provider)
+        shard = ShardState(shard=0, provider_batch_id=provider_batch_id, state="completed")
+        inp = IngestInput(batch_id=batch_id, provider="openai", model="gpt-4o-mini", shard=shard)
+        started = time.perf_counter()
+        result = await ActivityEnvironment().run(IngestActivities(deps).ingest_results, inp)
+        seconds = time.perf_counter() - started
+    await pool.close()
+    _report(seconds, result.succeeded)
+    return result.succeeded
+
+
+async def run_copy(database_url: str, batch_id: str, path: Path) -> None:
+    from durabatch.providers.openai import openai_usage
+    from durabatch.providers.prices import cost_of, price_of
+    from durabatch.store.pool import create_pool
+    from durabatch.store.results import RESULT_COLUMNS
+
+    price = price_of("openai", "gpt-4o-mini")
+    assert price is not None
+    rows: list[tuple[Any, ...]] = []
+    with path.open("rb") as fh:
+        for raw in fh:
+            text = raw.rstrip(b"\n").decode()
+            record = json.loads(text)
+            body = record["response"]["body"]
+            tokens_in, cached, tokens_out = openai_usage(body)
+            cost = cost_of(price, tokens_in, cached, tokens_out)
+            rows.append(
+                (
+                    batch_id,
+                    record["custom_id"],
+                    0,
+                    "succeeded",
+                    200,
+                    text,
+                    None,
+                    tokens_in,
+                    tokens_out,
+                    cached,
+                    cost,
+                )
+            )
+    pool = await create_pool(database_url, max_size=1)
+    async with pool.acquire() as conn:
+        started = time.perf_counter()
+        await conn.copy_records_to_table("results", records=rows, columns=list(RESULT_COLUMNS))
+        seconds = time.perf_counter() - started
+    await pool.close()
+    _report(seconds, len(rows))
+
+
+async def run_plain(base_url: str, database_url: str, provider_batch_id: str, batch_id: str) -> None:
+    from plain_openai_ingest import plain_ingest
+
+    started = time.perf_counter()
+    rows = await plain_ingest(base_url, database_url, provider_batch_id, batch_id)
+    _report(time.perf_counter() - started, rows)
+
+
+async def run_download(base_url: str, provider_batch_id: str) -> None:
+    got = 0
+    async with httpx.AsyncClient(timeout=120) as http:
+        started = time.perf_counter()
+        async with http.stream(
+            "GET",
+            f"{base_url}/files/file-{provider_batch_id}/content",
+            headers={"Accept-Encoding": "identity"},
+        ) as response:
+            async for chunk in response.aiter_raw():
+                got += len(chunk)
+        seconds = time.perf_counter() - started
+    _report(seconds, got)
+
+
+def _report(seconds: float, rows: int) -> None:
+    # CPU seconds of this process beside wall seconds: on a shared machine the wall clock carries
+    # everyone's load, the CPU time only this run's own work (imports included).
+    usage = {"seconds": seconds, "rows": rows, "peak_rss_mib": _rss_mib(), "cpu_seconds": time.process_time()}
+    print(json.dumps(usage), flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("mode", choices=("durabatch", "plain", "copy", "download"))
+    ap.add_argument("--base-url", default="")
+    ap.add_argument("--database-url", default="")
+    ap.add_argument("--batch-id", default="")
+    ap.add_argument("--provider-batch-id", default="")
+    ap.add_argument("--file", type=Path)
+    ap.add_argument("--profile", type=Path, help="write a cProfile of the run here")
+    a = ap.parse_args()
+    if a.mode == "durabatch":
+        job: Any = run_durabatch(a.base_url, a.database_url, a.batch_id, a.provider_batch_id)
+    elif a.mode == "plain":
+        job = run_plain(a.base_url, a.database_url, a.provider_batch_id, a.batch_id)
+    elif a.mode == "copy":
+        assert a.file is not None
+        job = run_copy(a.database_url, a.batch_id, a.file)
+    else:
+        job = run_download(a.base_url, a.provider_batch_id)
+    if a.profile:
+        import cProfile
+
+        with cProfile.Profile() as prof:
+            asyncio.run(job)
+        prof.dump_stats(str(a.profile))
+    else:
+        asyncio.run(job)
+
+
+if __name__ == "__main__":
+    main()
