@@ -97,6 +97,8 @@ class SubmissionActivities:
             requests=stream,
             attempt_started_at=row["attempt_started_at"].timestamp(),
             exclude_batch_ids=known,
+            input_file_id=row["input_file_id"],
+            on_uploaded=functools.partial(self._record_input_file, inp),
         )
         try:
             ref = None
@@ -106,6 +108,9 @@ class SubmissionActivities:
             if ref is None:
                 ref = await provider.submit(submission)
         except perr.ProviderError as exc:
+            if not exc.retryable:
+                # This submit ends here: the file it uploaded will never be used.
+                await self._delete_input_file(inp)
             raise to_application_error(exc) from exc
         await provider_batches.record_submitted(
             pool,
@@ -127,6 +132,26 @@ class SubmissionActivities:
             ref_extra=ref.extra,
             reused=reused,
         )
+
+    async def _record_input_file(self, inp: SubmitInput, file_id: str) -> None:
+        await provider_batches.record_input_file(
+            self._deps.pool, batch_id=inp.batch_id, shard=inp.shard, round_=inp.round, input_file_id=file_id
+        )
+
+    async def _delete_input_file(self, inp: SubmitInput) -> None:
+        """Best effort: a provider that cannot delete files, or fails to, keeps the orphan."""
+        row = await provider_batches.get(self._deps.pool, inp.batch_id, inp.shard, inp.round)
+        provider = self._deps.provider(inp.provider)
+        delete = getattr(provider, "delete_input_file", None)
+        if row is None or not row["input_file_id"] or row["provider_batch_id"] or delete is None:
+            return
+        try:
+            await delete(row["input_file_id"])
+        except perr.ProviderError as exc:
+            activity.logger.warning(
+                "could not delete the input file of a failed create",
+                extra={"batch_id": inp.batch_id, "shard": inp.shard, "error": str(exc)},
+            )
 
     async def _request_lines(self, batch_id: str, shard: int, round_: int) -> AsyncIterator[RequestLine]:
         async for custom_id, body in requests.iter_shard(self._deps.pool, batch_id, shard, round_):

@@ -7,7 +7,7 @@ they return. Nothing here knows about Temporal or the store.
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -83,6 +83,12 @@ class ShardSubmission:
     #: matches by creation time and request count only, so it must never claim (or cancel as a
     #: duplicate) a batch listed here; pass every id the store knows for this provider.
     exclude_batch_ids: frozenset[str] = frozenset()
+    #: an input file an earlier attempt of this submit uploaded: create the batch from it instead of
+    #: uploading the shard again (a retried create must leave no orphan files at the provider)
+    input_file_id: str | None = None
+    #: awaited with the file id right after an upload, before the create call: the caller records it
+    #: so that a retry after a failed create reuses the file
+    on_uploaded: Callable[[str], Awaitable[None]] | None = None
 
 
 class ProviderBatchRef(BaseModel):

@@ -119,7 +119,11 @@ class GeminiProvider:
         if shard.byte_size and shard.byte_size < self.inline_max_bytes:
             content, headers = self._inline_body(shard), {"Content-Type": "application/json"}
         else:
-            file_name = await self._upload(shard)
+            file_name = shard.input_file_id
+            if file_name is None:
+                file_name = await self._upload(shard)
+                if shard.on_uploaded is not None:
+                    await shard.on_uploaded(file_name)
             batch = {"batch": {"displayName": shard.tag, "inputConfig": {"fileName": file_name}}}
             content, headers = _once(dumps_line(batch)[:-1]), {"Content-Type": "application/json"}
         operation = await self._http.json(
@@ -167,6 +171,10 @@ class GeminiProvider:
                 buffer.clear()
         if buffer:
             yield bytes(buffer)
+
+    async def delete_input_file(self, file_id: str) -> None:
+        """Remove an uploaded input file (`files/...`) whose batch was never created."""
+        await self._http.request("DELETE", f"/v1beta/{file_id}", context="delete input file")
 
     async def _upload(self, shard: ShardSubmission) -> str:
         # The resumable protocol wants the size up front: measure in one streamed pass, send in another.

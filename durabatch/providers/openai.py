@@ -114,7 +114,11 @@ class OpenAIProvider:
 
     async def submit(self, shard: ShardSubmission) -> ProviderBatchRef:
         check_endpoint("openai", shard.endpoint)
-        file_id = await self._upload(shard)
+        file_id = shard.input_file_id
+        if file_id is None:
+            file_id = await self._upload(shard)
+            if shard.on_uploaded is not None:
+                await shard.on_uploaded(file_id)
         batch = await self._http.json(
             "POST",
             "/batches",
@@ -175,6 +179,10 @@ class OpenAIProvider:
         if self._azure:
             await self._wait_processed(file_id, uploaded)
         return file_id
+
+    async def delete_input_file(self, file_id: str) -> None:
+        """Remove an uploaded input file whose batch was never created (best effort by the caller)."""
+        await self._http.json("DELETE", f"/files/{file_id}", context="delete input file")
 
     async def _wait_processed(self, file_id: str, file: dict[str, Any]) -> None:
         """Azure OpenAI refuses a batch whose input file is still being processed (providers.md

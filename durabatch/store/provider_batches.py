@@ -55,13 +55,28 @@ async def record_submitted(
     input_file_id: str | None,
 ) -> None:
     await conn.execute(
-        """UPDATE provider_batches SET provider_batch_id = $4, input_file_id = $5,
+        """UPDATE provider_batches SET provider_batch_id = $4, input_file_id = COALESCE($5, input_file_id),
                   submitted_at = COALESCE(submitted_at, now()), updated_at = now()
             WHERE batch_id = $1 AND shard = $2 AND round = $3""",
         batch_id,
         shard,
         round_,
         provider_batch_id,
+        input_file_id,
+    )
+
+
+@traced
+async def record_input_file(
+    conn: Executor, *, batch_id: str, shard: int, round_: int, input_file_id: str
+) -> None:
+    """Keep the file an attempt uploaded, before it creates the batch: a retried create reuses it."""
+    await conn.execute(
+        """UPDATE provider_batches SET input_file_id = $4, updated_at = now()
+            WHERE batch_id = $1 AND shard = $2 AND round = $3 AND provider_batch_id IS NULL""",
+        batch_id,
+        shard,
+        round_,
         input_file_id,
     )
 
