@@ -20,7 +20,14 @@ from temporalio.testing import WorkflowEnvironment
 from durabatch.contract import summary_from_failure
 from durabatch.models import BatchInput, BatchSummary, StatusQuery, workflow_id_for
 from durabatch.store.pool import Pool
-from tests.workflows.conftest import Stack, chat_requests, emulator_config, replay_and_record, worker_stack
+from tests.workflows.conftest import (
+    Stack,
+    chat_requests,
+    emulator_config,
+    poll_events,
+    replay_and_record,
+    worker_stack,
+)
 
 DAY = 24 * 3600
 
@@ -165,10 +172,7 @@ async def test_a_forgotten_provider_batch_fails_after_five_polls_over_the_schedu
     assert summary is not None and summary.status == "failed" and summary.counts.failed == 5
     assert provider_batch_id in (summary.failure_reason or "")
     # five "not found" polls, spread over the schedule's first five delays (30 s .. 10 min, jittered)
-    events = (await handle.fetch_history()).events
-    polls = [
-        e for e in events if e.activity_task_scheduled_event_attributes.activity_type.name == "poll_shards"
-    ]
+    polls = poll_events(list((await handle.fetch_history()).events))
     assert len(polls) == 5
     elapsed = await elapsed_workflow_time(stack.client, handle.id)
     assert elapsed >= timedelta(seconds=0.95 * (30 + 60 + 120 + 300 + 600))
