@@ -29,11 +29,16 @@ __all__ = [
 MISSING = 1
 MALFORMED = 2
 DUPLICATE = 4
+#: the line carries text no jsonb column can hold: `\u0000`, a lone surrogate, huge numbers
+HOSTILE = 8
+#: a second line follows for a custom_id that is not in the batch
+STRAY = 16
 
 _FAIL_MARKER = re.compile(r"__fail_(\d{3})")
 _BATCH_MARKER = re.compile(
     r"__(token_limit_exceeded|all_fail|stuck_finalizing|missing_results|"
-    r"malformed_output_lines|duplicate_output_lines|request_errors|crlf_lines)"
+    r"malformed_output_lines|duplicate_output_lines|request_errors|crlf_lines|"
+    r"hostile_output_lines|stray_output_lines|no_output_file|unknown_status)"
 )
 
 _REQUEST_MESSAGES = {
@@ -85,6 +90,10 @@ def item_from_marker(cid: str, body: dict[str, Any], error: RequestError | None 
         item.quirks |= MALFORMED
     if "__duplicate" in cid:
         item.quirks |= DUPLICATE
+    if "__hostile" in cid:
+        item.quirks |= HOSTILE
+    if "__stray" in cid:
+        item.quirks |= STRAY
     return item
 
 
@@ -136,6 +145,14 @@ class Batch:
             elif s.fault == "duplicate_output_lines":
                 for it in self.items[: s.requests]:
                     it.quirks |= DUPLICATE
+            elif s.fault == "hostile_output_lines":
+                for it in self.items[: s.requests]:
+                    it.quirks |= HOSTILE
+            elif s.fault == "stray_output_lines":
+                for it in self.items[: s.requests]:
+                    it.quirks |= STRAY
+            elif s.fault in ("no_output_file", "unknown_status"):
+                self.extra[s.fault] = True
             elif s.fault == "crlf_lines":
                 self.extra["line_end"] = b"\r\n"
             elif s.fault == "stuck_finalizing":

@@ -6,11 +6,16 @@ Two kinds:
   `http_error`, `slow`, `drop_connection`, `truncate_download`, `lose_create_response`;
 * **batch faults** are taken by the next matching batch when it is created and shape its life:
   `token_limit_exceeded`, `all_fail`, `request_errors`, `malformed_output_lines`,
-  `duplicate_output_lines`, `missing_results`, `stuck_finalizing`, `expire_after`, `crlf_lines`.
+  `duplicate_output_lines`, `missing_results`, `stuck_finalizing`, `expire_after`, `crlf_lines`,
+  and the hostile ones: `hostile_output_lines` (`\u0000`, a lone surrogate and numbers no float
+  holds in a result line), `stray_output_lines` (a result for a custom_id not in the batch),
+  `no_output_file` (OpenAI: completed without an output file) and `unknown_status` (OpenAI: a
+  status no client knows, for ever).
 
 Batch faults can also be asked for per batch with a marker (`__<fault name>` in an OpenAI metadata
 value, a Gemini displayName or an Anthropic batch's first custom_id), and per request with a marker
-in the custom_id / key (`__fail_<status>`, `__missing`, `__malformed`, `__duplicate`).
+in the custom_id / key (`__fail_<status>`, `__missing`, `__malformed`, `__duplicate`, `__hostile`,
+`__stray`).
 """
 
 from __future__ import annotations
@@ -44,6 +49,10 @@ BATCH_FAULTS = frozenset(
         "stuck_finalizing",
         "expire_after",
         "crlf_lines",
+        "hostile_output_lines",
+        "stray_output_lines",
+        "no_output_file",
+        "unknown_status",
     }
 )
 #: operations that stream a results body; `truncate_download` only matches these
@@ -64,6 +73,10 @@ FaultName = Literal[
     "stuck_finalizing",
     "expire_after",
     "crlf_lines",
+    "hostile_output_lines",
+    "stray_output_lines",
+    "no_output_file",
+    "unknown_status",
 ]
 ProviderName = Literal["openai", "anthropic", "gemini"]
 

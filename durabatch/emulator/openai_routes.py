@@ -157,7 +157,7 @@ def _ensure_files(batch: Batch, processed: int, state: EmulatorState) -> None:
     pad = state.config.output_padding_bytes
     fails = batch.failed_among(processed)
     at = batch.timeline.entered.get(phase, state.now())
-    if processed - fails > 0:
+    if processed - fails > 0 and not batch.extra.get("no_output_file"):
         out = StoredFile(
             new_id("openai_file"),
             f"{batch.id}_output.jsonl",
@@ -201,7 +201,11 @@ def batch_json(batch: Batch, state: EmulatorState) -> dict[str, Any]:
         "errors": {"object": "list", "data": batch.errors} if phase == Phase.FAILED else None,
         "input_file_id": batch.extra["input_file_id"],
         "completion_window": "24h",
-        "status": phase.value,
+        # `unknown_status`: a status no client has a mapping for (as a provider might add one)
+        # (until a cancel: then it is cancelling and cancelled as usual, so a client can still end it)
+        "status": "emulator_unknown_status"
+        if batch.extra.get("unknown_status") and phase not in (Phase.CANCELLING, Phase.CANCELLED)
+        else phase.value,
         "output_file_id": batch.output_file_id,
         "error_file_id": batch.error_file_id,
         "created_at": int(batch.created_at),

@@ -15,12 +15,13 @@ import random
 from collections.abc import Iterator, Sequence
 from typing import Any, TypeVar
 
-from durabatch.emulator.batches import DUPLICATE, MALFORMED, MISSING, Batch, Item
+from durabatch.emulator.batches import DUPLICATE, HOSTILE, MALFORMED, MISSING, STRAY, Batch, Item
 from durabatch.emulator.content import expected_chat_response
 from durabatch.emulator.errors import anthropic_error_body, gemini_status_name, openai_error_body
 from durabatch.emulator.timeline import Phase
 
 __all__ = [
+    "HOSTILE_FIELD",
     "anthropic_result_lines",
     "gemini_inline_responses",
     "gemini_result_lines",
@@ -33,6 +34,12 @@ CANCELLED_MESSAGE = "This request was not executed because the batch was cancell
 
 
 T = TypeVar("T")
+
+#: what a `__hostile` line carries, exactly as sent (tests compare stored results with it)
+HOSTILE_FIELD = (
+    b'"x_emulator_hostile":{"nul":"a\\u0000b","surrogate":"\\ud800","huge":1e400,'
+    b'"big":123456789012345678901234567890}'
+)
 
 #: results are shuffled within blocks of this many requests (bounded work per block, lazy output)
 OUTPUT_BLOCK = 64
@@ -55,12 +62,20 @@ def _encode(batch: Batch, item: Item, line: dict[str, Any], padding: int) -> Ite
     if padding:
         line["x_emulator_padding"] = "x" * padding
     raw = json.dumps(line, separators=(",", ":"), ensure_ascii=False).encode()
+    if item.quirks & HOSTILE:
+        # Legal JSON text that json.dumps cannot write (a lone surrogate escape, 1e400), at the
+        # line's front so every provider's shape keeps its own keys.
+        raw = b"{" + HOSTILE_FIELD + b"," + raw[1:]
     if item.quirks & MALFORMED:
         raw = raw[: max(1, len(raw) // 2)]
     end: bytes = batch.extra.get("line_end", b"\n")
     yield raw + end
     if item.quirks & DUPLICATE:
         yield raw + end
+    if item.quirks & STRAY:
+        id_key = "custom_id" if "custom_id" in line else "key"
+        stray = {**line, id_key: f"{item.cid}__not_in_batch"}
+        yield json.dumps(stray, separators=(",", ":"), ensure_ascii=False).encode() + end
 
 
 def _openai_line(batch: Batch, item: Item, response: Any, error: Any) -> dict[str, Any]:
