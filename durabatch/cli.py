@@ -492,11 +492,12 @@ def dev(
 ) -> None:
     """Run the whole local stack: Temporal dev server + Web UI, embedded PostgreSQL, emulator, worker.
 
-    Ctrl-C stops everything; running it again reuses the data in --data-dir.
+    Ctrl-C stops everything; running it again reuses the data in --data-dir. One stack per
+    data dir: a second one on the same dir refuses, naming the running one's PID and ports.
 
     Example: durabatch dev --data-dir .durabatch
     """
-    from durabatch.devstack import DevStack, DevStackConfig, PortInUse
+    from durabatch.devstack import DevStack, DevStackConfig, PortInUse, StackRunning
     from durabatch.telemetry.logs import configure_logging
 
     configure_logging("WARNING")
@@ -513,7 +514,7 @@ def dev(
     async def go() -> None:
         try:
             await stack.start()
-        except PortInUse as exc:
+        except (PortInUse, StackRunning) as exc:
             await stack.stop()
             raise _fail(str(exc), EXIT_USAGE) from None
         except Exception as exc:
