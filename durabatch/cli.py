@@ -6,6 +6,7 @@ Exit codes (scripts rely on them):
     2  bad usage or bad input (a file that does not exist, a bad setting)
     3  no such batch
     4  the stack is not reachable (Temporal or PostgreSQL)
+    5  with --wait: the batch completed but a completion handler failed (see `durabatch redispatch`)
     130 interrupted while waiting (the batch keeps running)
 """
 
@@ -26,7 +27,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from durabatch.console import Detached, status_table, summary_table, wait_with_progress
+from durabatch.console import (
+    Detached,
+    HandlersFailed,
+    handler_line,
+    status_table,
+    summary_table,
+    wait_with_progress,
+)
 from durabatch.contract import BATCH_ID_RE, PROVIDERS
 from durabatch.settings import Settings, SettingsError, load_settings
 
@@ -45,6 +53,7 @@ EXIT_OK, EXIT_NOT_COMPLETED, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_UNREACHABLE, EXIT_
     4,
     130,
 )
+EXIT_HANDLER_FAILED = 5
 
 #: Lines of a requests file checked before submitting (the worker validates every line anyway).
 _OUTCOMES = ("succeeded", "failed", "expired", "cancelled")
@@ -155,8 +164,28 @@ async def _follow(handle: BatchHandle) -> int:
         raise _fail(str(exc), EXIT_NOT_FOUND) from None
     except BatchWorkflowFailed as exc:
         raise _fail(str(exc), EXIT_NOT_COMPLETED) from None
+    except HandlersFailed as exc:
+        # The outcome is final; the workflow only stays open so the handler can be redispatched.
+        out.print(status_table(exc.status))
+        _handler_hint(handle.batch_id)
+        return EXIT_NOT_COMPLETED if exc.status.status != "completed" else EXIT_HANDLER_FAILED
     out.print(summary_table(summary))
-    return EXIT_OK if summary.status == "completed" else EXIT_NOT_COMPLETED
+    if summary.status != "completed":
+        return EXIT_NOT_COMPLETED
+    if any(h.status == "failed" for h in summary.handlers):
+        _handler_hint(handle.batch_id)
+        return EXIT_HANDLER_FAILED
+    return EXIT_OK
+
+
+def _handler_hint(batch_id: str) -> None:
+    err.print(
+        f"error: batch {batch_id}: a completion handler failed; "
+        f"rerun the failed ones with `durabatch redispatch {batch_id}`",
+        soft_wrap=True,
+        highlight=False,
+        markup=False,
+    )
 
 
 @app.command()
@@ -189,7 +218,8 @@ def submit(
     submitted with the same --batch-id).
 
     With --wait the exit code is 0 only if the batch completed (1 if it failed, expired or was
-    cancelled); Ctrl-C stops watching and leaves the batch running (exit 130).
+    cancelled; 5 if it completed but a completion handler failed, as soon as every handler has
+    run); Ctrl-C stops watching and leaves the batch running (exit 130).
 
     Example: durabatch submit reqs.jsonl --provider openai --endpoint /v1/chat/completions --model gpt-4o-mini --wait
     """
@@ -330,17 +360,74 @@ def cancel(
     """
 
     async def go() -> int:
-        from durabatch.client import BatchEnded, BatchNotFound
+        from durabatch.client import BatchEnded, BatchNotFound, is_terminal
 
         async with await _client() as client:
+            handle = client.get(batch_id)
             try:
-                await client.get(batch_id).cancel(reason)
+                # A batch whose outcome is final may still have an open workflow (waiting out its
+                # handler grace); a cancel signal would be accepted and do nothing.
+                st = await handle.status()
+                if is_terminal(st.status):
+                    raise _fail(
+                        f"batch {batch_id!r} has already ended ({st.status}); nothing to cancel",
+                        EXIT_NOT_COMPLETED,
+                    )
+                await handle.cancel(reason)
             except BatchNotFound as exc:
                 raise _fail(str(exc), EXIT_NOT_FOUND) from None
             except BatchEnded as exc:
                 raise _fail(str(exc), EXIT_NOT_COMPLETED) from None
         out.print(f"cancel requested for batch {batch_id}", highlight=False)
         return EXIT_OK
+
+    _run(go)
+
+
+@app.command()
+def redispatch(
+    batch_id: Annotated[str, typer.Argument(help="The batch id given at submit.")],
+) -> None:
+    """Run a finished batch's failed completion handlers again (the redispatch_handlers update).
+
+    A batch with a failed handler stays open for its handler grace (24 h by default) so that this
+    works. Exit code 0 if every handler then succeeded, 5 if one failed again, 1 if there is
+    nothing to redispatch (no failed handler, still running, or already closed), 3 if no such batch.
+
+    Example: durabatch redispatch b1
+    """
+
+    async def go() -> int:
+        from temporalio.client import WorkflowUpdateFailedError
+        from temporalio.service import RPCError, RPCStatusCode
+
+        from durabatch.client import BatchNotFound
+        from durabatch.models import RedispatchResult
+
+        async with await _client() as client:
+            handle = client.get(batch_id)
+            try:
+                raw = await handle.redispatch_handlers()
+            except WorkflowUpdateFailedError as exc:
+                cause = getattr(exc.cause, "message", None) or str(exc.cause or exc)
+                raise _fail(
+                    f"batch {batch_id!r}: nothing to redispatch: {cause}", EXIT_NOT_COMPLETED
+                ) from None
+            except RPCError as exc:
+                if exc.status != RPCStatusCode.NOT_FOUND:
+                    raise
+                try:
+                    await handle.status()
+                except BatchNotFound as missing:
+                    raise _fail(str(missing), EXIT_NOT_FOUND) from None
+                raise _fail(
+                    f"batch {batch_id!r} has closed (its handler grace is over); nothing to redispatch",
+                    EXIT_NOT_COMPLETED,
+                ) from None
+        result = raw if isinstance(raw, RedispatchResult) else RedispatchResult.model_validate(raw)
+        for h in result.handlers:
+            out.print(f"handler {h.index} ({h.type} {h.target}): {handler_line(h)}", highlight=False)
+        return EXIT_HANDLER_FAILED if any(h.status == "failed" for h in result.handlers) else EXIT_OK
 
     _run(go)
 
@@ -479,11 +566,12 @@ def dev(
 ) -> None:
     """Run the whole local stack: Temporal dev server + Web UI, embedded PostgreSQL, emulator, worker.
 
-    Ctrl-C stops everything; running it again reuses the data in --data-dir.
+    Ctrl-C stops everything; running it again reuses the data in --data-dir. One stack per
+    data dir: a second one on the same dir refuses, naming the running one's PID and ports.
 
     Example: durabatch dev --data-dir .durabatch
     """
-    from durabatch.devstack import DevStack, DevStackConfig, PortInUse
+    from durabatch.devstack import DevStack, DevStackConfig, PortInUse, StackRunning
     from durabatch.telemetry.logs import configure_logging
 
     configure_logging("WARNING")
@@ -500,7 +588,7 @@ def dev(
     async def go() -> None:
         try:
             await stack.start()
-        except PortInUse as exc:
+        except (PortInUse, StackRunning) as exc:
             await stack.stop()
             raise _fail(str(exc), EXIT_USAGE) from None
         except Exception as exc:

@@ -13,12 +13,51 @@ from collections.abc import Iterator
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from rich.table import Column, Table
 
-from durabatch.client import BatchHandle
-from durabatch.models import BatchSummary, StatusQuery
+from durabatch.cli_format import human_when, or_dash
+from durabatch.client import BatchHandle, is_terminal
+from durabatch.models import BatchSummary, HandlerState, StatusQuery
 
-__all__ = ["Detached", "progress_line", "status_table", "summary_table", "wait_with_progress"]
+__all__ = [
+    "Detached",
+    "HandlersFailed",
+    "handler_line",
+    "handlers_failed",
+    "progress_line",
+    "status_table",
+    "summary_table",
+    "wait_with_progress",
+]
+
+
+class HandlersFailed(Exception):
+    """The batch's outcome is final but a completion handler failed: the workflow stays open for
+    `redispatch_handlers` (up to its handler grace), and waiting on longer would block for that."""
+
+    def __init__(self, status: StatusQuery) -> None:
+        failed = [h for h in status.handlers if h.status == "failed"]
+        super().__init__(
+            f"batch {status.batch_id} {status.status}, but {len(failed)} handler(s) failed: "
+            + "; ".join(f"{h.index} ({h.type} {h.target}): {h.error or 'failed'}" for h in failed)
+        )
+        self.status = status
+
+
+def handlers_failed(handlers: list[HandlerState]) -> bool:
+    """Every handler has run and at least one failed."""
+    return any(h.status == "failed" for h in handlers) and not any(h.status == "pending" for h in handlers)
+
+
+def handler_line(h: HandlerState) -> str:
+    """`failed · dispatched 1 time, up to 5 attempts each · HTTP 500`"""
+    parts: list[str] = [h.status]
+    if h.attempts:
+        each = f", up to {h.max_attempts} attempts each" if h.max_attempts else ""
+        parts.append(f"dispatched {h.attempts} time{'s' if h.attempts != 1 else ''}{each}")
+    if h.error:
+        parts.append(h.error)
+    return " · ".join(parts)
 
 
 class Detached(Exception):
@@ -32,7 +71,8 @@ class Detached(Exception):
 def progress_line(status: StatusQuery) -> str:
     """`in_progress · provider in_progress · ok 12 · failed 1 · pending 7` (outcomes with a count only)."""
     c = status.counts
-    providers = sorted({s.provider_status or s.state for s in status.shards}) or ["-"]
+    providers = sorted({s.provider_status or s.state for s in status.shards if s.provider_status or s.state})
+    providers = providers or ["-"]
     parts = [status.status, f"provider {', '.join(providers)}", f"ok {c.succeeded}", f"failed {c.failed}"]
     parts += [f"{name} {n}" for name, n in (("expired", c.expired), ("cancelled", c.cancelled)) if n]
     if c.pending:
@@ -67,38 +107,56 @@ async def wait_with_progress(
 ) -> BatchSummary:
     """Follow a batch with a live progress bar (requests done by outcome, provider status) until it ends.
 
-    Returns the workflow's summary. Ctrl-C (SIGINT) raises `Detached` and leaves the batch running.
+    Returns the workflow's summary once the outcome is final. A failed completion handler raises
+    `HandlersFailed` as soon as every handler has run (the workflow itself stays open for
+    `redispatch_handlers`). Ctrl-C (SIGINT) raises `Detached` and leaves the batch running.
     Errors of `BatchHandle.wait` (a terminated workflow, an unreachable server) propagate.
     """
     console = console or Console()
+    # The counts never give way on a narrow terminal: the detail column takes what is left and is
+    # cut with an ellipsis instead.
     progress = Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(bar_width=30),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[detail]}"),
-        TimeElapsedColumn(),
+        TextColumn("[bold]{task.description}", table_column=Column(no_wrap=True)),
+        BarColumn(bar_width=20 if console.width < 100 else 30),
+        MofNCompleteColumn(table_column=Column(no_wrap=True)),
+        TextColumn("{task.fields[detail]}", table_column=Column(ratio=1, no_wrap=True, overflow="ellipsis")),
+        TimeElapsedColumn(table_column=Column(no_wrap=True)),
         console=console,
         transient=False,
+        expand=True,
     )
     task: TaskID = progress.add_task(f"batch {handle.batch_id}", total=None, detail="starting")
+
+    settled: list[StatusQuery] = []
+    handlers_done = asyncio.Event()
 
     def update(status: StatusQuery) -> None:
         progress.update(
             task, total=status.counts.total or None, completed=_done(status), detail=progress_line(status)
         )
+        if is_terminal(status.status) and handlers_failed(status.handlers):
+            settled.append(status)
+            handlers_done.set()
 
     detach = asyncio.Event()
     with _sigint_sets(detach), progress:
         waiting = asyncio.ensure_future(handle.wait(progress=update, interval=interval))
         interrupted = asyncio.ensure_future(detach.wait())
+        failed_handlers = asyncio.ensure_future(handlers_done.wait())
         try:
-            await asyncio.wait({waiting, interrupted}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({waiting, interrupted, failed_handlers}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             interrupted.cancel()
+            failed_handlers.cancel()
             if not waiting.done():
                 waiting.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await waiting
+        if settled and not (waiting.done() and not waiting.cancelled() and waiting.exception() is None):
+            progress.update(
+                task, completed=_done(settled[-1]), detail=f"{settled[-1].status}, handler failed"
+            )
+            raise HandlersFailed(settled[-1])
         if not waiting.done() or waiting.cancelled():
             raise Detached(handle.batch_id)
         summary = waiting.result()
@@ -130,7 +188,7 @@ def summary_table(summary: BatchSummary) -> Table:
     if summary.failure_reason:
         rows.append(("failure", summary.failure_reason))
     for h in summary.handlers:
-        rows.append((f"handler {h.index} ({h.type})", f"{h.status} {h.error or ''}".strip()))
+        rows.append((f"handler {h.index} ({h.type})", handler_line(h)))
     for key, value in rows:
         table.add_row(key, value)
     return table
@@ -154,11 +212,13 @@ def status_table(st: StatusQuery) -> Table:
         (
             "provider batches",
             ", ".join(
-                f"{s.provider_batch_id} ({s.provider_status})" for s in st.shards if s.provider_batch_id
+                f"{s.provider_batch_id} ({s.provider_status or s.state})"
+                for s in st.shards
+                if s.provider_batch_id
             )
             or "-",
         ),
-        ("next poll", str(st.next_poll_at or "-")),
+        ("next poll", human_when(st.next_poll_at) if not is_terminal(st.status) else "-"),
         ("tokens in / out", f"{st.input_tokens} / {st.output_tokens}"),
         ("cost (USD)", "-" if st.cost_usd is None else f"{st.cost_usd:.6f}"),
     ]
@@ -166,6 +226,8 @@ def status_table(st: StatusQuery) -> Table:
         rows.append(("failure", st.failure_reason))
     if st.cancel_reason:
         rows.append(("cancel reason", st.cancel_reason))
+    for h in st.handlers:
+        rows.append((f"handler {h.index} ({h.type} {or_dash(h.target)})", handler_line(h)))
     for key, value in rows:
         table.add_row(key, value)
     return table

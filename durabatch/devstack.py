@@ -31,6 +31,7 @@ from temporalio.client import Client
 from durabatch.converter import DATA_CONVERTER
 from durabatch.models import SEARCH_ATTRIBUTES
 from durabatch.settings import Settings
+from durabatch.stackfile import RunningStack, StackLock, StackRunning, acquire
 from durabatch.store.embedded import embedded_database_url, stop_embedded
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "DevStack",
     "DevStackConfig",
     "PortInUse",
+    "StackRunning",
     "dev_stack",
     "port_in_use",
     "temporal_binary",
@@ -98,6 +100,7 @@ class DevStack:
         self.database_url = ""
         self.emulator_url: str | None = None
         self.settings: Settings | None = None
+        self._lock: StackLock | None = None
 
     @property
     def temporal_address(self) -> str:
@@ -132,8 +135,10 @@ class DevStack:
             raise
 
     async def _start(self) -> None:
+        # The lock comes first: a second stack on this dir must refuse before it looks at ports,
+        # the dir's PostgreSQL or temporal.db, all of which belong to the running one.
+        self._lock = acquire(self.data_dir)
         self.check_ports()
-        self.data_dir.mkdir(parents=True, exist_ok=True)
         self.database_url = await asyncio.to_thread(embedded_database_url, self.data_dir)
         await self._start_temporal()
         env: dict[str, str] = {
@@ -161,6 +166,19 @@ class DevStack:
             from durabatch.service import run_worker
 
             self._tasks.append(asyncio.create_task(run_worker(self.settings, self._stop)))
+        self._lock.publish(self.running())
+
+    def running(self) -> RunningStack:
+        return RunningStack(
+            pid=os.getpid(),
+            temporal_address=self.temporal_address,
+            database_url=self.database_url,
+            ui_url=self.ui_url if self.config.ui else None,
+            emulator_url=self.emulator_url,
+            temporal_port=self.config.temporal_port,
+            ui_port=self.config.ui_port if self.config.ui else None,
+            emulator_port=self.config.emulator_port if self.config.with_emulator else None,
+        )
 
     async def _start_temporal(self) -> None:
         cmd = [
@@ -215,7 +233,12 @@ class DevStack:
     async def _start_emulator(self) -> str:
         from durabatch.emulator import EmulatorConfig, run_emulator
 
-        config = EmulatorConfig(api_keys=[DEV_API_KEY], **self.config.emulator_options)
+        options = dict(self.config.emulator_options)
+        # Batches the emulator holds survive a restart when it keeps them under the data dir.
+        # `state_dir` is new in EmulatorConfig; an emulator without it keeps state in memory.
+        if "state_dir" in getattr(EmulatorConfig, "__dataclass_fields__", {}):
+            options.setdefault("state_dir", self.data_dir / "emulator")
+        config = EmulatorConfig(api_keys=[DEV_API_KEY], **options)
         emulator = await self._exit.enter_async_context(
             run_emulator(config, host="127.0.0.1", port=self.config.emulator_port)
         )
@@ -223,6 +246,8 @@ class DevStack:
         return url
 
     async def stop(self) -> None:
+        if self._lock is None:  # refused (another stack owns the dir): nothing here is ours
+            return
         self._stop.set()
         for task in self._tasks:
             with contextlib.suppress(Exception):
@@ -237,6 +262,8 @@ class DevStack:
         if self.database_url:  # only a server this stack started (a port clash starts none)
             await asyncio.to_thread(stop_embedded, self.data_dir)
             self.database_url = ""
+        self._lock.release()
+        self._lock = None
 
     def describe(self) -> str:
         lines = [

@@ -150,7 +150,10 @@ class HandlerState(_Model):
     type: str
     target: str
     status: Literal["pending", "succeeded", "failed", "skipped"] = "pending"
+    #: times the workflow dispatched it (the first run, then each redispatch)
     attempts: int = 0
+    #: the delivery attempts each dispatch may make (its retry policy); None in older histories
+    max_attempts: int | None = None
     error: str | None = None
 
 

@@ -23,7 +23,13 @@ __all__ = ["initial_handler_states", "run_handlers"]
 
 def initial_handler_states(cfg: BatchConfig) -> list[HandlerState]:
     return [
-        HandlerState(index=i, type=h.type, target=h.url or h.name or "") for i, h in enumerate(cfg.handlers)
+        HandlerState(
+            index=i,
+            type=h.type,
+            target=h.url or h.name or "",
+            max_attempts=options.handler_preset(h.max_attempts).retry.maximum_attempts,
+        )
+        for i, h in enumerate(cfg.handlers)
     ]
 
 

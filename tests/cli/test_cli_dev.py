@@ -103,3 +103,36 @@ def test_dev_names_the_port_already_in_use() -> None:
         assert f"Temporal port {busy} already in use" in r.stderr, r.stderr
         assert "--temporal-port" in r.stderr
         assert not (path / "postgres").exists(), "nothing was started"
+
+
+def test_a_second_dev_on_the_same_data_dir_is_refused_and_the_first_keeps_working() -> None:
+    with data_dir() as path:
+        first = start_dev(path)
+        try:
+            stack = json.loads((path / "stack.json").read_text())
+            assert stack["pid"] == first.proc.pid
+            assert stack["database_url"] == first.database_url
+            assert stack["temporal_address"] == f"127.0.0.1:{first.temporal_port}"
+            # other ports: the refusal must come from the data dir's lock, not from a port clash
+            r = run_cli(
+                "dev",
+                "--data-dir",
+                str(path),
+                "--temporal-port",
+                str(free_port()),
+                "--ui-port",
+                str(free_port()),
+                "--emulator-port",
+                str(free_port()),
+                env=clean_env(),
+            )
+            assert r.returncode == EXIT_USAGE, r.stdout + r.stderr
+            assert f"PID {first.proc.pid}" in r.stderr, r.stderr
+            assert f"127.0.0.1:{first.temporal_port}" in r.stderr, r.stderr
+            assert first.proc.poll() is None, "the first stack is still running"
+            listed = run_cli("list", "--json", env=first.env)
+            assert listed.returncode == 0, listed.stderr
+        finally:
+            code, output = first.stop()
+        assert code == 0, output
+        assert not (path / "stack.json").exists(), "a stopped stack removes its running-stack file"
