@@ -109,6 +109,11 @@ def _parse_input(batch: Batch, data: bytes, state: EmulatorState) -> None:
             )
         elif not isinstance(body, dict):
             batch.fail_with("invalid_body", "The body of this request must be a JSON object.", lineno, "body")
+        elif not isinstance(body.get("model"), str) or not body["model"]:
+            # as OpenAI: every request names its model; none is assumed
+            batch.fail_with(
+                "missing_required_parameter", "Missing required parameter: 'model'.", lineno, "body.model"
+            )
         elif model is not None and body.get("model") != model:
             batch.fail_with(
                 "model_mismatch",
