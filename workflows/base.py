@@ -59,10 +59,9 @@ PATCH_CLIENT_STATE_REFUSED = "client-state-refused"
 PATCH_CLOSE_AS_OUTCOME = "close-as-outcome"
 #: workflow.patched id: runs before it waited a whole first schedule delay after a cancel.
 PATCH_QUICK_POLL_AFTER_CANCEL = "quick-poll-after-cancel"
-#: workflow.patched id: runs before it polled with a (remote) activity and upserted the search
-#: attributes after every poll; now the poll is a local activity (one marker event instead of an
-#: activity task's three and its workflow task's three) and unchanged search attributes are not
-#: written again, which halves a poll's history events and the server's work per poll.
+#: workflow.patched id: runs before it upserted the search attributes after every poll; now
+#: unchanged values are not written again (one history event less per poll). A poll as a local
+#: activity halved the events again but stalls the time-skipping test server over long schedules.
 PATCH_LEAN_POLLS = "lean-polls"
 #: After the provider cancel is sent, the next poll comes this soon (or the first delay if shorter).
 CANCEL_POLL_DELAY_SECONDS = 5.0

@@ -26,7 +26,7 @@ with workflow.unsafe.imports_passed_through():
         ShardState,
     )
     from workflows import options
-    from workflows.calls import cause_message, execute, execute_local
+    from workflows.calls import cause_message, execute
     from workflows.schedule import poll_delay
 
 from workflows.base import (
@@ -36,7 +36,6 @@ from workflows.base import (
     MAX_QUOTA_RETRIES,
     NOT_FOUND_POLLS_LIMIT,
     PATCH_EXPIRY_KEEPS_PARTIAL_RESULTS,
-    PATCH_LEAN_POLLS,
     PATCH_QUICK_POLL_AFTER_CANCEL,
     BatchBase,
     ContinueAsNewNow,
@@ -90,9 +89,8 @@ class BatchPolling(BatchBase):
         cfg = self._require_cfg()
         st = self._state
         active = self._shards_awaiting_results()
-        call = execute_local if workflow.patched(PATCH_LEAN_POLLS) else execute
         try:
-            polled: PollResult = await call(
+            polled: PollResult = await execute(
                 "poll_shards",
                 PollInput(batch_id=cfg.batch_id, provider=cfg.provider, shards=active),
                 options.POLL,
