@@ -1,5 +1,5 @@
 """Chaos runner: run many batches on a real local stack while breaking it on purpose, then check
-DESIGN.md's invariants and print them as figures. Exit code 0 only when every figure is at its
+the invariants of docs/architecture.md and print them as figures. Exit code 0 only when every figure is at its
 required value. See docs/reliability.md.
 
     python bench/chaos.py --short                          # CI form, < 3 minutes on 2 cores

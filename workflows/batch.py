@@ -1,4 +1,4 @@
-"""BatchWorkflow: the durable lifecycle of one batch (DESIGN.md "One batch, end to end").
+"""BatchWorkflow: the durable lifecycle of one batch (docs/architecture.md "One batch").
 
 stage -> submit each shard -> sleep/poll on the schedule -> ingest each terminal shard ->
 reconcile every request to one outcome -> completion handlers, each at most once after success.
@@ -93,7 +93,7 @@ class BatchWorkflow(BatchPolling):
     @workflow.run
     async def run(self, raw: Any = None) -> BatchSummary:
         # Untyped on purpose: any JSON decodes, then a bad field fails the workflow naming it
-        # (a typed input that does not decode would leave the workflow stuck; TEMPORAL.md).
+        # (a typed input that does not decode fails every workflow task before our code runs).
         info = workflow.info()
         try:
             inp = decode_input(raw, strict=info.continued_run_id is None)

@@ -142,7 +142,7 @@ async def stream_file(
         if sent >= limit:
             break
     if cut_after is not None and sent < length:
-        # Close after flushing what was written: the client sees a short body (pitfall 5).
+        # Close after flushing what was written: the client sees a short body (docs/providers.md, trap 5).
         if request.transport is not None:
             request.transport.close()
         return resp

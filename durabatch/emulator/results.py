@@ -1,7 +1,7 @@
 """Result lines of an ended batch, in each provider's exact shape, generated lazily.
 
 OpenAI and Anthropic results are not reported in input order, as with the real providers
-(providers.md §7: join on custom_id); Gemini's are, as documented. Each block of OUTPUT_BLOCK
+(docs/providers.md, trap 29: join on custom_id); Gemini's are, as documented. Each block of OUTPUT_BLOCK
 requests comes out in a shuffled order, fixed by the batch id, so every read of a file (a ranged
 resume included) gets the same bytes. Quirk flags on an item make its line go missing, come out
 malformed (cut mid-object) or appear twice; the padding knob widens every line.

@@ -1,4 +1,4 @@
-"""Anthropic Message Batches API client (providers.md §3).
+"""Anthropic Message Batches API client (docs/providers.md, Anthropic).
 
 Submit is one ``POST /v1/messages/batches`` whose JSON body ``{"requests": [...]}`` is streamed from
 the shard (never built whole in memory). Results are one JSONL stream at ``results_url``.
@@ -11,7 +11,7 @@ the others are cancelled (they are duplicates of the same submit). Batch ids lis
 
 Status: ``in_progress``/``canceling`` are running; ``ended`` becomes ``cancelled`` if a cancel was
 initiated, ``expired`` if requests expired, else ``completed``. Per-request counts other than
-``processing`` stay 0 until the batch ends (providers.md §7 pitfall 19).
+``processing`` stay 0 until the batch ends (docs/providers.md, trap 19).
 """
 
 from __future__ import annotations
@@ -230,7 +230,7 @@ class AnthropicProvider:
                 "GET", f"/v1/messages/batches/{ref.provider_batch_id}", context="get batch"
             )
         except NotFound as exc:
-            # A batch can be briefly unknown right after create (providers.md §7 pitfall 18).
+            # A batch can be briefly unknown right after create (docs/providers.md, trap 18).
             submitted = float(ref.extra.get("submitted_at") or 0)
             if submitted and time.time() - submitted < _FRESH_404_SECONDS:
                 raise ProviderUnavailable(

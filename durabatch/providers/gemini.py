@@ -1,4 +1,4 @@
-"""Gemini API batch mode client (Developer API, providers.md §4).
+"""Gemini API batch mode client (Developer API, docs/providers.md, Gemini).
 
 durabatch names Gemini's one batch endpoint ``generateContent``; on the wire a batch is created
 with ``POST /v1beta/models/{model}:batchGenerateContent``. The model comes from the shard (or the
@@ -211,7 +211,7 @@ class GeminiProvider:
         try:
             name = done.json()["file"]["name"]
         except (ValueError, KeyError, TypeError):
-            # Seen in the wild: 200 without a "file" key (providers.md §7 pitfall 22).
+            # Seen in the wild: 200 without a "file" key (docs/providers.md, trap 22).
             raise ProviderUnavailable("upload finished without a file name", provider=self.name) from None
         return str(name)
 
@@ -331,7 +331,7 @@ def _output(operation: dict[str, Any]) -> dict[str, Any]:
 
 def _inline_responses(operation: dict[str, Any]) -> list[dict[str, Any]]:
     inlined = _output(operation).get("inlinedResponses")
-    # double nesting on the wire: inlinedResponses.inlinedResponses (providers.md §7 pitfall 25)
+    # double nesting on the wire: inlinedResponses.inlinedResponses (docs/providers.md, trap 25)
     if isinstance(inlined, dict):
         inlined = inlined.get("inlinedResponses")
     return [r for r in inlined or [] if isinstance(r, dict)]

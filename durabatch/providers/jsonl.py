@@ -3,7 +3,7 @@
 Contract:
 - Records are separated by the byte ``b"\\n"`` only. A trailing ``b"\\r"`` is stripped (CRLF files),
   blank lines are skipped. ``str.splitlines()`` is never used: it also splits on U+2028/U+2029 and
-  other code points that may legally appear raw inside a JSON string (providers.md §7 pitfall 13).
+  other code points that may legally appear raw inside a JSON string (docs/providers.md, trap 13).
 - Offsets count bytes consumed from the start of the stream, so that "the byte after the last
   complete line" is always known and a broken download can resume exactly there.
 - A final record without a terminating newline is only a record once the stream ended cleanly;

@@ -1,11 +1,11 @@
 """OpenAI Batch API client (also OpenAI-compatible base URLs such as Azure OpenAI's v1 API).
 
-Flow (providers.md §2): stream the shard as JSONL into ``POST /files`` (multipart, purpose=batch),
+Flow (docs/providers.md, OpenAI): stream the shard as JSONL into ``POST /files`` (multipart, purpose=batch),
 then ``POST /batches`` tagged with ``metadata.durabatch_tag`` so `find_submitted` can recognise a
 batch whose create response was lost. Results are the output file (part 0) and the error file
 (part 1), either of which may be null; each is streamed line by line with resume.
 
-Wire traps handled here (providers.md §7): a failed request is a non-2xx ``response.status_code``
+Wire traps handled here (docs/providers.md, Traps): a failed request is a non-2xx ``response.status_code``
 with top-level ``error: null``; ``completed`` may carry ``output_file_id: null``; the enqueued-token
 limit is a later ``failed`` batch with ``token_limit_exceeded`` (reported with ``retry_later``);
 cancelling an ended batch answers 409, which is not an error.
@@ -57,7 +57,7 @@ OPENAI_LIMITS = ProviderLimits(
     endpoints=OPENAI_ENDPOINTS,
 )
 
-#: OpenAI batch status -> durabatch state (providers.md §2.5)
+#: OpenAI batch status -> durabatch state (docs/providers.md, OpenAI statuses)
 OPENAI_STATES: dict[str, ProviderState] = {
     "validating": "submitted",
     "in_progress": "in_progress",
@@ -185,8 +185,8 @@ class OpenAIProvider:
         await self._http.json("DELETE", f"/files/{file_id}", context="delete input file")
 
     async def _wait_processed(self, file_id: str, file: dict[str, Any]) -> None:
-        """Azure OpenAI refuses a batch whose input file is still being processed (providers.md
-        §5.1): wait for `processed`; a file in `error` is bad input, one that never gets there is
+        """Azure OpenAI refuses a batch whose input file is still being processed (docs/providers.md,
+        Azure OpenAI): wait for `processed`; a file in `error` is bad input, one that never gets there is
         an outage worth retrying."""
         delay, waited = 0.5, 0.0
         while True:

@@ -34,7 +34,7 @@ _SECRET_KEY = re.compile(r"(api[_-]?key|secret|password|passwd|authorization|cre
 #: Keys lifted to the top level from the dicts that Temporal's activity and workflow loggers attach.
 _TEMPORAL_FIELDS = ("workflow_id", "run_id", "workflow_run_id", "workflow_type", "activity_type", "attempt")
 
-#: A batch's workflow id is `batch-<batch_id>` (DESIGN.md), so a record with only the workflow id
+#: A batch's workflow id is `batch-<batch_id>` (docs/architecture.md), so a record with only the workflow id
 #: still gets its batch id.
 _BATCH_PREFIX = "batch-"
 

@@ -1,4 +1,4 @@
-"""OpenAI client against scripted responses: wire shapes and the traps of providers.md §7."""
+"""OpenAI client against scripted responses: wire shapes and the traps of docs/providers.md."""
 
 from __future__ import annotations
 
@@ -172,7 +172,7 @@ def test_status_table() -> None:
 
 
 def test_together_job_wrapper_and_uppercase_statuses() -> None:
-    # OpenAI-compatible services that differ only in spelling (providers.md §5.4)
+    # OpenAI-compatible services that differ only in spelling (docs/providers.md, OpenAI-compatible services)
     done = openai_status({"job": _batch(status="COMPLETED", output_file_id="file-out")})
     assert done.state == "completed" and done.output_location == "file-out"
     assert done.provider_status == "COMPLETED"

@@ -51,7 +51,7 @@ async def start(stack: Stack, **fields: Any) -> WorkflowHandle[Any, BatchSummary
         task_queue=stack.settings.task_queue,
         result_type=BatchSummary,
         # Far beyond any max age here: without an execution timeout the test server's clock can
-        # jump years ahead on a result() call (TEMPORAL.md), expiring a batch mid-test.
+        # jump years ahead on a result() call (a known quirk of the Java test server), expiring a batch mid-test.
         execution_timeout=timedelta(days=60),
     )
 
