@@ -30,7 +30,7 @@ from activities.deps import ActivityDeps
 from activities.errors import invalid_input
 from activities.heartbeat import heartbeating
 from durabatch.models import ShardPlan, StageInput, StageResult
-from durabatch.providers.http import parse_retry_after
+from durabatch.providers.http_errors import parse_retry_after
 from durabatch.requests_file import InvalidRequestLine, InvalidRequests, RequestsValidator
 from durabatch.staging import (
     STAGED_URI,

@@ -38,8 +38,9 @@ from durabatch.providers.base import (
 )
 from durabatch.providers.errors import NotFound, ProviderError, ProviderUnavailable
 from durabatch.providers.formats import ANTHROPIC_ENDPOINT, check_endpoint
-from durabatch.providers.http import ProviderHttp, as_dict, parse_timestamp, unparsed_result
+from durabatch.providers.http import ProviderHttp
 from durabatch.providers.jsonl import dumps_line
+from durabatch.providers.wire import as_dict, parse_timestamp, unparsed_result
 
 __all__ = [
     "ANTHROPIC_LIMITS",

@@ -38,8 +38,9 @@ from durabatch.providers.base import (
 )
 from durabatch.providers.errors import BadRequest, ProviderUnavailable
 from durabatch.providers.formats import GEMINI_ENDPOINT, check_endpoint, model_of
-from durabatch.providers.http import ProviderHttp, as_dict, parse_timestamp, unparsed_result
+from durabatch.providers.http import ProviderHttp
 from durabatch.providers.jsonl import dumps_line
+from durabatch.providers.wire import as_dict, parse_timestamp, unparsed_result
 
 __all__ = [
     "GEMINI_LIMITS",

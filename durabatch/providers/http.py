@@ -1,13 +1,8 @@
 """Shared httpx plumbing for the provider clients: the one edge where HTTP becomes provider errors.
 
 - `ProviderHttp.request` sends one call with the provider's auth headers (read from the environment
-  at call time by the `auth` callable) and translates every failure exactly once:
-  429 -> RateLimited (retry_after from ``retry-after-ms``, ``retry-after`` or Gemini's RetryInfo),
-  5xx/529/408/409 -> ProviderUnavailable, timeouts and dropped connections -> TransportError,
-  400/413/422 -> BadRequest, 401/403 -> AuthenticationFailed, 404 -> NotFound,
-  402 and quota-type 429s (``insufficient_quota``, spend limits) -> QuotaExceeded.
-  Messages carry the provider's own text and request id; any secret sent in a header is redacted
-  from them, so an emulator or proxy echoing a key can never leak it into logs or the store.
+  at call time by the `auth` callable) and translates every failure exactly once
+  (`durabatch.providers.http_errors`).
 - `ProviderHttp.stream_lines` downloads a JSONL file line by line (never whole in memory) and
   resumes a broken download after the last complete line: with ``Range: bytes=<offset>-`` when the
   server answers 206, otherwise by reading again from the start and skipping the lines already
@@ -18,15 +13,12 @@
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import json
 import logging
 import re
-import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Collection, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
@@ -34,221 +26,22 @@ import httpx
 import msgspec
 from opentelemetry.trace import Span, StatusCode
 
-from durabatch.providers.base import ResultLine
 from durabatch.providers.errors import (
-    AuthenticationFailed,
-    BadRequest,
-    NotFound,
-    ProviderError,
     ProviderUnavailable,
-    QuotaExceeded,
-    RateLimited,
     RetryableProviderError,
     TransportError,
 )
+from durabatch.providers.http_errors import error_for_response, transport_error
+from durabatch.providers.http_tracing import http_span, stream_span
 from durabatch.providers.jsonl import LineSplitter, parse_line
-from durabatch.telemetry.traces import span, tracer
+from durabatch.providers.wire import DownloadedLine
 
-__all__ = [
-    "DownloadedLine",
-    "ProviderHttp",
-    "as_dict",
-    "error_for_response",
-    "parse_retry_after",
-    "parse_timestamp",
-    "path_template",
-    "transport_error",
-    "unparsed_result",
-]
+__all__ = ["ProviderHttp"]
 
 log = logging.getLogger(__name__)
 
-_REQUEST_ID_HEADERS = ("x-request-id", "request-id", "x-goog-request-id")
-_QUOTA_CODES = frozenset({"insufficient_quota", "enforced_spend_limit_reached", "billing_error"})
-_MAX_MESSAGE = 1000
 #: 3x faster than json.loads on result lines, and gives the same objects for every line it accepts
 _FAST_JSON = msgspec.json.Decoder()
-
-
-@dataclass(frozen=True)
-class DownloadedLine:
-    """One parsed JSONL record and the position just after it (bytes and lines from the file start).
-
-    `raw` is the record exactly as received (UTF-8 text, line end stripped), so what the provider
-    said can be stored and given back byte for byte. `record` is None when the line is not JSON;
-    `problem` then says why.
-    """
-
-    record: Any
-    offset: int
-    lines: int
-    raw: str = ""
-    problem: str | None = None
-
-
-def parse_retry_after(
-    headers: Mapping[str, str], body: object = None, now: float | None = None
-) -> float | None:
-    """Seconds the provider asked us to wait: ``retry-after-ms``, ``retry-after`` (seconds or an
-    HTTP date), or a Gemini ``google.rpc.RetryInfo`` detail (``"retryDelay": "19s"``)."""
-    lowered = {k.lower(): v for k, v in headers.items()}
-    raw_ms = lowered.get("retry-after-ms")
-    if raw_ms is not None:
-        try:
-            return max(0.0, float(raw_ms) / 1000.0)
-        except ValueError:
-            pass
-    raw = lowered.get("retry-after")
-    if raw is not None:
-        raw = raw.strip()
-        try:
-            return max(0.0, float(raw))
-        except ValueError:
-            try:
-                when = email.utils.parsedate_to_datetime(raw)
-            except (TypeError, ValueError):
-                when = None
-            if when is not None:
-                return max(0.0, when.timestamp() - (time.time() if now is None else now))
-    return _gemini_retry_delay(body)
-
-
-def _gemini_retry_delay(body: object) -> float | None:
-    if not isinstance(body, dict):
-        return None
-    error = body.get("error")
-    details = error.get("details") if isinstance(error, dict) else None
-    if not isinstance(details, list):
-        return None
-    for detail in details:
-        if isinstance(detail, dict) and str(detail.get("@type", "")).endswith("google.rpc.RetryInfo"):
-            delay = detail.get("retryDelay")
-            if isinstance(delay, str):
-                match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)s\s*", delay)
-                if match:
-                    return float(match.group(1))
-            elif isinstance(delay, dict):  # proto Duration as an object
-                return float(delay.get("seconds", 0) or 0) + float(delay.get("nanos", 0) or 0) / 1e9
-    return None
-
-
-_VERSION_SEGMENT = re.compile(r"v\d+(?:alpha|beta)?\d*")
-
-
-def path_template(url: str) -> str:
-    """`/v1/batches/batch_abc123/cancel` -> `/v1/batches/{id}/cancel`: a low-cardinality span name part.
-
-    Segments holding a digit or longer than 32 characters are ids (batch, file and model ids);
-    Gemini's `models/gemini-2.0-flash:batchGenerateContent` keeps its method after the colon.
-    The query string, which could hold a key (`?key=`), is dropped.
-    """
-    path = urlsplit(url).path or "/"
-    out = []
-    for segment in path.split("/"):
-        name, colon, method = segment.partition(":")
-        if (
-            name
-            and not _VERSION_SEGMENT.fullmatch(name)
-            and (any(c.isdigit() for c in name) or len(name) > 32)
-        ):
-            name = "{id}"
-        out.append(name + colon + method)
-    return "/".join(out)
-
-
-def _http_span(provider: str, method: str, url: str) -> Any:
-    template = path_template(url)
-    return span(
-        "provider.http",
-        provider=provider,
-        **{
-            "http.request.method": method,
-            "url.template": template,
-            "server.address": urlsplit(url).hostname,
-        },
-    )
-
-
-def _stream_span(provider: str, url: str) -> Span:
-    attributes = {
-        "provider": provider,
-        "http.request.method": "GET",
-        "url.template": path_template(url),
-        "server.address": urlsplit(url).hostname or "",
-    }
-    return tracer().start_span("provider.http", attributes=attributes)
-
-
-def _redact(text: str, secrets: Collection[str]) -> str:
-    for secret in secrets:
-        # a header value such as "Bearer <key>": hide the whole value and each word of it
-        for part in (secret, *secret.split()):
-            if len(part) >= 8:
-                text = text.replace(part, "***")
-    return text
-
-
-def _describe_body(body: object, text: str) -> tuple[str, str | None, str | None]:
-    """(message, code, body request id) from OpenAI, Anthropic or Gemini error bodies."""
-    if isinstance(body, dict):
-        error = body.get("error")
-        request_id = body.get("request_id") if isinstance(body.get("request_id"), str) else None
-        if isinstance(error, dict):
-            message = str(error.get("message") or "").strip()
-            # OpenAI: code; Anthropic: type; Gemini: status (+ numeric code)
-            code = error.get("code") if isinstance(error.get("code"), str) else None
-            kind = error.get("type") or error.get("status")
-            details = error.get("details")
-            if isinstance(details, dict) and isinstance(details.get("error_code"), str):
-                code = details["error_code"]
-            label = code or (str(kind) if kind else None)
-            full = f"{label}: {message}" if label and message else (message or label or "")
-            return full or text[:_MAX_MESSAGE], code or (str(kind) if kind else None), request_id
-        if isinstance(error, str):
-            return error, None, request_id
-        if isinstance(body.get("message"), str):
-            return str(body["message"]), None, request_id
-    return text[:_MAX_MESSAGE] or "(empty response body)", None, None
-
-
-def error_for_response(
-    provider: str, response: httpx.Response, secrets: Collection[str] = (), context: str = ""
-) -> ProviderError:
-    """The provider error for a non-success response whose body has been read."""
-    text = response.text if response.content else ""
-    try:
-        body: object = json.loads(text) if text else None
-    except ValueError:
-        body = None
-    message, code, body_request_id = _describe_body(body, text)
-    if context:
-        message = f"{context}: {message}"
-    message = _redact(message[:_MAX_MESSAGE], secrets)
-    request_id = next((response.headers[h] for h in _REQUEST_ID_HEADERS if h in response.headers), None)
-    request_id = request_id or body_request_id
-    status = response.status_code
-    kwargs: dict[str, Any] = {"provider": provider, "status_code": status, "request_id": request_id}
-    if status == 429:
-        if code in _QUOTA_CODES:
-            return QuotaExceeded(message, **kwargs)
-        return RateLimited(message, retry_after=parse_retry_after(response.headers, body), **kwargs)
-    if status == 402:
-        return QuotaExceeded(message, **kwargs)
-    # Gemini answers a bad key with 400 INVALID_ARGUMENT and reason API_KEY_INVALID.
-    if status in (401, 403) or (status == 400 and "API_KEY_INVALID" in text):
-        return AuthenticationFailed(message, **kwargs)
-    if status == 404:
-        return NotFound(message, **kwargs)
-    if status >= 500 or status in (408, 409):
-        return ProviderUnavailable(message, retry_after=parse_retry_after(response.headers, body), **kwargs)
-    return BadRequest(message, **kwargs)
-
-
-def transport_error(provider: str, exc: Exception, context: str = "") -> TransportError:
-    # httpx messages name the host and the failure, never headers, so they hold no secret.
-    detail = str(exc) or type(exc).__name__
-    text = f"{type(exc).__name__}: {detail}"
-    return TransportError(f"{context}: {text}" if context else text, provider=provider)
 
 
 class ProviderHttp:
@@ -320,7 +113,7 @@ class ProviderHttp:
     ) -> httpx.Response:
         """Send one call; return the response (body read) if 2xx or in `allow`, else raise."""
         req_headers, secrets = self.headers(headers, self.url(path))
-        with _http_span(self.provider, method, self.url(path)) as current:
+        with http_span(self.provider, method, self.url(path)) as current:
             try:
                 response = await self.http.request(
                     method,
@@ -425,7 +218,7 @@ class ProviderHttp:
             req_headers["Range"] = f"bytes={offset}-"
         # Not the current span: this generator yields to its consumer while the span is open, and a
         # context attached here would leak into the consumer between lines.
-        current = _stream_span(self.provider, self.url(url))
+        current = stream_span(self.provider, self.url(url))
         try:
             async for item in self._read_pass(
                 url, req_headers, secrets, ranged, offset, lines, what, current
@@ -517,28 +310,6 @@ class ProviderHttp:
             )
 
 
-_ID_FIELD = {
-    "custom_id": re.compile(r'"custom_id"\s*:\s*"([^"\\]{1,512})"'),
-    "key": re.compile(r'"key"\s*:\s*"([^"\\]{1,512})"'),
-}
-
-
-def unparsed_result(item: DownloadedLine, id_field: str = "custom_id") -> ResultLine | None:
-    """The failure of the request a line that is not JSON seems to answer, or None if it names none.
-
-    The id is read with a pattern, not a parser: a cut or garbled line still names its request, and
-    that request then fails with the reason instead of being reported as having no result.
-    """
-    match = _ID_FIELD[id_field].search(item.raw)
-    if match is None:
-        return None
-    return ResultLine(
-        custom_id=match.group(1),
-        outcome="failed",
-        error={"code": "invalid_result_line", "message": f"{item.problem}; line starts {item.raw[:200]!r}"},
-    )
-
-
 class _Truncated(Exception):
     pass
 
@@ -551,30 +322,3 @@ class _Restart:
 def _range_start(response: httpx.Response) -> int | None:
     match = re.match(r"\s*bytes\s+(\d+)-", response.headers.get("content-range", ""))
     return int(match.group(1)) if match else None
-
-
-def parse_timestamp(value: object) -> float | None:
-    """Unix seconds from an RFC 3339 string (``Z`` or ``+00:00``, 0-9 fractional digits) or a number."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    if not isinstance(value, str) or not value:
-        return None
-    match = re.fullmatch(
-        r"(\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2})(?:\.(\d+))?(Z|[+-]\d{2}:?\d{2})?", value.strip()
-    )
-    if not match:
-        return None
-    base, fraction, zone = match.groups()
-    stamp = datetime.fromisoformat(base.replace(" ", "T") + _zone(zone)).timestamp()
-    return stamp + (float("0." + fraction) if fraction else 0.0)
-
-
-def _zone(zone: str | None) -> str:
-    if zone is None or zone == "Z":
-        return "+00:00"
-    return zone if ":" in zone else zone[:3] + ":" + zone[3:]
-
-
-def as_dict(value: object) -> dict[str, Any]:
-    """`value` if it is a JSON object, else an empty one (wire fields may be null or missing)."""
-    return value if isinstance(value, dict) else {}

@@ -42,8 +42,9 @@ from durabatch.providers.base import (
 )
 from durabatch.providers.errors import BadRequest, ProviderUnavailable
 from durabatch.providers.formats import OPENAI_ENDPOINTS, check_endpoint
-from durabatch.providers.http import ProviderHttp, unparsed_result
+from durabatch.providers.http import ProviderHttp
 from durabatch.providers.jsonl import dumps_line
+from durabatch.providers.wire import unparsed_result
 
 __all__ = ["OPENAI_LIMITS", "OPENAI_STATES", "OpenAIProvider", "openai_usage"]
 

@@ -9,7 +9,9 @@ import httpx
 import pytest
 
 from durabatch.providers import errors
-from durabatch.providers.http import ProviderHttp, error_for_response, parse_retry_after, parse_timestamp
+from durabatch.providers.http import ProviderHttp
+from durabatch.providers.http_errors import error_for_response, parse_retry_after
+from durabatch.providers.wire import parse_timestamp
 from tests.providers.conftest import SECRET, mock_client
 
 
