@@ -58,7 +58,7 @@ async def run_durabatch(base_url: str, database_url: str, batch_id: str, provide
 
 
 async def run_copy(database_url: str, batch_id: str, path: Path) -> None:
-    from durabatch.providers.openai import openai_usage
+    from durabatch.providers.openai_wire import openai_usage
     from durabatch.providers.prices import cost_of, price_of
     from durabatch.store.pool import create_pool
     from durabatch.store.results import RESULT_COLUMNS

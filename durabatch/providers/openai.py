@@ -31,22 +31,19 @@ import httpx
 from durabatch.providers.base import (
     ProviderBatchRef,
     ProviderLimits,
-    ProviderState,
     ProviderStatus,
-    RequestCounts,
     ResultCursor,
     ResultLine,
-    ResultOutcome,
     ShardSubmission,
-    token_count,
 )
 from durabatch.providers.errors import BadRequest, ProviderUnavailable
 from durabatch.providers.formats import OPENAI_ENDPOINTS, check_endpoint
 from durabatch.providers.http import ProviderHttp
 from durabatch.providers.jsonl import dumps_line
+from durabatch.providers.openai_wire import openai_result, openai_status, unwrap_batch
 from durabatch.providers.wire import unparsed_result
 
-__all__ = ["OPENAI_LIMITS", "OPENAI_STATES", "OpenAIProvider", "openai_usage"]
+__all__ = ["OPENAI_LIMITS", "OpenAIProvider"]
 
 log = logging.getLogger(__name__)
 
@@ -58,23 +55,6 @@ OPENAI_LIMITS = ProviderLimits(
     endpoints=OPENAI_ENDPOINTS,
 )
 
-#: OpenAI batch status -> durabatch state (docs/providers.md, OpenAI statuses)
-OPENAI_STATES: dict[str, ProviderState] = {
-    "validating": "submitted",
-    "in_progress": "in_progress",
-    "finalizing": "finalizing",
-    "completed": "completed",
-    "failed": "failed",
-    "expired": "expired",
-    "cancelling": "in_progress",
-    "canceling": "in_progress",  # Together's spelling (uppercase there; matched case-blind)
-    "cancelled": "cancelled",
-}
-
-#: batch-level error codes that mean "quota, submit again later" rather than "bad input"
-_RETRY_LATER_CODES = frozenset({"token_limit_exceeded"})
-#: top-level per-line error codes that are not request failures
-_LINE_ERROR_OUTCOMES: dict[str, ResultOutcome] = {"batch_expired": "expired", "batch_cancelled": "cancelled"}
 _FIND_SKEW_SECONDS = 300
 _FIND_MAX_PAGES = 50
 _UPLOAD_CHUNK = 256 * 1024
@@ -233,7 +213,7 @@ class OpenAIProvider:
         return None
 
     def _ref(self, batch: dict[str, Any]) -> ProviderBatchRef:
-        batch = _unwrap(batch)
+        batch = unwrap_batch(batch)
         return ProviderBatchRef(
             provider=self.name,
             provider_batch_id=str(batch["id"]),
@@ -302,104 +282,3 @@ def _metadata(shard: ShardSubmission) -> dict[str, str]:
         "durabatch_shard": str(shard.shard),
         "durabatch_round": str(shard.round),
     }
-
-
-def _unwrap(batch: dict[str, Any]) -> dict[str, Any]:
-    """Together answers a batch as ``{"job": {...}}``; OpenAI and the others answer it bare."""
-    job = batch.get("job")
-    return job if isinstance(job, dict) and "id" not in batch else batch
-
-
-def openai_status(batch: dict[str, Any]) -> ProviderStatus:
-    batch = _unwrap(batch)
-    raw = str(batch.get("status"))
-    state = OPENAI_STATES.get(raw.lower())
-    if state is None:
-        log.warning("unknown openai batch status %r, treated as in_progress", raw)
-        state = "in_progress"
-    counts = batch.get("request_counts") or {}
-    total, done, failed = (int(counts.get(k) or 0) for k in ("total", "completed", "failed"))
-    status = ProviderStatus(
-        state=state,
-        provider_status=raw,
-        counts=RequestCounts(
-            total=total, succeeded=done, failed=failed, processing=max(0, total - done - failed)
-        ),
-        output_location=batch.get("output_file_id"),
-        error_location=batch.get("error_file_id"),
-    )
-    errors = (batch.get("errors") or {}).get("data") or []
-    if errors and isinstance(errors[0], dict):
-        first = errors[0]
-        status.failure_code = first.get("code")
-        message = str(first.get("message") or "")
-        if first.get("line") is not None:
-            message = f"line {first['line']}: {message}"
-        if len(errors) > 1:
-            message += f" (and {len(errors) - 1} more errors)"
-        status.failure_message = message
-        status.retry_later = state == "failed" and first.get("code") in _RETRY_LATER_CODES
-    return status
-
-
-def openai_usage(body: dict[str, Any] | None) -> tuple[int, int, int]:
-    """(input, cached, output) tokens of a chat/completions/embeddings or responses body."""
-    usage = (body or {}).get("usage")
-    if not isinstance(usage, dict):
-        return 0, 0, 0
-    if "input_tokens" in usage or "output_tokens" in usage:  # Responses API
-        details = usage.get("input_tokens_details") or {}
-        return (
-            token_count(usage.get("input_tokens")),
-            token_count(details.get("cached_tokens")),
-            token_count(usage.get("output_tokens")),
-        )
-    details = usage.get("prompt_tokens_details") or {}
-    return (
-        token_count(usage.get("prompt_tokens")),
-        token_count(details.get("cached_tokens")),
-        token_count(usage.get("completion_tokens")),
-    )
-
-
-def openai_result(record: Any) -> ResultLine | None:
-    """One output/error file line as a ResultLine (cursor left default); None if not a result."""
-    if not isinstance(record, dict) or not isinstance(record.get("custom_id"), str):
-        if record is not None:
-            log.error("openai result line without custom_id skipped")
-        return None
-    custom_id = record["custom_id"]
-    error = record.get("error")
-    response = record.get("response")
-    if isinstance(error, dict):
-        outcome = _LINE_ERROR_OUTCOMES.get(str(error.get("code")), "failed")
-        return ResultLine(custom_id=custom_id, outcome=outcome, error=error)
-    if not isinstance(response, dict):
-        return ResultLine(
-            custom_id=custom_id,
-            outcome="failed",
-            error={"code": "missing_response", "message": "result line has neither response nor error"},
-        )
-    status_code = response.get("status_code")
-    body = response.get("body") if isinstance(response.get("body"), dict) else None
-    code = status_code if isinstance(status_code, int) else None
-    if code is not None and 200 <= code < 300:
-        tokens_in, cached, tokens_out = openai_usage(body)
-        return ResultLine(
-            custom_id=custom_id,
-            outcome="succeeded",
-            status_code=code,
-            body=body,
-            input_tokens=tokens_in,
-            cached_tokens=cached,
-            output_tokens=tokens_out,
-        )
-    # The HTTP failure of one request lives inside `response` (top-level error is null).
-    err = (body or {}).get("error")
-    return ResultLine(
-        custom_id=custom_id,
-        outcome="failed",
-        status_code=code,
-        body=body,
-        error=err if isinstance(err, dict) else {"code": f"http_{code}", "message": str(body)[:500]},
-    )

@@ -11,7 +11,8 @@ import pytest
 from durabatch.providers import errors
 from durabatch.providers.base import ProviderBatchRef, ProviderStatus, ResultCursor
 from durabatch.providers.jsonl import split_lines
-from durabatch.providers.openai import OpenAIProvider, openai_result, openai_status
+from durabatch.providers.openai import OpenAIProvider
+from durabatch.providers.openai_wire import openai_result, openai_status
 from tests.providers.conftest import SECRET, make_shard, mock_client
 
 
