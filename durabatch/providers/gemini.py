@@ -28,28 +28,25 @@ import httpx
 from durabatch.providers.base import (
     ProviderBatchRef,
     ProviderLimits,
-    ProviderState,
     ProviderStatus,
-    RequestCounts,
     ResultCursor,
     ResultLine,
     ShardSubmission,
-    token_count,
 )
 from durabatch.providers.errors import BadRequest, ProviderUnavailable
 from durabatch.providers.formats import GEMINI_ENDPOINT, check_endpoint, model_of
+from durabatch.providers.gemini_wire import (
+    INLINE_RESULTS,
+    batch_created_at,
+    gemini_result,
+    gemini_status,
+    inline_responses,
+)
 from durabatch.providers.http import ProviderHttp
 from durabatch.providers.jsonl import dumps_line
 from durabatch.providers.wire import as_dict, parse_timestamp, unparsed_result
 
-__all__ = [
-    "GEMINI_LIMITS",
-    "GEMINI_STATES",
-    "INLINE_MAX_BYTES",
-    "GeminiProvider",
-    "gemini_result",
-    "gemini_status",
-]
+__all__ = ["GEMINI_LIMITS", "INLINE_MAX_BYTES", "GeminiProvider"]
 
 log = logging.getLogger(__name__)
 
@@ -64,18 +61,6 @@ GEMINI_LIMITS = ProviderLimits(
 )
 #: shards smaller than this are sent inline (the documented inline limit is 20 MB)
 INLINE_MAX_BYTES = 10_000_000
-#: marks `ProviderStatus.output_location` when results are inline in the batch operation
-INLINE_RESULTS = "inline"
-
-GEMINI_STATES: dict[str, ProviderState] = {
-    "BATCH_STATE_UNSPECIFIED": "submitted",
-    "BATCH_STATE_PENDING": "submitted",
-    "BATCH_STATE_RUNNING": "in_progress",
-    "BATCH_STATE_SUCCEEDED": "completed",
-    "BATCH_STATE_FAILED": "failed",
-    "BATCH_STATE_CANCELLED": "cancelled",
-    "BATCH_STATE_EXPIRED": "expired",
-}
 _FIND_SKEW_SECONDS = 300
 _FIND_MAX_PAGES = 50
 _CHUNK = 256 * 1024
@@ -246,7 +231,7 @@ class GeminiProvider:
                     older = True
             token = page.get("nextPageToken") or None
             # list order is not documented, so stop only once a whole page predates the window
-            if not token or (older and all(_created(op) < (not_before or 0) for op in operations)):
+            if not token or (older and all(batch_created_at(op) < (not_before or 0) for op in operations)):
                 return None
         return None
 
@@ -265,7 +250,7 @@ class GeminiProvider:
             return
         if location == INLINE_RESULTS:
             operation = await self._http.json("GET", f"/v1beta/{ref.provider_batch_id}", context="get batch")
-            responses = _inline_responses(operation)
+            responses = inline_responses(operation)
             for index, item in enumerate(responses[start.lines :], start=start.lines + 1):
                 meta = as_dict(item.get("metadata"))
                 line = gemini_result(item, meta.get("key"))
@@ -314,97 +299,3 @@ class GeminiProvider:
 
 async def _once(data: bytes) -> AsyncIterator[bytes]:
     yield data
-
-
-def _created(op: dict[str, Any]) -> float:
-    meta = op.get("metadata") or {}
-    return parse_timestamp(meta.get("createTime")) or 0.0
-
-
-def _output(operation: dict[str, Any]) -> dict[str, Any]:
-    response = operation.get("response")
-    if isinstance(response, dict) and (response.get("responsesFile") or response.get("inlinedResponses")):
-        return response
-    meta = operation.get("metadata") or {}
-    output = meta.get("output")
-    return output if isinstance(output, dict) else {}
-
-
-def _inline_responses(operation: dict[str, Any]) -> list[dict[str, Any]]:
-    inlined = _output(operation).get("inlinedResponses")
-    # double nesting on the wire: inlinedResponses.inlinedResponses (docs/providers.md, trap 25)
-    if isinstance(inlined, dict):
-        inlined = inlined.get("inlinedResponses")
-    return [r for r in inlined or [] if isinstance(r, dict)]
-
-
-def _count(stats: dict[str, Any], key: str) -> int:
-    # int64 counts are JSON strings, and zero values are omitted
-    try:
-        return int(stats.get(key) or 0)
-    except (TypeError, ValueError):
-        return 0
-
-
-def gemini_status(operation: dict[str, Any]) -> ProviderStatus:
-    meta = operation.get("metadata") or {}
-    raw = str(meta.get("state") or operation.get("state") or "BATCH_STATE_UNSPECIFIED")
-    state = GEMINI_STATES.get(raw.replace("JOB_STATE_", "BATCH_STATE_"))
-    if state is None:
-        log.warning("unknown gemini batch state %r, treated as in_progress", raw)
-        state = "in_progress"
-    stats = meta.get("batchStats") or {}
-    total = _count(stats, "requestCount")
-    succeeded = _count(stats, "successfulRequestCount")
-    failed = _count(stats, "failedRequestCount")
-    pending = (
-        _count(stats, "pendingRequestCount") if "pendingRequestCount" in stats else total - succeeded - failed
-    )
-    output = _output(operation)
-    location: str | None = None
-    if output.get("responsesFile"):
-        location = str(output["responsesFile"])
-    elif output.get("inlinedResponses"):
-        location = INLINE_RESULTS
-    status = ProviderStatus(
-        state=state,
-        provider_status=raw,
-        counts=RequestCounts(total=total, succeeded=succeeded, failed=failed, processing=max(0, pending)),
-        output_location=location,
-    )
-    error = operation.get("error")
-    if isinstance(error, dict) and state == "failed":
-        status.failure_code = str(error.get("status") or error.get("code") or "")
-        status.failure_message = str(error.get("message") or "")
-        # google.rpc.Code 8 is RESOURCE_EXHAUSTED: a quota refusal, worth submitting again later
-        status.retry_later = error.get("code") == 8 or error.get("status") == "RESOURCE_EXHAUSTED"
-    return status
-
-
-def gemini_result(item: Any, key: Any) -> ResultLine | None:
-    if not isinstance(item, dict) or not isinstance(key, str):
-        if item is not None:
-            log.error("gemini result without key skipped")
-        return None
-    response = item.get("response")
-    if isinstance(response, dict):
-        usage = response.get("usageMetadata") or {}
-        return ResultLine(
-            custom_id=key,
-            outcome="succeeded",
-            status_code=200,
-            body=response,
-            # promptTokenCount already includes cachedContentTokenCount
-            input_tokens=token_count(usage.get("promptTokenCount")),
-            cached_tokens=token_count(usage.get("cachedContentTokenCount")),
-            output_tokens=token_count(usage.get("candidatesTokenCount"))
-            + token_count(usage.get("thoughtsTokenCount")),
-        )
-    error = item.get("error")
-    code = error.get("code") if isinstance(error, dict) else None
-    return ResultLine(
-        custom_id=key,
-        outcome="failed",
-        status_code=code if isinstance(code, int) else None,
-        error=error if isinstance(error, dict) else {"message": "result has neither response nor error"},
-    )

@@ -9,7 +9,8 @@ from typing import Any
 import httpx
 
 from durabatch.providers.base import ProviderBatchRef
-from durabatch.providers.gemini import GeminiProvider, gemini_status
+from durabatch.providers.gemini import GeminiProvider
+from durabatch.providers.gemini_wire import gemini_status
 from durabatch.providers.jsonl import split_lines
 from tests.providers.conftest import SECRET, make_shard, mock_client
 
