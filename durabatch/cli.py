@@ -12,180 +12,49 @@ Exit codes (scripts rely on them):
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import csv
 import json
 import os
 import sys
 import uuid
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from durabatch.console import (
-    Detached,
-    HandlersFailed,
     handler_line,
     status_table,
     summary_table,
     wait_with_progress,
 )
 from durabatch.contract import BATCH_ID_RE, PROVIDERS
-from durabatch.settings import Settings, SettingsError, load_settings
 
 if TYPE_CHECKING:
-    from durabatch.client import BatchClient, BatchHandle
+    pass
 
-__all__ = ["app", "main", "summary_table", "wait_with_progress"]
-
-T = TypeVar("T")
-
-EXIT_OK, EXIT_NOT_COMPLETED, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_UNREACHABLE, EXIT_INTERRUPTED = (
-    0,
-    1,
-    2,
-    3,
-    4,
-    130,
+from durabatch.cli_common import (
+    EXIT_HANDLER_FAILED,
+    EXIT_NOT_COMPLETED,
+    EXIT_NOT_FOUND,
+    EXIT_OK,
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+    OUTCOMES,
+    app,
+    cli_settings,
+    database_url,
+    err,
+    fail,
+    follow,
+    open_client,
+    out,
+    run,
 )
-EXIT_HANDLER_FAILED = 5
 
-#: Lines of a requests file checked before submitting (the worker validates every line anyway).
-_OUTCOMES = ("succeeded", "failed", "expired", "cancelled")
-
-app = typer.Typer(
-    name="durabatch",
-    help="Run LLM provider batch jobs durably on Temporal.\n\n"
-    "Example: durabatch submit reqs.jsonl --provider openai --endpoint /v1/chat/completions --wait",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-db_app = typer.Typer(help="Database commands.\n\nExample: durabatch db migrate", no_args_is_help=True)
-app.add_typer(db_app, name="db")
-
-out = Console()
-err = Console(stderr=True)
-
-
-def _fail(message: str, code: int) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, markup=True, soft_wrap=True)
-    return typer.Exit(code)
-
-
-def _settings() -> Settings:
-    try:
-        return load_settings()
-    except SettingsError as exc:
-        raise _fail(str(exc), EXIT_USAGE) from None
-
-
-def _unreachable_temporal(settings: Settings, exc: BaseException) -> typer.Exit:
-    return _fail(
-        f"cannot reach Temporal at {settings.temporal_address} ({type(exc).__name__}). "
-        "Is the stack running? Start it with `durabatch dev`, or set DURABATCH_TEMPORAL_ADDRESS.",
-        EXIT_UNREACHABLE,
-    )
-
-
-def _run(coro_fn: Callable[[], Awaitable[int]]) -> None:
-    """Run a command's coroutine and exit with its code; Temporal going away mid-command exits 4."""
-    from temporalio.service import RPCError, RPCStatusCode
-
-    async def wrapped() -> int:
-        return await coro_fn()
-
-    try:
-        code = asyncio.run(wrapped())
-    except KeyboardInterrupt:
-        raise typer.Exit(EXIT_INTERRUPTED) from None
-    except RPCError as exc:
-        if exc.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
-            raise _unreachable_temporal(_settings(), exc) from None
-        raise _fail(f"Temporal refused the call: {exc.message}", EXIT_NOT_COMPLETED) from None
-    raise typer.Exit(code)
-
-
-async def _client(*, require_store: bool = False) -> BatchClient:
-    from durabatch.client import BatchClient, StoreNotConfigured
-
-    settings = _settings()
-    try:
-        return await BatchClient.connect(
-            settings, _database_url(settings, required=require_store), require_store=require_store
-        )
-    except StoreNotConfigured as exc:
-        raise _fail(str(exc), EXIT_UNREACHABLE) from None
-    except Exception as exc:
-        raise _unreachable_temporal(settings, exc) from None
-
-
-def _database_url(settings: Settings, *, required: bool = True) -> str | None:
-    """DURABATCH_DATABASE_URL, else the embedded server of a running `durabatch dev` in the data dir.
-
-    The CLI never starts an embedded server itself: with none running it fails with exit code 4.
-    """
-    if settings.database_url:
-        return settings.database_url
-    pgdata = settings.data_dir / "postgres"
-    if not (pgdata / "postmaster.pid").exists():
-        if not required:
-            return None
-        raise _fail(
-            f"PostgreSQL is not configured and no `durabatch dev` database runs under {settings.data_dir.resolve()}. "
-            "Start the stack with `durabatch dev`, or set DURABATCH_DATABASE_URL (or DURABATCH_DATA_DIR).",
-            EXIT_UNREACHABLE,
-        )
-    from durabatch.store.embedded import embedded_database_url
-
-    return embedded_database_url(settings.data_dir)
-
-
-async def _follow(handle: BatchHandle) -> int:
-    from durabatch.client import BatchNotFound, BatchWorkflowFailed
-
-    try:
-        summary = await wait_with_progress(handle, out)
-    except Detached:
-        err.print(
-            f"detached: batch {handle.batch_id} keeps running. Reattach with "
-            f"`durabatch status {handle.batch_id} --wait`, or cancel it with "
-            f"`durabatch cancel {handle.batch_id}`.",
-            soft_wrap=True,
-            highlight=False,
-        )
-        return EXIT_INTERRUPTED
-    except BatchNotFound as exc:
-        raise _fail(str(exc), EXIT_NOT_FOUND) from None
-    except BatchWorkflowFailed as exc:
-        raise _fail(str(exc), EXIT_NOT_COMPLETED) from None
-    except HandlersFailed as exc:
-        # The outcome is final; the workflow only stays open so the handler can be redispatched.
-        out.print(status_table(exc.status))
-        _handler_hint(handle.batch_id)
-        return EXIT_NOT_COMPLETED if exc.status.status != "completed" else EXIT_HANDLER_FAILED
-    out.print(summary_table(summary))
-    if summary.status != "completed":
-        return EXIT_NOT_COMPLETED
-    if any(h.status == "failed" for h in summary.handlers):
-        _handler_hint(handle.batch_id)
-        return EXIT_HANDLER_FAILED
-    return EXIT_OK
-
-
-def _handler_hint(batch_id: str) -> None:
-    err.print(
-        f"error: batch {batch_id}: a completion handler failed; "
-        f"rerun the failed ones with `durabatch redispatch {batch_id}`",
-        soft_wrap=True,
-        highlight=False,
-        markup=False,
-    )
+__all__ = ["EXIT_USAGE", "app", "cli_stack", "main", "summary_table", "wait_with_progress"]
 
 
 @app.command()
@@ -226,20 +95,20 @@ def submit(
     from durabatch.models import BatchInput
 
     if provider not in PROVIDERS:
-        raise _fail(f"--provider must be one of {', '.join(PROVIDERS)}, got {provider!r}", EXIT_USAGE)
+        raise fail(f"--provider must be one of {', '.join(PROVIDERS)}, got {provider!r}", EXIT_USAGE)
     if batch_id is not None and not BATCH_ID_RE.match(batch_id):
-        raise _fail("--batch-id must be 1-128 characters of letters, digits, '_', '-', '.', ':'", EXIT_USAGE)
+        raise fail("--batch-id must be 1-128 characters of letters, digits, '_', '-', '.', ':'", EXIT_USAGE)
     try:
         schedule = [float(x) for x in poll.split(",")] if poll else None
     except ValueError:
-        raise _fail(f"--poll must be seconds separated by commas, got {poll!r}", EXIT_USAGE) from None
+        raise fail(f"--poll must be seconds separated by commas, got {poll!r}", EXIT_USAGE) from None
     if schedule is not None and any(x <= 0 for x in schedule):
-        raise _fail("--poll delays must be positive", EXIT_USAGE)
+        raise fail("--poll delays must be positive", EXIT_USAGE)
     for url in webhook or []:
         if not url.startswith(("http://", "https://")):
-            raise _fail(f"--webhook must be an http(s) URL, got {url!r}", EXIT_USAGE)
+            raise fail(f"--webhook must be an http(s) URL, got {url!r}", EXIT_USAGE)
     if not file.is_file():
-        raise _fail(f"{file.resolve()}: no such file", EXIT_USAGE)
+        raise fail(f"{file.resolve()}: no such file", EXIT_USAGE)
     handlers = [{"type": "webhook", "url": u, "secret_env": webhook_secret_env} for u in webhook or []]
     inp = BatchInput(
         batch_id=batch_id or uuid.uuid4().hex[:12],
@@ -255,21 +124,21 @@ def submit(
         from durabatch.client import BatchAlreadyExists, InvalidRequestsFile
         from durabatch.contract import InvalidBatchInput
 
-        async with await _client(require_store=True) as client:
+        async with await open_client(require_store=True) as client:
             try:
                 # Validated and staged here, before the batch exists: a refused file leaves no batch.
                 handle = await client.start(inp, requests_path=file)
             except BatchAlreadyExists as exc:
-                raise _fail(f"{exc}; batch ids are never reused", EXIT_USAGE) from None
+                raise fail(f"{exc}; batch ids are never reused", EXIT_USAGE) from None
             except (InvalidRequestsFile, InvalidBatchInput) as exc:
-                raise _fail(f"{exc} (nothing was started)", EXIT_USAGE) from None
+                raise fail(f"{exc} (nothing was started)", EXIT_USAGE) from None
             out.print(f"started batch [bold]{handle.batch_id}[/] (workflow {handle.workflow_id})")
             if not wait:
                 out.print(f"follow it with `durabatch status {handle.batch_id} --wait`", highlight=False)
                 return EXIT_OK
-            return await _follow(handle)
+            return await follow(handle)
 
-    _run(go)
+    run(go)
 
 
 @app.command()
@@ -288,21 +157,21 @@ def status(
     async def go() -> int:
         from durabatch.client import BatchNotFound
 
-        async with await _client() as client:
+        async with await open_client() as client:
             handle = client.get(batch_id)
             try:
                 st = await handle.status()
             except BatchNotFound as exc:
-                raise _fail(str(exc), EXIT_NOT_FOUND) from None
+                raise fail(str(exc), EXIT_NOT_FOUND) from None
             if wait:
-                return await _follow(handle)
+                return await follow(handle)
             if as_json:
                 sys.stdout.write(st.model_dump_json(indent=2) + "\n")
             else:
                 out.print(status_table(st))
             return EXIT_OK
 
-    _run(go)
+    run(go)
 
 
 @app.command(name="list")
@@ -322,7 +191,7 @@ def list_batches(
     """
 
     async def go() -> int:
-        async with await _client() as client:
+        async with await open_client() as client:
             rows = await client.list(status=status, provider=provider, limit=limit)
         if as_json:
             for r in rows:
@@ -343,7 +212,7 @@ def list_batches(
         out.print(table)
         return EXIT_OK
 
-    _run(go)
+    run(go)
 
 
 @app.command()
@@ -362,26 +231,26 @@ def cancel(
     async def go() -> int:
         from durabatch.client import BatchEnded, BatchNotFound, is_terminal
 
-        async with await _client() as client:
+        async with await open_client() as client:
             handle = client.get(batch_id)
             try:
                 # A batch whose outcome is final may still have an open workflow (waiting out its
                 # handler grace); a cancel signal would be accepted and do nothing.
                 st = await handle.status()
                 if is_terminal(st.status):
-                    raise _fail(
+                    raise fail(
                         f"batch {batch_id!r} has already ended ({st.status}); nothing to cancel",
                         EXIT_NOT_COMPLETED,
                     )
                 await handle.cancel(reason)
             except BatchNotFound as exc:
-                raise _fail(str(exc), EXIT_NOT_FOUND) from None
+                raise fail(str(exc), EXIT_NOT_FOUND) from None
             except BatchEnded as exc:
-                raise _fail(str(exc), EXIT_NOT_COMPLETED) from None
+                raise fail(str(exc), EXIT_NOT_COMPLETED) from None
         out.print(f"cancel requested for batch {batch_id}", highlight=False)
         return EXIT_OK
 
-    _run(go)
+    run(go)
 
 
 @app.command()
@@ -404,13 +273,13 @@ def redispatch(
         from durabatch.client import BatchNotFound
         from durabatch.models import RedispatchResult
 
-        async with await _client() as client:
+        async with await open_client() as client:
             handle = client.get(batch_id)
             try:
                 raw = await handle.redispatch_handlers()
             except WorkflowUpdateFailedError as exc:
                 cause = getattr(exc.cause, "message", None) or str(exc.cause or exc)
-                raise _fail(
+                raise fail(
                     f"batch {batch_id!r}: nothing to redispatch: {cause}", EXIT_NOT_COMPLETED
                 ) from None
             except RPCError as exc:
@@ -419,8 +288,8 @@ def redispatch(
                 try:
                     await handle.status()
                 except BatchNotFound as missing:
-                    raise _fail(str(missing), EXIT_NOT_FOUND) from None
-                raise _fail(
+                    raise fail(str(missing), EXIT_NOT_FOUND) from None
+                raise fail(
                     f"batch {batch_id!r} has closed (its handler grace is over); nothing to redispatch",
                     EXIT_NOT_COMPLETED,
                 ) from None
@@ -429,7 +298,7 @@ def redispatch(
             out.print(f"handler {h.index} ({h.type} {h.target}): {handler_line(h)}", highlight=False)
         return EXIT_HANDLER_FAILED if any(h.status == "failed" for h in result.handlers) else EXIT_OK
 
-    _run(go)
+    run(go)
 
 
 @app.command()
@@ -451,11 +320,11 @@ def results(
     Example: durabatch results b1 --format csv --out results.csv --outcome failed
     """
     if format not in ("jsonl", "csv"):
-        raise _fail("--format must be jsonl or csv", EXIT_USAGE)
-    if outcome and outcome not in _OUTCOMES:
-        raise _fail(f"--outcome must be one of {', '.join(_OUTCOMES)}", EXIT_USAGE)
-    settings = _settings()
-    url = _database_url(settings)
+        raise fail("--format must be jsonl or csv", EXIT_USAGE)
+    if outcome and outcome not in OUTCOMES:
+        raise fail(f"--outcome must be one of {', '.join(OUTCOMES)}", EXIT_USAGE)
+    settings = cli_settings()
+    url = database_url(settings)
     assert url is not None
 
     async def go() -> int:
@@ -466,11 +335,11 @@ def results(
         try:
             pool = await create_pool(url, min_size=1, max_size=2)
         except StoreUnavailable as exc:
-            raise _fail(str(exc), EXIT_UNREACHABLE) from None
+            raise fail(str(exc), EXIT_UNREACHABLE) from None
         try:
             batch = await batches.get_batch(pool, batch_id)
             if batch is None:
-                raise _fail(f"no batch {batch_id!r} in the store", EXIT_NOT_FOUND)
+                raise fail(f"no batch {batch_id!r} in the store", EXIT_NOT_FOUND)
             sink = out_file.open("w", newline="", encoding="utf-8") if out_file else sys.stdout
             try:
                 writer = csv.writer(sink) if format == "csv" else None
@@ -494,162 +363,11 @@ def results(
         finally:
             await pool.close()
 
-    _run(go)
+    run(go)
 
 
-@app.command()
-def worker() -> None:
-    """Run a worker until SIGINT/SIGTERM (migrates the store and registers search attributes first).
-
-    Example: DURABATCH_TEMPORAL_ADDRESS=temporal:7233 durabatch worker
-    """
-    from durabatch.service import run_worker
-    from durabatch.store import StoreError
-    from durabatch.telemetry.logs import configure_logging
-    from durabatch.temporal import SearchAttributesMissing
-
-    settings = _settings()
-    configure_logging(settings.log_level)
-    try:
-        asyncio.run(run_worker(settings))
-    except KeyboardInterrupt:
-        pass
-    except SearchAttributesMissing as exc:
-        raise _fail(f"worker could not start: {exc}", EXIT_USAGE) from None
-    except (OSError, StoreError) as exc:
-        raise _fail(f"worker could not start: {exc}", EXIT_UNREACHABLE) from None
-    except RuntimeError as exc:
-        # The Temporal SDK reports an unreachable server as RuntimeError("Failed client connect: ...").
-        if "client connect" not in str(exc):
-            raise
-        raise _unreachable_temporal(settings, exc) from None
-
-
-@app.command()
-def emulator(
-    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8089,
-    api_key: Annotated[
-        list[str] | None, typer.Option("--api-key", help="Accepted API key (repeatable).")
-    ] = None,
-    validating_seconds: Annotated[float, typer.Option(help="Seconds a batch validates.")] = 0.5,
-    ms_per_request: Annotated[float, typer.Option(help="Milliseconds per request processed.")] = 1.0,
-    finalizing_seconds: Annotated[float, typer.Option(help="Seconds a batch finalizes.")] = 0.5,
-    expire_after_seconds: Annotated[float, typer.Option(help="Seconds until a batch expires.")] = 86400.0,
-) -> None:
-    """Run the provider emulator (OpenAI, Anthropic and Gemini batch APIs on one port).
-
-    Example: durabatch emulator --port 8089 --api-key test-key
-    """
-    from durabatch.emulator import serve_forever
-
-    serve_forever(
-        host=host,
-        port=port,
-        api_keys=api_key or ["test-key"],
-        validating_seconds=validating_seconds,
-        ms_per_request=ms_per_request,
-        finalizing_seconds=finalizing_seconds,
-        expire_after_seconds=expire_after_seconds,
-    )
-
-
-@app.command()
-def dev(
-    data_dir: Annotated[Path, typer.Option(help="Where Temporal's and PostgreSQL's data live.")] = Path(
-        ".durabatch"
-    ),
-    temporal_port: Annotated[int, typer.Option(help="Temporal frontend port.")] = 7233,
-    ui_port: Annotated[int, typer.Option(help="Temporal Web UI port.")] = 8233,
-    emulator_port: Annotated[int, typer.Option(help="Provider emulator port.")] = 8089,
-    no_emulator: Annotated[bool, typer.Option("--no-emulator", help="Use the real providers.")] = False,
-) -> None:
-    """Run the whole local stack: Temporal dev server + Web UI, embedded PostgreSQL, emulator, worker.
-
-    Ctrl-C stops everything; running it again reuses the data in --data-dir. One stack per
-    data dir: a second one on the same dir refuses, naming the running one's PID and ports.
-
-    Example: durabatch dev --data-dir .durabatch
-    """
-    from durabatch.devstack import DevStack, DevStackConfig, PortInUse, StackRunning
-    from durabatch.telemetry.logs import configure_logging
-
-    configure_logging("WARNING")
-    stack = DevStack(
-        DevStackConfig(
-            data_dir=data_dir,
-            temporal_port=temporal_port,
-            ui_port=ui_port,
-            emulator_port=emulator_port,
-            with_emulator=not no_emulator,
-        )
-    )
-
-    async def go() -> None:
-        try:
-            await stack.start()
-        except (PortInUse, StackRunning) as exc:
-            await stack.stop()
-            raise _fail(str(exc), EXIT_USAGE) from None
-        except Exception as exc:
-            # Whatever did start (the embedded PostgreSQL, the emulator) must not outlive us.
-            await stack.stop()
-            raise _fail(f"the dev stack did not start: {exc}", EXIT_NOT_COMPLETED) from None
-        out.print("[bold green]durabatch dev stack is up[/]")
-        out.print(stack.describe(), highlight=False)
-        out.print("\nPoint the CLI or a worker at it from another shell:", highlight=False)
-        out.print(
-            f"  export DURABATCH_TEMPORAL_ADDRESS={stack.temporal_address}\n"
-            f"  export DURABATCH_DATABASE_URL='{stack.database_url}'",
-            highlight=False,
-            soft_wrap=True,
-        )
-        out.print("Press Ctrl-C to stop.", highlight=False)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        import signal as _signal
-
-        for sig in (_signal.SIGINT, _signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        try:
-            await stop.wait()
-        finally:
-            out.print("stopping...", highlight=False)
-            await stack.stop()
-            out.print("stopped.", highlight=False)
-
-    try:
-        asyncio.run(go())
-    except KeyboardInterrupt:  # Ctrl-C during start-up
-        raise typer.Exit(EXIT_INTERRUPTED) from None
-
-
-@db_app.command("migrate")
-def db_migrate() -> None:
-    """Apply pending migrations to DURABATCH_DATABASE_URL (or the embedded database).
-
-    Example: DURABATCH_DATABASE_URL=postgresql://u@db/durabatch durabatch db migrate
-    """
-    from durabatch.store import StoreUnavailable, create_pool, migrate
-
-    settings = _settings()
-    url = _database_url(settings)
-    assert url is not None
-
-    async def go() -> int:
-        try:
-            pool = await create_pool(url, min_size=1, max_size=1)
-        except StoreUnavailable as exc:
-            raise _fail(str(exc), EXIT_UNREACHABLE) from None
-        try:
-            async with pool.acquire() as conn:
-                applied = await migrate(conn)
-        finally:
-            await pool.close()
-        out.print(f"applied: {', '.join(applied)}" if applied else "database is up to date", highlight=False)
-        return EXIT_OK
-
-    _run(go)
+# After the batch commands, so that `--help` lists them first.
+from durabatch import cli_stack  # noqa: E402  (registers worker, emulator, dev and db on `app`)
 
 
 def main() -> None:

@@ -1,0 +1,182 @@
+"""The `durabatch` commands that run parts of the stack: worker, emulator, dev, db migrate."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from durabatch.cli_common import (
+    EXIT_INTERRUPTED,
+    EXIT_NOT_COMPLETED,
+    EXIT_OK,
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+    app,
+    cli_settings,
+    database_url,
+    db_app,
+    fail,
+    out,
+    run,
+    unreachable_temporal,
+)
+
+__all__ = ["db_migrate", "dev", "emulator", "worker"]
+
+
+@app.command()
+def worker() -> None:
+    """Run a worker until SIGINT/SIGTERM (migrates the store and registers search attributes first).
+
+    Example: DURABATCH_TEMPORAL_ADDRESS=temporal:7233 durabatch worker
+    """
+    from durabatch.service import run_worker
+    from durabatch.store import StoreError
+    from durabatch.telemetry.logs import configure_logging
+    from durabatch.temporal import SearchAttributesMissing
+
+    settings = cli_settings()
+    configure_logging(settings.log_level)
+    try:
+        asyncio.run(run_worker(settings))
+    except KeyboardInterrupt:
+        pass
+    except SearchAttributesMissing as exc:
+        raise fail(f"worker could not start: {exc}", EXIT_USAGE) from None
+    except (OSError, StoreError) as exc:
+        raise fail(f"worker could not start: {exc}", EXIT_UNREACHABLE) from None
+    except RuntimeError as exc:
+        # The Temporal SDK reports an unreachable server as RuntimeError("Failed client connect: ...").
+        if "client connect" not in str(exc):
+            raise
+        raise unreachable_temporal(settings, exc) from None
+
+
+@app.command()
+def emulator(
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8089,
+    api_key: Annotated[
+        list[str] | None, typer.Option("--api-key", help="Accepted API key (repeatable).")
+    ] = None,
+    validating_seconds: Annotated[float, typer.Option(help="Seconds a batch validates.")] = 0.5,
+    ms_per_request: Annotated[float, typer.Option(help="Milliseconds per request processed.")] = 1.0,
+    finalizing_seconds: Annotated[float, typer.Option(help="Seconds a batch finalizes.")] = 0.5,
+    expire_after_seconds: Annotated[float, typer.Option(help="Seconds until a batch expires.")] = 86400.0,
+) -> None:
+    """Run the provider emulator (OpenAI, Anthropic and Gemini batch APIs on one port).
+
+    Example: durabatch emulator --port 8089 --api-key test-key
+    """
+    from durabatch.emulator import serve_forever
+
+    serve_forever(
+        host=host,
+        port=port,
+        api_keys=api_key or ["test-key"],
+        validating_seconds=validating_seconds,
+        ms_per_request=ms_per_request,
+        finalizing_seconds=finalizing_seconds,
+        expire_after_seconds=expire_after_seconds,
+    )
+
+
+@app.command()
+def dev(
+    data_dir: Annotated[Path, typer.Option(help="Where Temporal's and PostgreSQL's data live.")] = Path(
+        ".durabatch"
+    ),
+    temporal_port: Annotated[int, typer.Option(help="Temporal frontend port.")] = 7233,
+    ui_port: Annotated[int, typer.Option(help="Temporal Web UI port.")] = 8233,
+    emulator_port: Annotated[int, typer.Option(help="Provider emulator port.")] = 8089,
+    no_emulator: Annotated[bool, typer.Option("--no-emulator", help="Use the real providers.")] = False,
+) -> None:
+    """Run the whole local stack: Temporal dev server + Web UI, embedded PostgreSQL, emulator, worker.
+
+    Ctrl-C stops everything; running it again reuses the data in --data-dir. One stack per
+    data dir: a second one on the same dir refuses, naming the running one's PID and ports.
+
+    Example: durabatch dev --data-dir .durabatch
+    """
+    from durabatch.devstack import DevStack, DevStackConfig, PortInUse, StackRunning
+    from durabatch.telemetry.logs import configure_logging
+
+    configure_logging("WARNING")
+    stack = DevStack(
+        DevStackConfig(
+            data_dir=data_dir,
+            temporal_port=temporal_port,
+            ui_port=ui_port,
+            emulator_port=emulator_port,
+            with_emulator=not no_emulator,
+        )
+    )
+
+    async def go() -> None:
+        try:
+            await stack.start()
+        except (PortInUse, StackRunning) as exc:
+            await stack.stop()
+            raise fail(str(exc), EXIT_USAGE) from None
+        except Exception as exc:
+            # Whatever did start (the embedded PostgreSQL, the emulator) must not outlive us.
+            await stack.stop()
+            raise fail(f"the dev stack did not start: {exc}", EXIT_NOT_COMPLETED) from None
+        out.print("[bold green]durabatch dev stack is up[/]")
+        out.print(stack.describe(), highlight=False)
+        out.print("\nPoint the CLI or a worker at it from another shell:", highlight=False)
+        out.print(
+            f"  export DURABATCH_TEMPORAL_ADDRESS={stack.temporal_address}\n"
+            f"  export DURABATCH_DATABASE_URL='{stack.database_url}'",
+            highlight=False,
+            soft_wrap=True,
+        )
+        out.print("Press Ctrl-C to stop.", highlight=False)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        import signal as _signal
+
+        for sig in (_signal.SIGINT, _signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await stop.wait()
+        finally:
+            out.print("stopping...", highlight=False)
+            await stack.stop()
+            out.print("stopped.", highlight=False)
+
+    try:
+        asyncio.run(go())
+    except KeyboardInterrupt:  # Ctrl-C during start-up
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+
+
+@db_app.command("migrate")
+def db_migrate() -> None:
+    """Apply pending migrations to DURABATCH_DATABASE_URL (or the embedded database).
+
+    Example: DURABATCH_DATABASE_URL=postgresql://u@db/durabatch durabatch db migrate
+    """
+    from durabatch.store import StoreUnavailable, create_pool, migrate
+
+    settings = cli_settings()
+    url = database_url(settings)
+    assert url is not None
+
+    async def go() -> int:
+        try:
+            pool = await create_pool(url, min_size=1, max_size=1)
+        except StoreUnavailable as exc:
+            raise fail(str(exc), EXIT_UNREACHABLE) from None
+        try:
+            async with pool.acquire() as conn:
+                applied = await migrate(conn)
+        finally:
+            await pool.close()
+        out.print(f"applied: {', '.join(applied)}" if applied else "database is up to date", highlight=False)
+        return EXIT_OK
+
+    run(go)
