@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench chaos clean
+.PHONY: demo test lint typecheck bench chaos clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_emulator.py
 	$(BIN)/python bench/bench_pipeline.py $(BENCH_INGEST_ARGS)
 	$(BIN)/python bench/bench_starts.py
+	$(BIN)/python bench/bench_orchestration.py --batches 200 1000 --interval 10 --window 30
 
 chaos: $(STAMP)
 	$(BIN)/python bench/chaos.py
