@@ -10,7 +10,9 @@ from temporalio import activity
 from activities.deps import ActivityDeps
 from activities.errors import invalid_input
 from activities.heartbeat import heartbeating
-from durabatch.models import BatchTotals, FinalizeInput, OutcomeCounts
+from durabatch import activity_api as api
+from durabatch.activity_api import FinalizeInput
+from durabatch.models import BatchTotals, OutcomeCounts
 from durabatch.store import batches
 from durabatch.telemetry.metrics import DurabatchMetrics
 
@@ -23,7 +25,7 @@ class FinalizeActivities:
     def __init__(self, deps: ActivityDeps) -> None:
         self._deps = deps
 
-    @activity.defn(name="finalize_batch")
+    @activity.defn(name=api.activity_name(api.finalize_batch))
     async def finalize_batch(self, inp: FinalizeInput) -> BatchTotals:
         async with heartbeating():
             return await self._finalize_batch(inp)

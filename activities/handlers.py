@@ -17,8 +17,9 @@ from temporalio.exceptions import ApplicationError
 
 from activities.deps import ActivityDeps
 from activities.errors import invalid_input
+from durabatch import activity_api as api
 from durabatch import contract
-from durabatch.models import HandlerInput, HandlerResult
+from durabatch.activity_api import HandlerInput, HandlerResult
 from durabatch.store import TRANSIENT_ERRORS, batches, handlers
 from durabatch.webhooks import signature_headers
 
@@ -32,7 +33,7 @@ class HandlerActivities:
     def __init__(self, deps: ActivityDeps) -> None:
         self._deps = deps
 
-    @activity.defn(name="deliver_webhook")
+    @activity.defn(name=api.activity_name(api.deliver_webhook))
     async def deliver_webhook(self, inp: HandlerInput) -> HandlerResult:
         spec = inp.handler
         if not spec.url:
@@ -85,7 +86,7 @@ class HandlerActivities:
                 )
                 await asyncio.sleep(min(0.5 * 2**attempt, 5.0))
 
-    @activity.defn(name="claim_handler")
+    @activity.defn(name=api.activity_name(api.claim_handler))
     async def claim_handler(self, inp: HandlerInput) -> HandlerResult:
         async with self._deps.pool.acquire() as conn:
             previous = await handlers.begin_attempt(conn, inp.batch_id, inp.handler_index, "activity")
@@ -93,7 +94,7 @@ class HandlerActivities:
             return HandlerResult(status="skipped", detail="already succeeded")
         return HandlerResult(status="succeeded")
 
-    @activity.defn(name="record_handler")
+    @activity.defn(name=api.activity_name(api.record_handler))
     async def record_handler(self, inp: HandlerInput) -> None:
         await handlers.record_success(self._deps.pool, inp.batch_id, inp.handler_index)
         await batches.mark_handlers_dispatched(self._deps.pool, inp.batch_id)

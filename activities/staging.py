@@ -29,7 +29,8 @@ from temporalio.exceptions import ApplicationError
 from activities.deps import ActivityDeps
 from activities.errors import invalid_input
 from activities.heartbeat import heartbeating
-from durabatch.models import ShardPlan, StageInput, StageResult
+from durabatch import activity_api as api
+from durabatch.activity_api import ShardPlan, StageInput, StageResult
 from durabatch.providers.http_errors import parse_retry_after
 from durabatch.requests_file import InvalidRequestLine, InvalidRequests, RequestsValidator
 from durabatch.staging import (
@@ -96,7 +97,7 @@ class StagingActivities:
     def __init__(self, deps: ActivityDeps) -> None:
         self._deps = deps
 
-    @activity.defn(name="stage_requests")
+    @activity.defn(name=api.activity_name(api.stage_requests))
     async def stage_requests(self, inp: StageInput) -> StageResult:
         async with heartbeating():
             try:

@@ -12,7 +12,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from durabatch.client_errors import BatchEnded, BatchNotFound, BatchWorkflowFailed
 from durabatch.contract import TERMINAL_BATCH_STATUSES, summary_from_failure
-from durabatch.models import BatchSummary, ShardState, StatusQuery, workflow_id_for
+from durabatch.models import BatchSummary, ProviderBatchRef, ShardState, StatusQuery, workflow_id_for
 from durabatch.store.results import iter_results
 
 if TYPE_CHECKING:
@@ -170,7 +170,11 @@ def _status_from_summary(summary: BatchSummary) -> StatusQuery:
         model=summary.model,
         counts=counts,
         shards=[
-            ShardState(shard=i, provider_batch_id=pid, state=summary.status)
+            ShardState(
+                shard=i,
+                ref=ProviderBatchRef(provider=summary.provider, provider_batch_id=pid),
+                state=summary.status,
+            )
             for i, pid in enumerate(summary.provider_batch_ids)
         ],
         input_tokens=summary.input_tokens,

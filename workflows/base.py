@@ -12,21 +12,14 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from durabatch import activity_api as api
+    from durabatch.activity_api import CancelInput, ClaimInput, SubmitInput, SubmitResult
     from durabatch.contract import (
         BATCH_FAILED,
         BATCH_ID_IN_USE,
         BatchConfig,
     )
-    from durabatch.models import (
-        BatchState,
-        BatchStatus,
-        BatchSummary,
-        CancelInput,
-        ClaimInput,
-        ShardState,
-        SubmitInput,
-        SubmitResult,
-    )
+    from durabatch.models import BatchState, BatchStatus, BatchSummary, ShardState
     from workflows import options
     from workflows.calls import cause_message, cause_type, execute
     from workflows.schedule import poll_delay
@@ -101,7 +94,7 @@ class BatchBase:
         info = workflow.info()
         try:
             await execute(
-                "claim_batch",
+                api.claim_batch,
                 ClaimInput(
                     batch_id=cfg.batch_id,
                     workflow_id=info.workflow_id,
@@ -112,7 +105,6 @@ class BatchBase:
                     metadata=cfg.metadata,
                 ),
                 options.CLAIM,
-                None,
                 summary="claim the batch id",
             )
         except ActivityError as err:
@@ -128,7 +120,7 @@ class BatchBase:
         shard.state = "submitting"
         try:
             result: SubmitResult = await execute(
-                "submit_shard",
+                api.submit_shard,
                 SubmitInput(
                     batch_id=cfg.batch_id,
                     workflow_id=workflow.info().workflow_id,
@@ -139,15 +131,12 @@ class BatchBase:
                     round=shard.round,
                 ),
                 options.SUBMIT,
-                SubmitResult,
                 summary=f"submit shard {shard.shard} to {cfg.provider}",
             )
         except ActivityError as err:
             self._fail(f"submitting shard {shard.shard} failed: {cause_message(err)}")
             return False
-        shard.provider_batch_id = result.provider_batch_id
-        shard.input_file_id = result.input_file_id
-        shard.ref_extra = result.ref_extra
+        shard.ref = result.ref
         shard.state = "submitted"
         return True
 
@@ -163,10 +152,9 @@ class BatchBase:
             return
         try:
             await execute(
-                "cancel_provider_batches",
+                api.cancel_provider_batches,
                 CancelInput(batch_id=cfg.batch_id, provider=cfg.provider, shards=shards),
                 options.CANCEL,
-                None,
                 summary=f"cancel at {cfg.provider}",
             )
         except ActivityError as err:

@@ -21,6 +21,8 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, TemporalError
 
 with workflow.unsafe.imports_passed_through():
+    from durabatch import activity_api as api
+    from durabatch.activity_api import FinalizeInput, StageInput, StageResult
     from durabatch.contract import (
         BATCH_FAILED,
         INVALID_INPUT,
@@ -32,12 +34,8 @@ with workflow.unsafe.imports_passed_through():
     from durabatch.models import (
         BatchInput,
         BatchSummary,
-        BatchTotals,
-        FinalizeInput,
         RedispatchResult,
         ShardState,
-        StageInput,
-        StageResult,
         StatusQuery,
     )
     from workflows import options
@@ -217,7 +215,7 @@ class BatchWorkflow(BatchPolling):
         if not st.staged:
             try:
                 staged: StageResult = await execute(
-                    "stage_requests",
+                    api.stage_requests,
                     StageInput(
                         batch_id=cfg.batch_id,
                         workflow_id=workflow.info().workflow_id,
@@ -229,7 +227,6 @@ class BatchWorkflow(BatchPolling):
                         metadata=cfg.metadata,
                     ),
                     options.STAGE,
-                    StageResult,
                     summary="stage requests into PostgreSQL",
                 )
             except ActivityError as err:
@@ -274,7 +271,7 @@ class BatchWorkflow(BatchPolling):
             }.get(st.status, "missing from the provider's output")
             try:
                 st.totals = await execute(
-                    "finalize_batch",
+                    api.finalize_batch,
                     FinalizeInput(
                         batch_id=cfg.batch_id,
                         unresolved_outcome=unresolved,
@@ -284,7 +281,6 @@ class BatchWorkflow(BatchPolling):
                         cancel_reason=st.cancel_reason,
                     ),
                     options.FINALIZE,
-                    BatchTotals,
                     summary="reconcile outcomes and totals",
                 )
             except ActivityError as err:

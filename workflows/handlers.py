@@ -13,8 +13,10 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
+    from durabatch import activity_api as api
+    from durabatch.activity_api import HandlerInput, HandlerResult
     from durabatch.contract import BatchConfig
-    from durabatch.models import BatchSummary, HandlerInput, HandlerResult, HandlerState
+    from durabatch.models import BatchSummary, HandlerState
     from workflows import options
     from workflows.calls import cause_message, execute, short_summary
 
@@ -53,10 +55,9 @@ async def run_handlers(
         try:
             if spec.type == "webhook":
                 await execute(
-                    "deliver_webhook",
+                    api.deliver_webhook,
                     handler_input,
                     options.handler_preset(spec.max_attempts),
-                    HandlerResult,
                     summary=f"POST webhook {state.target}",
                 )
             else:
@@ -71,7 +72,7 @@ async def run_handlers(
 async def _custom_handler(handler_input: HandlerInput, name: str, task_queue: str | None) -> None:
     """A user's activity, guarded by the store so it never runs again after a success."""
     claim: HandlerResult = await execute(
-        "claim_handler", handler_input, options.FINALIZE, HandlerResult, summary="check handler record"
+        api.claim_handler, handler_input, options.FINALIZE, summary="check handler record"
     )
     if claim.status == "skipped":
         return
@@ -84,4 +85,4 @@ async def _custom_handler(handler_input: HandlerInput, name: str, task_queue: st
         retry_policy=options.handler_preset(handler_input.handler.max_attempts).retry,
         summary=short_summary(f"handler {name}"),
     )
-    await execute("record_handler", handler_input, options.FINALIZE, None, summary="record handler success")
+    await execute(api.record_handler, handler_input, options.FINALIZE, summary="record handler success")

@@ -12,19 +12,14 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from durabatch import activity_api as api
+    from durabatch.activity_api import IngestInput, IngestResult, PollInput, PollResult, RoundInput
     from durabatch.contract import (
         PROVIDER_LOST_BATCH,
         PROVIDER_TERMINAL_STATES,
         TERMINAL_BATCH_STATUSES,
     )
-    from durabatch.models import (
-        IngestInput,
-        IngestResult,
-        PollInput,
-        PollResult,
-        RoundInput,
-        ShardState,
-    )
+    from durabatch.models import ShardState
     from workflows import options
     from workflows.calls import cause_message, execute
     from workflows.schedule import poll_delay
@@ -91,10 +86,9 @@ class BatchPolling(BatchBase):
         active = self._shards_awaiting_results()
         try:
             polled: PollResult = await execute(
-                "poll_shards",
+                api.poll_shards,
                 PollInput(batch_id=cfg.batch_id, provider=cfg.provider, shards=active),
                 options.POLL,
-                PollResult,
                 summary=f"poll {cfg.provider}",
             )
         except (ActivityError, ApplicationError) as err:
@@ -171,16 +165,15 @@ class BatchPolling(BatchBase):
         if workflow.now() >= self._deadline():
             return
         await execute(
-            "start_round",
+            api.start_round,
             RoundInput(
                 batch_id=cfg.batch_id, shard=shard.shard, from_round=shard.round, to_round=shard.round + 1
             ),
             options.FINALIZE,
-            int,
             summary=f"start round {shard.round + 1} of shard {shard.shard}",
         )
         shard.round += 1
-        shard.provider_batch_id = None
+        shard.ref = None
         shard.provider_status = None
         shard.retry_later = False
         shard.failure_code = shard.failure_message = None
@@ -190,7 +183,7 @@ class BatchPolling(BatchBase):
         cfg = self._require_cfg()
         try:
             ingested: IngestResult = await execute(
-                "ingest_results",
+                api.ingest_results,
                 IngestInput(
                     batch_id=cfg.batch_id,
                     provider=cfg.provider,
@@ -199,7 +192,6 @@ class BatchPolling(BatchBase):
                     expiry_reason=self._state.failure_reason if self._expiring else None,
                 ),
                 options.INGEST,
-                IngestResult,
                 summary=f"ingest results of shard {shard.shard}",
             )
             shard.input_tokens = ingested.input_tokens

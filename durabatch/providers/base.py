@@ -13,6 +13,9 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field
 
+# The ref travels in workflow state, so it is one of the shared models; providers speak it.
+from durabatch.models import ProviderBatchRef
+
 __all__ = [
     "TERMINAL_STATES",
     "BatchProvider",
@@ -89,15 +92,6 @@ class ShardSubmission:
     #: awaited with the file id right after an upload, before the create call: the caller records it
     #: so that a retry after a failed create reuses the file
     on_uploaded: Callable[[str], Awaitable[None]] | None = None
-
-
-class ProviderBatchRef(BaseModel):
-    """Where a submitted provider batch lives. Small and serialisable: it goes into workflow state."""
-
-    provider: str
-    provider_batch_id: str
-    input_file_id: str | None = None
-    extra: dict[str, str] = Field(default_factory=dict)
 
 
 class RequestCounts(BaseModel):
