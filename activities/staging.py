@@ -32,12 +32,14 @@ from activities.heartbeat import heartbeating
 from durabatch import activity_api as api
 from durabatch.activity_api import ShardPlan, StageInput, StageResult
 from durabatch.providers.http_errors import parse_retry_after
+from durabatch.providers.prices import price_of
 from durabatch.requests_file import InvalidRequestLine, InvalidRequests, RequestsValidator
 from durabatch.staging import (
     STAGED_URI,
     RequestsUriRefused,
     StagingOutcome,
     check_requests_uri,
+    estimate_staged,
     file_lines,
     plan_of_staged,
     stage_lines,
@@ -109,6 +111,16 @@ class StagingActivities:
                 # a retry would COPY the same bytes again, so this is not retried either.
                 raise invalid_input(f"PostgreSQL refused a request of this batch: {exc}") from None
         self._deps.metrics.batch_started(inp.provider)
+        estimate = outcome.estimate
+        if estimate is None and inp.estimate_cost:
+            estimate = await estimate_staged(
+                self._deps.pool, inp.batch_id, inp.provider, inp.endpoint, outcome.shards
+            )
+        cost = (
+            estimate.cost(price_of(inp.provider, outcome.model, self._deps.settings.prices_file))
+            if estimate
+            else None
+        )
         return StageResult(
             request_count=outcome.request_count,
             byte_size=outcome.byte_size,
@@ -117,6 +129,10 @@ class StagingActivities:
                 ShardPlan(shard=s.shard, request_count=s.request_count, byte_size=s.byte_size)
                 for s in outcome.shards
             ],
+            estimated_input_tokens=estimate.input_tokens if estimate else None,
+            max_output_tokens=estimate.max_output_tokens if estimate else None,
+            cost_low_usd=float(cost.low_usd) if cost else None,
+            cost_high_usd=float(cost.high_usd) if cost else None,
         )
 
     async def _stage_requests(self, inp: StageInput) -> StagingOutcome:

@@ -83,6 +83,8 @@ class StageInput(_Model):
     requests: list[dict[str, Any]] | None = None
     requests_uri: str | None = None
     metadata: dict[str, str] = Field(default_factory=dict)
+    #: the batch has a cost limit: estimate its cost even for requests a client staged
+    estimate_cost: bool = False
 
 
 class StageResult(_Model):
@@ -90,6 +92,11 @@ class StageResult(_Model):
     byte_size: int
     model: str | None = None
     shards: list[ShardPlan] = Field(default_factory=list)
+    #: the cost estimate (durabatch/estimate.py); None where none was made or no price is known
+    estimated_input_tokens: int | None = None
+    max_output_tokens: int | None = None
+    cost_low_usd: float | None = None
+    cost_high_usd: float | None = None
 
 
 class SubmitInput(_Model):

@@ -228,6 +228,12 @@ class BatchInput(_Model):
     metadata: dict[str, str] | None = None
     #: how long a batch whose handlers failed stays open for `redispatch_handlers`
     handler_grace_seconds: _StrictFloat | None = None
+    #: refuse the batch before anything is sent if its estimated cost (high end) is above this
+    max_cost_usd: _StrictFloat | None = None
+    #: Temporal task priority of every activity of the batch: 1 (first) to 5 (last), default 3
+    priority: _StrictInt | None = None
+    #: fairness key: batches of different tenants share the workers' task queues fairly
+    tenant: str | None = None
     #: set by the workflow itself when it continues as new; clients leave it out
     state: BatchState | None = None
 

@@ -146,6 +146,7 @@ RULES: dict[str, tuple[str, ...]] = {
     # models and the contract are imported by workflow code: pydantic and the standard library only
     "durabatch.models": PURE,
     "durabatch.contract": PURE,
+    "durabatch.budget": PURE,
     # the activities' interface is imported by workflow code and by the activities alike
     "durabatch.activity_api": tuple(p for p in PURE if p != "temporalio"),
     "durabatch.telemetry.traces": ("temporalio", "asyncpg", "httpx", "activities", "workflows", "worker"),

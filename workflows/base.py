@@ -21,7 +21,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from durabatch.models import BatchState, BatchStatus, BatchSummary, ShardState
     from workflows import options
-    from workflows.calls import cause_message, cause_type, execute
+    from workflows.calls import cause_message, cause_type, execute, priority_of
     from workflows.schedule import poll_delay
     from workflows.views import (
         details_markdown,
@@ -106,6 +106,7 @@ class BatchBase:
                 ),
                 options.CLAIM,
                 summary="claim the batch id",
+                priority=priority_of(cfg),
             )
         except ActivityError as err:
             # No finalize and no handlers: the rows in the store belong to the other run.
@@ -132,6 +133,7 @@ class BatchBase:
                 ),
                 options.SUBMIT,
                 summary=f"submit shard {shard.shard} to {cfg.provider}",
+                priority=priority_of(cfg),
             )
         except ActivityError as err:
             self._fail(f"submitting shard {shard.shard} failed: {cause_message(err)}")
@@ -156,6 +158,7 @@ class BatchBase:
                 CancelInput(batch_id=cfg.batch_id, provider=cfg.provider, shards=shards),
                 options.CANCEL,
                 summary=f"cancel at {cfg.provider}",
+                priority=priority_of(cfg),
             )
         except ActivityError as err:
             workflow.logger.warning("provider cancel failed (ignored): %s", cause_message(err))

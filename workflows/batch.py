@@ -23,6 +23,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, TemporalError
 with workflow.unsafe.imports_passed_through():
     from durabatch import activity_api as api
     from durabatch.activity_api import FinalizeInput, StageInput, StageResult
+    from durabatch.budget import cost_refusal
     from durabatch.contract import (
         BATCH_FAILED,
         INVALID_INPUT,
@@ -39,7 +40,7 @@ with workflow.unsafe.imports_passed_through():
         StatusQuery,
     )
     from workflows import options
-    from workflows.calls import cause_message, cause_type, execute
+    from workflows.calls import cause_message, cause_type, execute, priority_of
     from workflows.handlers import initial_handler_states, run_handlers
     from workflows.views import status_of
 
@@ -225,9 +226,11 @@ class BatchWorkflow(BatchPolling):
                         requests=inp.requests,
                         requests_uri=inp.requests_uri,
                         metadata=cfg.metadata,
+                        estimate_cost=cfg.max_cost_usd is not None,
                     ),
                     options.STAGE,
                     summary="stage requests into PostgreSQL",
+                    priority=priority_of(cfg),
                 )
             except ActivityError as err:
                 self._fail(f"staging failed: {cause_message(err)}")
@@ -237,6 +240,11 @@ class BatchWorkflow(BatchPolling):
             st.model = staged.model or st.model
             st.shards = [ShardState(shard=p.shard, request_count=p.request_count) for p in staged.shards]
             self._publish()
+            if cfg.max_cost_usd is not None:
+                refusal = cost_refusal(cfg.max_cost_usd, staged.cost_high_usd, st.model)
+                if refusal is not None:
+                    self._fail(refusal)
+                    return
         if st.cancel_requested and not any(s.provider_batch_id for s in st.shards):
             # Nothing known to be sent: cancel locally. A submit interrupted by Temporal's
             # cancellation may still have created a provider batch; the cancel activity finds it.
@@ -282,6 +290,7 @@ class BatchWorkflow(BatchPolling):
                     ),
                     options.FINALIZE,
                     summary="reconcile outcomes and totals",
+                    priority=priority_of(cfg),
                 )
             except ActivityError as err:
                 # Its retry budget is spent: the batch still ends (failed), handlers still run.

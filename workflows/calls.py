@@ -7,12 +7,14 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from temporalio import workflow
+from temporalio.common import Priority
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
+    from durabatch.contract import BatchConfig
     from workflows import options
 
-__all__ = ["SUMMARY_MAX_CHARS", "cause_message", "cause_type", "execute", "short_summary"]
+__all__ = ["SUMMARY_MAX_CHARS", "cause_message", "cause_type", "execute", "priority_of", "short_summary"]
 
 
 ParamT = TypeVar("ParamT")
@@ -25,9 +27,10 @@ async def execute(
     preset: options.Preset,
     *,
     summary: str,
+    priority: Priority,
 ) -> ResultT:
-    """Run an activity (a stub of durabatch.activity_api) with a preset; its result is decoded as
-    the stub's return type, which the type checker also sees."""
+    """Run an activity (a stub of durabatch.activity_api) with a preset and the batch's priority;
+    its result is decoded as the stub's return type, which the type checker also sees."""
     return await workflow.execute_activity(
         activity_stub,
         arg,
@@ -36,7 +39,14 @@ async def execute(
         heartbeat_timeout=preset.heartbeat,
         retry_policy=preset.retry,
         summary=short_summary(summary),
+        priority=priority,
     )
+
+
+def priority_of(cfg: BatchConfig) -> Priority:
+    """The batch's task priority and fairness key, given to every activity it schedules (a batch
+    that sets neither gets Temporal's default, as before these settings existed)."""
+    return Priority(priority_key=cfg.priority, fairness_key=cfg.tenant)
 
 
 #: The server bounds user metadata; a summary naming a long user URL or name is cut well below it.

@@ -21,7 +21,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from durabatch.models import ShardState
     from workflows import options
-    from workflows.calls import cause_message, execute
+    from workflows.calls import cause_message, execute, priority_of
     from workflows.schedule import poll_delay
 
 from workflows.base import (
@@ -90,6 +90,7 @@ class BatchPolling(BatchBase):
                 PollInput(batch_id=cfg.batch_id, provider=cfg.provider, shards=active),
                 options.POLL,
                 summary=f"poll {cfg.provider}",
+                priority=priority_of(cfg),
             )
         except (ActivityError, ApplicationError) as err:
             # A provider outage: keep the batch and poll again on the schedule. (A local activity's
@@ -171,6 +172,7 @@ class BatchPolling(BatchBase):
             ),
             options.FINALIZE,
             summary=f"start round {shard.round + 1} of shard {shard.shard}",
+            priority=priority_of(cfg),
         )
         shard.round += 1
         shard.ref = None
@@ -193,6 +195,7 @@ class BatchPolling(BatchBase):
                 ),
                 options.INGEST,
                 summary=f"ingest results of shard {shard.shard}",
+                priority=priority_of(cfg),
             )
             shard.input_tokens = ingested.input_tokens
             shard.output_tokens = ingested.output_tokens
