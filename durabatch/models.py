@@ -202,6 +202,8 @@ class BatchState(_Model):
     request_count: int = 0
     shards: list[ShardState] = Field(default_factory=list)
     poll_count: int = 0
+    #: `provider_event` signals received (each makes the next poll come at once)
+    provider_events: int = 0
     #: the poll count the schedule counts from (reset when a cancel is sent)
     schedule_origin: int = 0
     cancel_requested: bool = False
@@ -290,6 +292,7 @@ class StatusQuery(_Model):
     cost_usd: float | None = None
     next_poll_at: datetime | None = None
     poll_count: int = 0
+    provider_events: int = 0
     cancel_requested: bool = False
     cancel_reason: str | None = None
     failure_reason: str | None = None

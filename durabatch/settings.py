@@ -53,6 +53,13 @@ class Settings(BaseSettings):
     openai_api_key: SecretStr | None = Field(None, validation_alias=_env("OPENAI_API_KEY"))
     anthropic_api_key: SecretStr | None = Field(None, validation_alias=_env("ANTHROPIC_API_KEY"))
     gemini_api_key: SecretStr | None = Field(None, validation_alias=_env("GEMINI_API_KEY"))
+    #: Standard Webhooks signing secrets (`whsec_...`) of the providers' webhooks (`durabatch hooks`)
+    openai_webhook_secret: SecretStr | None = Field(
+        None, validation_alias=_env("DURABATCH_OPENAI_WEBHOOK_SECRET")
+    )
+    gemini_webhook_secret: SecretStr | None = Field(
+        None, validation_alias=_env("DURABATCH_GEMINI_WEBHOOK_SECRET")
+    )
     #: Temporal Cloud API-key namespaces (implies TLS); read by the worker and CLI, never logged
     temporal_api_key: SecretStr | None = Field(None, validation_alias=_env("DURABATCH_TEMPORAL_API_KEY"))
     #: TLS to the Temporal frontend; implied by an API key or a client certificate

@@ -84,6 +84,8 @@ class BatchBase:
         self._expiring = False
         self._cancelled_through_temporal = False
         self._quick_poll_after_cancel = False
+        #: a provider said a batch ended (`provider_event`): poll now instead of at the next delay
+        self._poll_now = False
         #: the search attribute values last upserted in this run (deterministic: replay rebuilds it)
         self._published_attributes: tuple[tuple[str, object], ...] | None = None
 

@@ -186,6 +186,13 @@ class BatchWorkflow(BatchPolling):
         )
         self._request_cancel(_clean_reason(reason) if reason else "cancelled by request")
 
+    @workflow.signal(name="provider_event")
+    def provider_event(self, payload: Any = None) -> None:
+        # Any payload: the receiver (durabatch/hooks) sends what the provider's webhook named, but
+        # nothing in it is trusted; the poll it triggers asks the provider itself.
+        self._state.provider_events += 1
+        self._poll_now = True
+
     @workflow.query(name="status")
     def status(self) -> StatusQuery:
         return status_of(self._require_cfg(), self._state, self._next_poll_at)

@@ -64,13 +64,16 @@ class BatchPolling(BatchBase):
             cancel_seen = st.cancel_requested
             try:
                 await workflow.wait_condition(
-                    lambda seen=cancel_seen: st.cancel_requested != seen,  # type: ignore[misc]
+                    lambda seen=cancel_seen: st.cancel_requested != seen or self._poll_now,  # type: ignore[misc]
                     timeout=timedelta(seconds=max(delay, 0.001)),
                     timeout_summary=f"poll #{st.poll_count + 1}",
                 )
-                continue  # woken by a cancel request: send it now
+                if st.cancel_requested != cancel_seen:
+                    continue  # woken by a cancel request: send it now
+                # woken by a provider event: poll at once (a lost event is what the schedule is for)
             except TimeoutError:
                 pass
+            self._poll_now = False
             self._next_poll_at = None
             st.poll_count += 1
             await self._poll_and_ingest()

@@ -19,6 +19,7 @@ from durabatch.emulator.errors import (
 )
 from durabatch.emulator.faults import Fault
 from durabatch.emulator.state import STATE_KEY, EmulatorState
+from durabatch.emulator.webhooks_out import webhook_watcher
 from durabatch.emulator.wire import OPERATION, PROVIDER, REQUEST_ID, drop_connection
 
 __all__ = ["build_app"]
@@ -207,6 +208,7 @@ def build_app(state: EmulatorState) -> web.Application:
     app = web.Application(middlewares=[_emulator_middleware], client_max_size=2**31)
     app[STATE_KEY] = state
     app.on_response_prepare.append(_add_request_id)
+    app.cleanup_ctx.append(webhook_watcher)
     # Gemini first: its `:download`/`:cancel` paths must win over OpenAI's `{id}` patterns.
     gemini_routes.register(app)
     for method, path, operation, openai_handler, gemini_handler in DUAL_ROUTES:
