@@ -48,7 +48,8 @@ _TRANSIENT: tuple[type[BaseException], ...] = (
     asyncpg.InternalClientError,
 )
 #: Bad values: PostgreSQL's data exceptions (class 22) and the driver's refusal of an argument
-#: it cannot encode. Checked before _TRANSIENT: the driver's kind is also an InterfaceError.
+#: it cannot encode (asyncpg exports that class only from its `_base` module). Checked before
+#: _TRANSIENT: the driver's kind is also an InterfaceError.
 _DATA: tuple[type[BaseException], ...] = (asyncpg.DataError, asyncpg_base.DataError)
 _DRIVER: tuple[type[BaseException], ...] = (
     asyncpg.PostgresError,
