@@ -13,7 +13,7 @@ from activities.heartbeat import heartbeating
 from durabatch import activity_api as api
 from durabatch.activity_api import FinalizeInput
 from durabatch.models import BatchTotals, OutcomeCounts
-from durabatch.store import batches
+from durabatch.store import batches, transaction
 from durabatch.telemetry.metrics import DurabatchMetrics
 
 __all__ = ["FinalizeActivities"]
@@ -31,7 +31,7 @@ class FinalizeActivities:
             return await self._finalize_batch(inp)
 
     async def _finalize_batch(self, inp: FinalizeInput) -> BatchTotals:
-        async with self._deps.pool.acquire() as conn, conn.transaction():
+        async with transaction(self._deps.pool) as conn:
             resolved = await batches.reconcile(
                 conn,
                 inp.batch_id,

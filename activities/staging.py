@@ -11,7 +11,7 @@ DURABATCH_REQUESTS_HTTP=false.
 Errors: bad input and refused sources are InvalidInput (not retried: a retry reads the same
 bytes); an http(s) source answering 5xx, 408 or 429 (its Retry-After honoured), or a dropped or
 timed-out connection, is RequestsUnavailable and retried within the STAGE budget, as are
-database connection errors.
+database connection errors (StoreUnavailable). A value PostgreSQL refuses is InvalidInput too.
 """
 
 from __future__ import annotations
@@ -21,13 +21,12 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.deps import ActivityDeps
-from activities.errors import invalid_input
+from activities.errors import invalid_input, to_application_error
 from activities.heartbeat import heartbeating
 from durabatch import activity_api as api
 from durabatch.activity_api import ShardPlan, StageInput, StageResult
@@ -44,7 +43,7 @@ from durabatch.staging import (
     plan_of_staged,
     stage_lines,
 )
-from durabatch.store import batches
+from durabatch.store import StoreDataError, batches, transaction
 
 __all__ = ["REQUESTS_UNAVAILABLE", "StagingActivities"]
 
@@ -106,10 +105,10 @@ class StagingActivities:
                 outcome = await self._stage_requests(inp)
             except (InvalidRequestLine, InvalidRequests, RequestsUriRefused) as exc:
                 raise invalid_input(str(exc)) from None
-            except asyncpg.DataError as exc:
+            except StoreDataError as exc:
                 # The validator refuses what PostgreSQL cannot store; should a value slip past it,
                 # a retry would COPY the same bytes again, so this is not retried either.
-                raise invalid_input(f"PostgreSQL refused a request of this batch: {exc}") from None
+                raise to_application_error(exc) from None
         self._deps.metrics.batch_started(inp.provider)
         estimate = outcome.estimate
         if estimate is None and inp.estimate_cost:
@@ -151,7 +150,7 @@ class StagingActivities:
         limits = self._deps.provider(inp.provider).limits
         validator = RequestsValidator(inp.provider, inp.endpoint, inp.model, limits)
         if inp.requests is None and inp.requests_uri == STAGED_URI:
-            async with self._deps.pool.acquire() as conn, conn.transaction():
+            async with transaction(self._deps.pool) as conn:
                 staged = await plan_of_staged(conn, inp.batch_id, limits)
             if staged is None:
                 raise InvalidRequests(
@@ -161,7 +160,7 @@ class StagingActivities:
                 )
             return staged
         source, where = self._source(inp)
-        async with self._deps.pool.acquire() as conn, conn.transaction():
+        async with transaction(self._deps.pool) as conn:
             outcome = await stage_lines(
                 conn, inp.batch_id, validator, source, source=where, progress=activity.heartbeat
             )

@@ -25,7 +25,7 @@ from durabatch.estimate import CostEstimate
 from durabatch.providers.base import ProviderLimits
 from durabatch.requests_file import PlannedShard, RequestsValidator, ShardPlanner, iter_lines
 from durabatch.store import batches, requests
-from durabatch.store.pool import Conn, Pool
+from durabatch.store.pool import Conn, Pool, transaction
 
 __all__ = [
     "STAGED_URI",
@@ -130,7 +130,7 @@ async def stage_client_file(
     unowned row (a client that staged and then never started) is staged again. `accept` sees the
     outcome before the commit: whatever it raises leaves nothing staged (the cost limit)."""
     validator = RequestsValidator(provider, endpoint, model)
-    async with pool.acquire() as conn, conn.transaction():
+    async with transaction(pool) as conn:
         if not await requests.clear_unstarted(conn, batch_id):
             raise StagedElsewhere(f"batch {batch_id!r} already exists")
         await batches.create_batch(

@@ -13,6 +13,8 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field
 
+from durabatch.contract import PROVIDER_TERMINAL_STATES
+
 # The ref travels in workflow state, so it is one of the shared models; providers speak it.
 from durabatch.models import ProviderBatchRef
 
@@ -36,7 +38,8 @@ __all__ = [
 ProviderState = Literal[
     "submitted", "in_progress", "finalizing", "completed", "failed", "expired", "cancelled"
 ]
-TERMINAL_STATES: frozenset[str] = frozenset({"completed", "failed", "expired", "cancelled"})
+#: the states in which a provider batch has ended: the contract's set, under the name providers use
+TERMINAL_STATES: frozenset[str] = PROVIDER_TERMINAL_STATES
 
 ResultOutcome = Literal["succeeded", "failed", "expired", "cancelled"]
 
