@@ -9,7 +9,14 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from durabatch.emulator import admin_routes, anthropic_routes, gemini_routes, openai_files, openai_routes
+from durabatch.emulator import (
+    admin_routes,
+    anthropic_routes,
+    gemini_files,
+    gemini_routes,
+    openai_files,
+    openai_routes,
+)
 from durabatch.emulator.errors import (
     anthropic_request_id,
     error_response,
@@ -141,14 +148,14 @@ DUAL_ROUTES: list[tuple[str, str, str, Handler, Handler]] = [
         "/v1/files/{file_id:[^/:]+}",
         "files.retrieve",
         openai_files.retrieve_file,
-        gemini_routes.get_file,
+        gemini_files.get_file,
     ),
     (
         "DELETE",
         "/v1/files/{file_id:[^/:]+}",
         "files.delete",
         openai_files.delete_file,
-        gemini_routes.delete_file,
+        gemini_files.delete_file,
     ),
 ]
 

@@ -12,7 +12,6 @@ from durabatch.emulator import gemini_files
 from durabatch.emulator.batches import Batch, RequestError, batch_markers, item_from_marker
 from durabatch.emulator.content import expected_chat_response
 from durabatch.emulator.files import StoredFile
-from durabatch.emulator.gemini_files import delete_file, get_file
 from durabatch.emulator.results import gemini_inline_responses, gemini_result_lines
 from durabatch.emulator.route_helpers import (
     batch_route,
@@ -26,9 +25,7 @@ from durabatch.emulator.state import EmulatorState, new_id
 from durabatch.emulator.timeline import Phase
 from durabatch.emulator.wire import base_url, drop_connection, json_ok, read_json, rfc3339
 
-# `get_file` and `delete_file` live in gemini_files; they are named here too because app.DUAL_ROUTES
-# finds Gemini's handlers of the `/v1/files/{id}` paths it shares with OpenAI in this module.
-__all__ = ["delete_file", "get_file", "operation_json", "register"]
+__all__ = ["operation_json", "register"]
 
 BATCH_TYPE = "type.googleapis.com/google.ai.generativelanguage.v1beta.GenerateContentBatch"
 OUTPUT_TYPE = "type.googleapis.com/google.ai.generativelanguage.v1beta.GenerateContentBatchOutput"

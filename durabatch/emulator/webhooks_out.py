@@ -1,6 +1,7 @@
 """Batch-ended webhooks from the emulator, as OpenAI and Gemini send them.
 
-With `EmulatorConfig.webhook_url` set, a watcher looks at the unfinished OpenAI and Gemini batches
+With `EmulatorConfig.webhook_url` set (`{provider}` in it is replaced by `openai` or `gemini`, so
+one setting serves a receiver with a path per provider), a watcher looks at the unfinished OpenAI and Gemini batches
 a few times a second and, when one ends, POSTs one event signed in the Standard Webhooks scheme
 (`webhook-id`, `webhook-timestamp`, `webhook-signature: v1,<base64 HMAC-SHA256>`):
 - OpenAI: `{"id": "evt_...", "object": "event", "type": "batch.completed" | "batch.failed" |
@@ -74,7 +75,7 @@ async def _deliver(session: aiohttp.ClientSession, state: EmulatorState, event: 
     config = state.config
     assert config.webhook_url and config.webhook_secret
     signer = Webhook(config.webhook_secret)
-    body = json.dumps(event).encode()
+    body = json.dumps(event["body"]).encode()
     if config.webhook_delay_seconds > 0:
         await asyncio.sleep(config.webhook_delay_seconds)
     for copy in range(1 + max(0, config.webhook_duplicates)):
@@ -82,12 +83,13 @@ async def _deliver(session: aiohttp.ClientSession, state: EmulatorState, event: 
             sent_at = datetime.now(UTC)
             headers = {
                 "content-type": "application/json",
-                "webhook-id": event["id"],
+                "webhook-id": event["body"]["id"],
                 "webhook-timestamp": str(int(sent_at.timestamp())),
-                "webhook-signature": signer.sign(event["id"], sent_at, body),
+                "webhook-signature": signer.sign(event["body"]["id"], sent_at, body),
             }
             try:
-                async with session.post(config.webhook_url, data=body, headers=headers) as response:
+                url = config.webhook_url.replace("{provider}", event["provider"])
+                async with session.post(url, data=body, headers=headers) as response:
                     if response.status < 300:
                         state.stats.requests["webhook_delivered"] += 1
                         break
@@ -125,7 +127,8 @@ async def _watch_loop(
             if not batch.timeline.terminal:
                 continue
             notified.add(batch.id)
-            event = event_for(batch, now)
+            body = event_for(batch, now)
+            event = None if body is None else {"provider": batch.provider, "body": body}
             if event is None or state.config.webhook_drop:
                 state.stats.requests["webhook_dropped" if event else "webhook_none"] += 1
                 continue
