@@ -159,7 +159,7 @@ def batch_event(provider_batch_id: str, kind: str = "batch.completed") -> dict[s
 async def test_the_receiver_refuses_what_is_not_a_signed_provider_delivery(
     temporal_client: Client, pool: Pool, database_url: str
 ) -> None:
-    async with push_stack(temporal_client, pool, database_url) as (stack, url), httpx.AsyncClient() as http:
+    async with push_stack(temporal_client, pool, database_url) as (_stack, url), httpx.AsyncClient() as http:
         hook = f"{url}/hooks/openai"
         data, headers = signed(batch_event("batch_x"))
         bad = {**headers, "webhook-signature": "v1," + base64.b64encode(b"0" * 32).decode()}
