@@ -21,6 +21,8 @@ from temporalio import activity
 from durabatch.models import BatchStatus, BatchSummary, BatchTotals, CarriesRef, HandlerSpec, ShardState
 
 __all__ = [
+    "AdmissionInput",
+    "AdmissionResult",
     "CancelInput",
     "ClaimInput",
     "FinalizeInput",
@@ -45,6 +47,7 @@ __all__ = [
     "ingest_results",
     "poll_shards",
     "record_handler",
+    "request_admission",
     "stage_requests",
     "start_round",
     "submit_shard",
@@ -184,6 +187,27 @@ class HandlerResult(_Model):
     detail: str | None = None
 
 
+class AdmissionInput(_Model):
+    """Ask the provider account for room for one shard (durabatch/admission.py)."""
+
+    batch_id: str
+    workflow_id: str
+    provider: str
+    model: str | None = None
+    shard: int
+    round: int = 0
+    priority: int | None = None
+    tenant: str | None = None
+
+
+class AdmissionResult(_Model):
+    #: True: submit now (no limit applies, or room was free); False: wait for the `admission` signal
+    admitted: bool
+    key: str | None = None
+    account_workflow_id: str | None = None
+    reason: str | None = None
+
+
 # ---- the stubs: names and types; the implementations live in activities/ ----------------------
 
 
@@ -201,6 +225,12 @@ async def claim_batch(inp: ClaimInput) -> None:
 async def stage_requests(inp: StageInput) -> StageResult:
     """Validate and store a batch's requests, planned into shards."""
     _stub("stage_requests")
+
+
+@activity.defn
+async def request_admission(inp: AdmissionInput) -> AdmissionResult:
+    """Ask the account workflow for queue room for a shard (signal-with-start)."""
+    _stub("request_admission")
 
 
 @activity.defn

@@ -154,6 +154,10 @@ class ShardState(CarriesRef):
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float | None = None
+    #: the room this shard holds in its account's queue (durabatch/admission.py), until it ends
+    admission_key: str | None = None
+    #: while `state` is "waiting_admission": its place in line and the limit in the way
+    admission_reason: str | None = None
 
     def apply_poll(self, fresh: ShardState) -> None:
         """Take what a poll learnt about this provider batch (`poll_shards` returns updated copies)."""
@@ -204,6 +208,8 @@ class BatchState(_Model):
     poll_count: int = 0
     #: `provider_event` signals received (each makes the next poll come at once)
     provider_events: int = 0
+    #: admission keys the account workflow granted (its `admission` signals)
+    admitted: list[str] = Field(default_factory=list)
     #: the poll count the schedule counts from (reset when a cancel is sent)
     schedule_origin: int = 0
     cancel_requested: bool = False

@@ -111,6 +111,10 @@ class BatchPolling(BatchBase):
             shard.not_found_polls += 1
             if shard.not_found_polls >= NOT_FOUND_POLLS_LIMIT:
                 self._lose(shard)
+        for shard in st.shards:
+            if shard.admission_key is not None and shard.state in PROVIDER_TERMINAL_STATES:
+                # ended at the provider: its queue room is free (or it was refused for lack of it)
+                await self._release(shard, refused_model=st.model if shard.retry_later else None)
         if any(s.state in ("in_progress", "finalizing") for s in st.shards) and st.status == "submitted":
             st.status = "in_progress"
         for shard in st.shards:
