@@ -242,6 +242,8 @@ class BatchInput(_Model):
     priority: _StrictInt | None = None
     #: fairness key: batches of different tenants share the workers' task queues fairly
     tenant: str | None = None
+    #: the first round plus retry rounds for requests that failed retryably (1..10, default 2)
+    max_rounds: _StrictInt | None = None
     #: set by the workflow itself when it continues as new; clients leave it out
     state: BatchState | None = None
 
