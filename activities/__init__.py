@@ -11,6 +11,7 @@ from activities.finalize import FinalizeActivities
 from activities.handlers import HandlerActivities
 from activities.identity import IdentityActivities
 from activities.ingest import IngestActivities
+from activities.rounds import RoundActivities
 from activities.smoke import SmokeActivities
 from activities.staging import StagingActivities
 from activities.submission import SubmissionActivities
@@ -28,6 +29,7 @@ def all_activities(deps: ActivityDeps) -> list[Callable[..., Any]]:
     smoke = SmokeActivities(deps.pool)
     identity = IdentityActivities(deps)
     admission = AdmissionActivities(deps)
+    rounds = RoundActivities(deps)
     return [
         identity.claim_batch,
         staging.stage_requests,
@@ -35,6 +37,7 @@ def all_activities(deps: ActivityDeps) -> list[Callable[..., Any]]:
         submission.submit_shard,
         submission.poll_shards,
         submission.start_round,
+        rounds.start_retry_round,
         submission.cancel_provider_batches,
         ingest.ingest_results,
         finalize.finalize_batch,

@@ -32,6 +32,8 @@ __all__ = [
     "IngestResult",
     "PollInput",
     "PollResult",
+    "RetryRoundInput",
+    "RetryRoundResult",
     "RoundInput",
     "ShardPlan",
     "StageInput",
@@ -49,6 +51,7 @@ __all__ = [
     "record_handler",
     "request_admission",
     "stage_requests",
+    "start_retry_round",
     "start_round",
     "submit_shard",
 ]
@@ -208,6 +211,19 @@ class AdmissionResult(_Model):
     reason: str | None = None
 
 
+class RetryRoundInput(_Model):
+    """Move the requests that failed retryably into round `to_round`, planned into shards."""
+
+    batch_id: str
+    provider: str
+    to_round: int
+
+
+class RetryRoundResult(_Model):
+    #: the new round's shards (empty: nothing to retry)
+    shards: list[ShardPlan] = Field(default_factory=list)
+
+
 # ---- the stubs: names and types; the implementations live in activities/ ----------------------
 
 
@@ -249,6 +265,12 @@ async def poll_shards(inp: PollInput) -> PollResult:
 async def start_round(inp: RoundInput) -> int:
     """Move a shard's requests to a new round before they are submitted again."""
     _stub("start_round")
+
+
+@activity.defn
+async def start_retry_round(inp: RetryRoundInput) -> RetryRoundResult:
+    """Move what failed retryably (429, 5xx, expired by the provider, missing) to a new round."""
+    _stub("start_retry_round")
 
 
 @activity.defn

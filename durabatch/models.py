@@ -76,6 +76,10 @@ class OutcomeCounts(_Model):
     expired: int = 0
     cancelled: int = 0
     pending: int = 0
+    #: requests that needed more than one round (each attempt keeps its result row)
+    retried: int = 0
+    #: requests finished through the provider's synchronous API instead of its batch API
+    realtime: int = 0
 
 
 class ProviderBatchRef(_Model):
@@ -208,6 +212,8 @@ class BatchState(_Model):
     poll_count: int = 0
     #: `provider_event` signals received (each makes the next poll come at once)
     provider_events: int = 0
+    #: retry rounds started (the first round is not one of them), up to max_rounds - 1
+    retry_rounds: int = 0
     #: admission keys the account workflow granted (its `admission` signals)
     admitted: list[str] = Field(default_factory=list)
     #: the poll count the schedule counts from (reset when a cancel is sent)

@@ -12,12 +12,15 @@ __all__ = [
     "BATCH_ID_IN_USE",
     "COST_LIMIT_EXCEEDED",
     "INVALID_INPUT",
+    "MAX_AGE_CODE",
     "NON_RETRYABLE_ERRORS",
     "PROVIDERS",
     "PROVIDER_LOST_BATCH",
     "PROVIDER_REJECTED",
     "PROVIDER_TERMINAL_STATES",
     "QUOTA_EXCEEDED",
+    "RETRYABLE_ERROR_CODES",
+    "RETRYABLE_STATUS_CODES",
     "TERMINAL_BATCH_STATUSES",
     "WEBHOOK_FAILED",
 ]
@@ -48,3 +51,23 @@ NON_RETRYABLE_ERRORS = (
 )
 #: `ShardState.failure_code` of a provider batch the provider no longer knows.
 PROVIDER_LOST_BATCH = "provider_lost_batch"
+
+#: Which failed requests a retry round sends again (durabatch/store/rounds.py applies it): the
+#: provider's transient trouble, never the request's own fault (400-class, content policy) and
+#: never a cancel or durabatch's own max age.
+RETRYABLE_STATUS_CODES = (408, 409, 429)  # and every 5xx
+RETRYABLE_ERROR_CODES = (
+    "missing_result",  # the provider returned no result for the request
+    "missing_response",
+    "rate_limit_exceeded",
+    "server_error",
+    "rate_limit_error",  # Anthropic's error types
+    "overloaded_error",
+    "api_error",
+    "RESOURCE_EXHAUSTED",  # Gemini's statuses
+    "UNAVAILABLE",
+    "INTERNAL",
+    "DEADLINE_EXCEEDED",
+)
+#: the error code of requests expired by durabatch's own max age (not retried)
+MAX_AGE_CODE = "max_age"
