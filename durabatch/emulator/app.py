@@ -171,6 +171,9 @@ def _dual(openai_handler: Handler, gemini_handler: Handler) -> Handler:
 
 @web.middleware
 async def _emulator_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    # Reads change state too (a status read moves the timeline on and names the result files),
+    # so any request schedules a save.
+    request.app[STATE_KEY].changed.set()
     name = request.match_info.route.name
     if not name or ":" not in name:
         return await handler(request)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import string
 from collections import Counter
@@ -72,6 +73,8 @@ class EmulatorState:
         self.order: dict[str, list[str]] = {"openai": [], "anthropic": [], "gemini": []}
         #: Gemini resumable uploads in progress: upload id -> (metadata, received bytes)
         self.uploads: dict[str, tuple[dict[str, Any], bytearray]] = {}
+        #: set by every request; the on-disk copy (persist.py, with a state_dir) is written after it
+        self.changed = asyncio.Event()
 
     @property
     def api_keys(self) -> frozenset[str]:

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 
 from durabatch.cli import EXIT_USAGE
-from durabatch.devstack import port_in_use
+from durabatch.devstack import DEV_API_KEY, port_in_use
 from tests.cli.conftest import clean_env, data_dir, run_cli, start_dev
 from tests.conftest import free_port
 
@@ -58,6 +58,16 @@ def test_dev_stops_on_sigint_and_a_restart_keeps_running_workflows(requests_file
             after = json.loads(r.stdout)
             assert after["status"] in ("submitted", "in_progress")
             assert after["shards"][0]["provider_batch_id"] == before["shards"][0]["provider_batch_id"]
+            # The emulator kept its provider batch under the data dir, so the poll finds it again.
+            assert (path / "emulator" / "state.pickle").is_file()
+            provider_batch_id = before["shards"][0]["provider_batch_id"]
+            r2 = httpx.get(
+                f"http://127.0.0.1:{second.emulator_port}/v1/batches/{provider_batch_id}",
+                headers={"Authorization": f"Bearer {DEV_API_KEY}"},
+                timeout=10,
+            )
+            assert r2.status_code == 200, r2.text
+            assert r2.json()["request_counts"]["total"] in (0, 12)
             r = run_cli("list", "--json", env=second.env)
             [row] = [json.loads(line) for line in r.stdout.splitlines() if batch_id in line]
             assert row["workflow_status"] == "RUNNING"

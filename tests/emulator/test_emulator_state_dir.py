@@ -1,0 +1,106 @@
+"""With a state dir the emulator carries its batches and files across a restart."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import httpx
+
+from durabatch.emulator import run_emulator
+from durabatch.emulator.persist import STATE_FILE
+from tests.emulator.conftest import fast_config
+from tests.emulator.helpers import (
+    ANTHROPIC_H,
+    OPENAI_H,
+    chat_line,
+    jsonl,
+    openai_batch,
+    openai_wait,
+    parse_jsonl,
+)
+
+
+async def test_a_restarted_emulator_carries_a_running_batch_on(tmp_path: Path) -> None:
+    # Slow enough that the batch is still running when the first emulator stops.
+    config = fast_config(state_dir=tmp_path, ms_per_request=100.0)
+    lines = [chat_line(f"r{i}", f"question {i}") for i in range(10)]
+    async with run_emulator(config) as first, httpx.AsyncClient(base_url=first.url, timeout=10) as http:
+        batch = await openai_batch(http, lines)
+        input_id = batch["input_file_id"]
+    assert (tmp_path / STATE_FILE).is_file()
+
+    async with run_emulator(fast_config(state_dir=tmp_path)) as second:
+        async with httpx.AsyncClient(base_url=second.url, timeout=10) as http:
+            r = await http.get(f"/v1/batches/{batch['id']}", headers=OPENAI_H)
+            assert r.status_code == 200, r.text
+            assert r.json()["status"] in ("validating", "in_progress")
+            r = await http.get(f"/v1/files/{input_id}/content", headers=OPENAI_H)
+            assert r.status_code == 200 and r.content == jsonl(lines)
+            done = await openai_wait(http, batch["id"], {"completed", "failed", "expired"})
+            assert done["status"] == "completed"
+            assert done["request_counts"]["completed"] == 10
+            output_id = done["output_file_id"]
+
+    # The result file named before the restart is still there, with the same bytes.
+    async with run_emulator(fast_config(state_dir=tmp_path)) as third:
+        async with httpx.AsyncClient(base_url=third.url, timeout=10) as http:
+            r = await http.get(f"/v1/batches/{batch['id']}", headers=OPENAI_H)
+            assert r.json()["output_file_id"] == output_id
+            out = await http.get(f"/v1/files/{output_id}/content", headers=OPENAI_H)
+            assert out.status_code == 200
+            assert sorted(x["custom_id"] for x in parse_jsonl(out.content)) == sorted(
+                f"r{i}" for i in range(10)
+            )
+            listed = await http.get("/v1/batches", headers=OPENAI_H)
+            assert [b["id"] for b in listed.json()["data"]] == [batch["id"]]
+
+
+async def test_anthropic_results_survive_a_restart(tmp_path: Path) -> None:
+    body = {
+        "requests": [
+            {
+                "custom_id": f"a{i}",
+                "params": {
+                    "model": "claude-3-5-haiku-latest",
+                    "max_tokens": 16,
+                    "messages": [{"role": "user", "content": f"hi {i}"}],
+                },
+            }
+            for i in range(3)
+        ]
+    }
+    async with run_emulator(fast_config(state_dir=tmp_path)) as first:
+        async with httpx.AsyncClient(base_url=first.url, timeout=10) as http:
+            r = await http.post("/v1/messages/batches", headers=ANTHROPIC_H, json=body)
+            assert r.status_code == 200, r.text
+            batch_id = r.json()["id"]
+    async with run_emulator(fast_config(state_dir=tmp_path)) as second:
+        async with httpx.AsyncClient(base_url=second.url, timeout=10) as http:
+            for _ in range(200):
+                r = await http.get(f"/v1/messages/batches/{batch_id}", headers=ANTHROPIC_H)
+                if r.json()["processing_status"] == "ended":
+                    break
+                await asyncio.sleep(0.02)
+            assert r.json()["processing_status"] == "ended"
+            res = await http.get(f"/v1/messages/batches/{batch_id}/results", headers=ANTHROPIC_H)
+            assert sorted(x["custom_id"] for x in parse_jsonl(res.content)) == ["a0", "a1", "a2"]
+
+
+async def test_without_a_state_dir_nothing_is_kept(tmp_path: Path) -> None:
+    async with run_emulator(fast_config()) as first, httpx.AsyncClient(base_url=first.url) as http:
+        batch = await openai_batch(http, [chat_line("r0")])
+    async with run_emulator(fast_config()) as second, httpx.AsyncClient(base_url=second.url) as http:
+        r = await http.get(f"/v1/batches/{batch['id']}", headers=OPENAI_H)
+        assert r.status_code == 404
+
+
+async def test_an_unreadable_state_file_is_set_aside(tmp_path: Path) -> None:
+    (tmp_path / STATE_FILE).write_bytes(b"not a pickle")
+    async with (
+        run_emulator(fast_config(state_dir=tmp_path)) as emu,
+        httpx.AsyncClient(base_url=emu.url) as http,
+    ):
+        r = await http.get("/v1/batches", headers=OPENAI_H)
+        assert r.status_code == 200 and r.json()["data"] == []
+    assert (tmp_path / (STATE_FILE + ".bad")).read_bytes() == b"not a pickle"
