@@ -19,21 +19,9 @@ import os
 import sys
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
-from rich.table import Table
-
-from durabatch.console import (
-    handler_line,
-    status_table,
-    summary_table,
-    wait_with_progress,
-)
-from durabatch.contract import BATCH_ID_RE, PROVIDERS
-
-if TYPE_CHECKING:
-    pass
 
 from durabatch.cli_common import (
     EXIT_HANDLER_FAILED,
@@ -52,7 +40,16 @@ from durabatch.cli_common import (
     open_client,
     out,
     run,
+    run_app,
 )
+from durabatch.console import (
+    batches_table,
+    handler_line,
+    status_table,
+    summary_table,
+    wait_with_progress,
+)
+from durabatch.contract import BATCH_ID_RE, BATCH_STATUSES, PROVIDERS
 
 __all__ = ["EXIT_USAGE", "app", "cli_stack", "main", "summary_table", "wait_with_progress"]
 
@@ -177,9 +174,11 @@ def status(
 @app.command(name="list")
 def list_batches(
     status: Annotated[
-        str | None, typer.Option(help="Only batches in this status (e.g. in_progress, completed).")
+        str | None, typer.Option(help=f"Only batches in this status: {', '.join(BATCH_STATUSES)}.")
     ] = None,
-    provider: Annotated[str | None, typer.Option(help="Only this provider's batches.")] = None,
+    provider: Annotated[
+        str | None, typer.Option(help=f"Only this provider's batches: {', '.join(PROVIDERS)}.")
+    ] = None,
     limit: Annotated[int, typer.Option(help="At most this many.")] = 100,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per line.")] = False,
 ) -> None:
@@ -190,6 +189,13 @@ def list_batches(
     Example: durabatch list --status completed --provider openai
     """
 
+    if status is not None and status not in BATCH_STATUSES:
+        raise fail(f"--status must be one of {', '.join(BATCH_STATUSES)}, got {status!r}", EXIT_USAGE)
+    if provider is not None and provider not in PROVIDERS:
+        raise fail(f"--provider must be one of {', '.join(PROVIDERS)}, got {provider!r}", EXIT_USAGE)
+    if limit < 1:
+        raise fail(f"--limit must be at least 1, got {limit}", EXIT_USAGE)
+
     async def go() -> int:
         async with await open_client() as client:
             rows = await client.list(status=status, provider=provider, limit=limit)
@@ -198,18 +204,7 @@ def list_batches(
                 line = {**r.__dict__, "start_time": r.start_time.isoformat() if r.start_time else None}
                 sys.stdout.write(json.dumps(line) + "\n")
             return EXIT_OK
-        table = Table("batch", "status", "provider", "model", "requests", "workflow", "started")
-        for r in rows:
-            table.add_row(
-                r.batch_id,
-                r.status,
-                r.provider,
-                r.model,
-                str(r.requests),
-                r.workflow_status,
-                str(r.start_time)[:19],
-            )
-        out.print(table)
+        out.print(batches_table(rows, out.width), soft_wrap=True, highlight=False)
         return EXIT_OK
 
     run(go)
@@ -382,8 +377,7 @@ def main() -> None:
     """
     code: int
     try:
-        app()
-        code = EXIT_OK
+        code = run_app()
     except SystemExit as exc:
         code = (
             exc.code if isinstance(exc.code, int) else (EXIT_OK if exc.code is None else EXIT_NOT_COMPLETED)

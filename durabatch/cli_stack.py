@@ -135,8 +135,10 @@ def dev(
             await stack.stop()
             raise fail(f"the dev stack did not start: {exc}", EXIT_NOT_COMPLETED) from None
         out.print("[bold green]durabatch dev stack is up[/]")
-        out.print(stack.describe(), highlight=False)
-        out.print("\nPoint the CLI or a worker at it from another shell:", highlight=False)
+        # soft_wrap: lines are never broken by us, so a URL wider than the terminal stays whole
+        # (the terminal folds it, and copying it gives the URL back).
+        out.print(stack.describe(), highlight=False, soft_wrap=True)
+        out.print("\nPoint the CLI or a worker at it from another shell:", highlight=False, soft_wrap=True)
         out.print(
             f"  export DURABATCH_TEMPORAL_ADDRESS={stack.temporal_address}\n"
             f"  export DURABATCH_DATABASE_URL='{stack.database_url}'",
