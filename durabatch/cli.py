@@ -13,7 +13,6 @@ Exit codes (scripts rely on them):
 from __future__ import annotations
 
 import contextlib
-import csv
 import json
 import os
 import sys
@@ -28,12 +27,8 @@ from durabatch.cli_common import (
     EXIT_NOT_COMPLETED,
     EXIT_NOT_FOUND,
     EXIT_OK,
-    EXIT_UNREACHABLE,
     EXIT_USAGE,
-    OUTCOMES,
     app,
-    cli_settings,
-    database_url,
     err,
     fail,
     follow,
@@ -51,7 +46,7 @@ from durabatch.console import (
 )
 from durabatch.contract import BATCH_ID_RE, BATCH_STATUSES, PROVIDERS
 
-__all__ = ["EXIT_USAGE", "app", "cli_stack", "main", "summary_table", "wait_with_progress"]
+__all__ = ["EXIT_USAGE", "app", "cli_results", "cli_stack", "main", "summary_table", "wait_with_progress"]
 
 
 @app.command()
@@ -72,6 +67,9 @@ def submit(
     ] = None,
     webhook_secret_env: Annotated[
         str | None, typer.Option(help="Worker env var holding the webhook signing secret.")
+    ] = None,
+    webhook_attempts: Annotated[
+        int | None, typer.Option(help="Delivery attempts per webhook before it counts as failed (default 5).")
     ] = None,
     poll: Annotated[str | None, typer.Option(help="Poll schedule in seconds, e.g. 30,60,300.")] = None,
     max_age: Annotated[float | None, typer.Option(help="Seconds before the batch is expired.")] = None,
@@ -106,7 +104,10 @@ def submit(
             raise fail(f"--webhook must be an http(s) URL, got {url!r}", EXIT_USAGE)
     if not file.is_file():
         raise fail(f"{file.resolve()}: no such file", EXIT_USAGE)
-    handlers = [{"type": "webhook", "url": u, "secret_env": webhook_secret_env} for u in webhook or []]
+    handlers = [
+        {"type": "webhook", "url": u, "secret_env": webhook_secret_env, "max_attempts": webhook_attempts}
+        for u in webhook or []
+    ]
     inp = BatchInput(
         batch_id=batch_id or uuid.uuid4().hex[:12],
         provider=provider,
@@ -281,12 +282,17 @@ def redispatch(
                 if exc.status != RPCStatusCode.NOT_FOUND:
                     raise
                 try:
-                    await handle.status()
+                    st = await handle.status()
                 except BatchNotFound as missing:
                     raise fail(str(missing), EXIT_NOT_FOUND) from None
+                # A closed workflow either ran every handler successfully or outlived its grace.
+                why = (
+                    "its handler grace is over"
+                    if any(h.status == "failed" for h in st.handlers)
+                    else "no handler failed"
+                )
                 raise fail(
-                    f"batch {batch_id!r} has closed (its handler grace is over); nothing to redispatch",
-                    EXIT_NOT_COMPLETED,
+                    f"batch {batch_id!r} has closed ({why}); nothing to redispatch", EXIT_NOT_COMPLETED
                 ) from None
         result = raw if isinstance(raw, RedispatchResult) else RedispatchResult.model_validate(raw)
         for h in result.handlers:
@@ -296,75 +302,8 @@ def redispatch(
     run(go)
 
 
-@app.command()
-def results(
-    batch_id: Annotated[str, typer.Argument(help="The batch id given at submit.")],
-    format: Annotated[
-        str, typer.Option("--format", help="jsonl (the provider's output line shape) or csv.")
-    ] = "jsonl",
-    out_file: Annotated[Path | None, typer.Option("--out", help="Write here instead of stdout.")] = None,
-    outcome: Annotated[
-        str | None, typer.Option(help="Only succeeded, failed, expired or cancelled results.")
-    ] = None,
-) -> None:
-    """Stream a batch's results from PostgreSQL, in input order (needs the database, not Temporal).
-
-    jsonl lines have the provider's own output file shape (OpenAI batch output lines, Anthropic
-    results lines, Gemini responses lines), so existing parsers read them unchanged.
-
-    Example: durabatch results b1 --format csv --out results.csv --outcome failed
-    """
-    if format not in ("jsonl", "csv"):
-        raise fail("--format must be jsonl or csv", EXIT_USAGE)
-    if outcome and outcome not in OUTCOMES:
-        raise fail(f"--outcome must be one of {', '.join(OUTCOMES)}", EXIT_USAGE)
-    settings = cli_settings()
-    url = database_url(settings)
-    assert url is not None
-
-    async def go() -> int:
-        from durabatch.client_errors import BatchNotFound
-        from durabatch.results_format import CSV_COLUMNS, csv_row, provider_line
-        from durabatch.results_reader import open_results
-        from durabatch.store import StoreUnavailable, create_pool
-
-        try:
-            pool = await create_pool(url, min_size=1, max_size=2)
-        except StoreUnavailable as exc:
-            raise fail(str(exc), EXIT_UNREACHABLE) from None
-        try:
-            try:
-                found = await open_results(pool, batch_id, outcome)
-            except BatchNotFound as exc:
-                raise fail(str(exc), EXIT_NOT_FOUND) from None
-            sink = out_file.open("w", newline="", encoding="utf-8") if out_file else sys.stdout
-            try:
-                writer = csv.writer(sink) if format == "csv" else None
-                if writer:
-                    writer.writerow(CSV_COLUMNS)
-                count = 0
-                async for row in found.rows:
-                    if writer:
-                        writer.writerow(csv_row(found.provider, row))
-                    else:
-                        sink.write(provider_line(found.provider, row) + "\n")
-                    count += 1
-            finally:
-                if out_file:
-                    sink.close()
-                else:
-                    sink.flush()
-            if out_file:
-                err.print(f"wrote {count} results to {out_file}", highlight=False)
-            return EXIT_OK
-        finally:
-            await pool.close()
-
-    run(go)
-
-
-# After the batch commands, so that `--help` lists them first.
-from durabatch import cli_stack  # noqa: E402  (registers worker, emulator, dev and db on `app`)
+# After the batch commands, so that `--help` lists them first: results, then worker, emulator, dev, db.
+from durabatch import cli_results, cli_stack  # noqa: E402
 
 
 def main() -> None:
