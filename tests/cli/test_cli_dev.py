@@ -51,8 +51,12 @@ def test_dev_stops_on_sigint_and_a_restart_keeps_running_workflows(requests_file
         assert output.rstrip().endswith("stopped."), output
         assert not any(port_in_use(p) for p in ports[1:]), "UI and emulator ports are released"
 
-        second = start_dev(path, ports)
+        # On an 80-column terminal the banner's URLs (the database's is far wider) stay whole.
+        second = start_dev(path, ports, columns=80)
         try:
+            banner = "".join(second.output)
+            assert f"PostgreSQL:  {second.database_url}\n" in banner, banner
+            assert f"Web UI:      http://127.0.0.1:{second.ui_port}\n" in banner, banner
             r = run_cli("status", batch_id, "--json", env=second.env)
             assert r.returncode == 0, r.stderr
             after = json.loads(r.stdout)
