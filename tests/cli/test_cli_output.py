@@ -133,3 +133,16 @@ def test_list_json_gives_null_for_a_batch_without_a_model(dev: DevProcess, tmp_p
     r = run_cli("list", "--limit", "1000", env=dev.env)
     [row] = [line for line in r.stdout.splitlines() if batch_id in line]
     assert "None" not in row and "null" not in row
+
+
+def test_a_json_error_names_the_file_line_only(dev: DevProcess, tmp_path: Path) -> None:
+    path = openai_lines_without_a_model(tmp_path / "bad_json.jsonl", 2)
+    with path.open("a") as fh:
+        fh.write('{"custom_id": "r2", "body": {"messages": [}}\n')
+    args = ["submit", str(path), "--provider", "openai", "--endpoint", "/v1/chat/completions"]
+    r = run_cli(*args, env={**dev.env, "COLUMNS": "80"})
+    assert r.returncode == 2, r.stdout + r.stderr
+    [line] = r.stderr.splitlines()
+    assert line == (
+        f"error: {path.resolve()}:3: not valid JSON at column 43: expecting value (nothing was started)"
+    ), line
