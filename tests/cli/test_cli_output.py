@@ -4,6 +4,7 @@ that stays usable on an 80-column terminal (whole batch ids, progress counts).""
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from pathlib import Path
@@ -75,8 +76,8 @@ def openai_lines_without_a_model(path: Path, n: int = 12) -> Path:
 def test_at_80_columns_progress_keeps_its_counts_and_list_keeps_whole_ids(
     dev: DevProcess, tmp_path: Path
 ) -> None:
-    # Far wider than what fits beside the bar and the counts on 80 columns.
-    batch_id = "narrow-" + uuid.uuid4().hex + uuid.uuid4().hex[:20]
+    # Far wider than what fits beside the bar and the counts on 80 columns (70 characters).
+    batch_id = "narrow-" + uuid.uuid4().hex + uuid.uuid4().hex[:31]
     env = {**dev.env, "COLUMNS": "80"}
     path = openai_lines_without_a_model(tmp_path / "reqs.jsonl")
     r = run_cli(
@@ -98,7 +99,7 @@ def test_at_80_columns_progress_keeps_its_counts_and_list_keeps_whole_ids(
     )
     assert r.returncode == 0, r.stdout + r.stderr
     [bar] = [line for line in r.stdout.splitlines() if line.startswith("batch narrow-")]
-    assert "12/12" in bar, r.stdout
+    assert "12/12" in bar and re.search(r" \d+:\d\d:\d\d$", bar), bar
     assert len(bar) <= 80, bar
 
     deadline = time.monotonic() + 15
@@ -109,9 +110,32 @@ def test_at_80_columns_progress_keeps_its_counts_and_list_keeps_whole_ids(
             break
         assert time.monotonic() < deadline, r.stdout
         time.sleep(0.5)
+    # Even the id and the status do not fit in a table row: plain lines, the id whole on one line.
     [row] = [line for line in r.stdout.splitlines() if batch_id in line]
-    assert "completed" in row
-    assert all(len(line) <= 80 for line in r.stdout.splitlines()), r.stdout
+    assert row.split() == [batch_id, "completed"], row
+
+
+def test_the_list_table_drops_columns_before_it_cuts_an_id() -> None:
+    from datetime import UTC, datetime
+
+    from rich.console import Console
+
+    from durabatch.client import BatchRow
+    from durabatch.console import batches_table
+
+    long_id = "a" * 40 + "-" + "b" * 18
+    rows = [
+        BatchRow(long_id, "in_progress", "anthropic", "claude-haiku-4-5", 1200, "RUNNING", datetime.now(UTC)),
+        BatchRow("b1", "completed", "openai", None, 12, "COMPLETED", datetime.now(UTC)),
+    ]
+    for width, columns in ((200, 7), (100, 4), (80, 2)):
+        console = Console(width=width, record=True)
+        console.print(batches_table(rows, console.width), soft_wrap=True)
+        lines = console.export_text().splitlines()
+        assert all(len(line) <= width for line in lines), lines
+        assert any(f"│ {long_id} │" in line for line in lines), lines
+        assert lines[1].count("┃") - 1 == columns, lines[1]
+        assert "None" not in console.export_text()
 
 
 def test_list_json_gives_null_for_a_batch_without_a_model(dev: DevProcess, tmp_path: Path) -> None:
