@@ -222,6 +222,7 @@ async def batch_results(request: web.Request, batch: Batch) -> web.StreamRespons
             lines=functools.partial(anthropic_result_lines, batch, k, pad),
         )
         batch.extra["results_file"] = f
+        state.touch()
     state.stats.downloads["anthropic"] += 1
     return await stream_file(
         request, f, content_type="application/x-jsonl", honour_range=True, cut_after=truncation(request, f)

@@ -69,6 +69,7 @@ def _output(batch: Batch, state: EmulatorState, k: int, origin: str) -> dict[str
             lines=functools.partial(gemini_result_lines, batch, k, pad),
         )
         batch.extra["output_file"] = state.gemini_files.add(f)
+        state.touch()
     return {"responsesFile": "files/" + f.id}
 
 

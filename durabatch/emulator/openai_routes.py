@@ -51,6 +51,7 @@ def _ensure_files(batch: Batch, processed: int, state: EmulatorState) -> None:
     if batch.files_made or batch.timeline.phase not in TERMINAL:
         return
     batch.files_made = True
+    state.touch()  # the file ids are now public: a restarted emulator must keep them
     phase = batch.timeline.phase
     if phase == Phase.FAILED:
         return

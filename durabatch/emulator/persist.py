@@ -1,7 +1,7 @@
 """Keeping the emulator's batches and files on disk, so a restarted emulator carries them on.
 
 With `EmulatorConfig.state_dir` set, the state is loaded at start, written again shortly after
-any request touches it, and once more on shutdown. Each write goes to a temporary file that is
+each change (`EmulatorState.touch()`), and once more on shutdown. Each write goes to a temporary file that is
 then renamed over `state.pickle`, so a crash mid-write leaves the previous state whole.
 
 Progress is a function of the clock (see timeline.py), not of background work, so saving the

@@ -104,3 +104,33 @@ async def test_an_unreadable_state_file_is_set_aside(tmp_path: Path) -> None:
         r = await http.get("/v1/batches", headers=OPENAI_H)
         assert r.status_code == 200 and r.json()["data"] == []
     assert (tmp_path / (STATE_FILE + ".bad")).read_bytes() == b"not a pickle"
+
+
+async def test_a_change_is_on_disk_shortly_after_it_without_a_shutdown(tmp_path: Path) -> None:
+    from durabatch.emulator import EmulatorState
+    from durabatch.emulator.persist import FLUSH_SECONDS, load_state
+
+    async with (
+        run_emulator(fast_config(state_dir=tmp_path)) as emu,
+        httpx.AsyncClient(base_url=emu.url) as http,
+    ):
+        batch = await openai_batch(http, [chat_line("r0")])
+        await asyncio.sleep(FLUSH_SECONDS + 0.5)
+        # What a crash right now would leave behind: read it as a new emulator would.
+        seen = EmulatorState(fast_config())
+        assert load_state(seen, tmp_path)
+        assert batch["id"] in seen.batches
+        assert batch["input_file_id"] in seen.openai_files.files
+        # The first read of the ended batch names its result files, which is saved; later status
+        # reads change nothing that is saved, and the file is not rewritten for them.
+        done = await http.get(f"/v1/batches/{batch['id']}", headers=OPENAI_H)
+        assert done.json()["status"] == "completed" and done.json()["output_file_id"]
+        await asyncio.sleep(FLUSH_SECONDS + 0.3)
+        seen = EmulatorState(fast_config())
+        assert load_state(seen, tmp_path)
+        assert seen.batches[batch["id"]].output_file_id == done.json()["output_file_id"]
+        written = (tmp_path / STATE_FILE).stat().st_mtime_ns
+        for _ in range(3):
+            assert (await http.get(f"/v1/batches/{batch['id']}", headers=OPENAI_H)).status_code == 200
+        await asyncio.sleep(FLUSH_SECONDS + 0.3)
+        assert (tmp_path / STATE_FILE).stat().st_mtime_ns == written
