@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
+import pytest
 
 from durabatch.emulator import run_emulator
 from durabatch.emulator.persist import STATE_FILE
 from tests.emulator.conftest import fast_config
 from tests.emulator.helpers import (
     ANTHROPIC_H,
+    KEY,
     OPENAI_H,
     chat_line,
     jsonl,
@@ -134,3 +139,54 @@ async def test_a_change_is_on_disk_shortly_after_it_without_a_shutdown(tmp_path:
             assert (await http.get(f"/v1/batches/{batch['id']}", headers=OPENAI_H)).status_code == 200
         await asyncio.sleep(FLUSH_SECONDS + 0.3)
         assert (tmp_path / STATE_FILE).stat().st_mtime_ns == written
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        [str(Path(sys.executable).parent / "durabatch"), "emulator"],
+        [sys.executable, "-m", "durabatch.emulator"],
+    ],
+    ids=["durabatch emulator", "python -m durabatch.emulator"],
+)
+def test_the_command_line_keeps_batches_in_its_state_dir(tmp_path: Path, command: list[str]) -> None:
+    def start() -> tuple[subprocess.Popen[str], str]:
+        proc = subprocess.Popen(
+            [*command, "--port", "0", "--api-key", KEY, "--state-dir", str(tmp_path)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert "listening on" in line, line
+        return proc, line.rsplit(" ", 1)[1].strip()
+
+    def stop(proc: subprocess.Popen[str]) -> None:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=15) == 0
+
+    proc, url = start()
+    try:
+        up = httpx.post(
+            f"{url}/v1/files",
+            headers=OPENAI_H,
+            files={"file": ("in.jsonl", jsonl([chat_line("r0")]))},
+            data={"purpose": "batch"},
+        ).raise_for_status()
+        body = {
+            "input_file_id": up.json()["id"],
+            "endpoint": "/v1/chat/completions",
+            "completion_window": "24h",
+        }
+        batch_id = (
+            httpx.post(f"{url}/v1/batches", headers=OPENAI_H, json=body).raise_for_status().json()["id"]
+        )
+    finally:
+        stop(proc)
+    proc, url = start()
+    try:
+        r = httpx.get(f"{url}/v1/batches/{batch_id}", headers=OPENAI_H)
+        assert r.status_code == 200, r.text
+    finally:
+        stop(proc)
