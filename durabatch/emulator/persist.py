@@ -1,8 +1,8 @@
 """Keeping the emulator's batches and files on disk, so a restarted emulator carries them on.
 
 With `EmulatorConfig.state_dir` set, the state is loaded at start, written again shortly after
-each change (`EmulatorState.touch()`), and once more on shutdown. Each write goes to a temporary file that is
-then renamed over `state.pickle`, so a crash mid-write leaves the previous state whole.
+each change (`EmulatorState.touch()`), and once more on shutdown. Each write goes to a temporary
+file that is then renamed over `state.pickle`, so a crash mid-write leaves the previous state whole.
 
 Progress is a function of the clock (see timeline.py), not of background work, so saving the
 batches' inputs and timelines is enough: after a restart every batch is where wall time says

@@ -190,3 +190,45 @@ def test_the_command_line_keeps_batches_in_its_state_dir(tmp_path: Path, command
         assert r.status_code == 200, r.text
     finally:
         stop(proc)
+
+
+async def test_a_restart_does_not_send_a_batch_ended_webhook_again(tmp_path: Path) -> None:
+    import base64
+
+    from aiohttp import web
+
+    received: list[str] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        received.append(request.headers["webhook-id"])
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/hooks/{provider}", hook)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    hooks = {
+        "webhook_url": f"http://127.0.0.1:{port}/hooks/{{provider}}",
+        "webhook_secret": "whsec_" + base64.b64encode(b"state-dir-test-secret-32-bytes!!").decode(),
+    }
+    try:
+        async with run_emulator(fast_config(state_dir=tmp_path, **hooks)) as emu:
+            async with httpx.AsyncClient(base_url=emu.url) as http:
+                batch = await openai_batch(http, [chat_line("r0")])
+                await openai_wait(http, batch["id"], {"completed"})
+                for _ in range(100):
+                    if received:
+                        break
+                    await asyncio.sleep(0.05)
+        assert len(received) == 1, received
+        async with run_emulator(fast_config(state_dir=tmp_path, **hooks)) as emu:
+            async with httpx.AsyncClient(base_url=emu.url) as http:
+                r = await http.get(f"/v1/batches/{batch['id']}", headers=OPENAI_H)
+                assert r.json()["status"] == "completed"
+            await asyncio.sleep(0.5)  # several turns of the emulator's webhook watcher
+        assert len(received) == 1, "the event was sent before the restart, not again after it"
+    finally:
+        await runner.cleanup()
