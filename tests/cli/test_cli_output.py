@@ -170,3 +170,11 @@ def test_a_json_error_names_the_file_line_only(dev: DevProcess, tmp_path: Path) 
     assert line == (
         f"error: {path.resolve()}:3: not valid JSON at column 43: expecting value (nothing was started)"
     ), line
+
+
+def test_the_status_list_is_every_batch_status() -> None:
+    from typing import get_args
+
+    from durabatch.models import BatchStatus
+
+    assert BATCH_STATUSES == get_args(BatchStatus)
