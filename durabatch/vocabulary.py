@@ -10,6 +10,7 @@ __all__ = [
     "AUTHENTICATION_FAILED",
     "BATCH_FAILED",
     "BATCH_ID_IN_USE",
+    "BATCH_STATUSES",
     "COST_LIMIT_EXCEEDED",
     "INVALID_INPUT",
     "MAX_AGE_CODE",
@@ -26,6 +27,18 @@ __all__ = [
 ]
 
 PROVIDERS = ("openai", "anthropic", "gemini")
+#: Every status a batch can be in, in lifecycle order (`models.BatchStatus`; what
+#: `durabatch list --status` accepts).
+BATCH_STATUSES = (
+    "pending",
+    "submitted",
+    "in_progress",
+    "finalizing",
+    "completed",
+    "cancelled",
+    "expired",
+    "failed",
+)
 #: A batch in one of these has ended; its outcome is final.
 TERMINAL_BATCH_STATUSES = frozenset({"completed", "cancelled", "expired", "failed"})
 #: A provider batch in one of these (as mapped by durabatch.providers) has ended at the provider.
