@@ -29,6 +29,7 @@ from durabatch.cli_common import (
     EXIT_OK,
     EXIT_USAGE,
     app,
+    cli_settings,
     err,
     fail,
     follow,
@@ -74,6 +75,17 @@ def submit(
     poll: Annotated[str | None, typer.Option(help="Poll schedule in seconds, e.g. 30,60,300.")] = None,
     max_age: Annotated[float | None, typer.Option(help="Seconds before the batch is expired.")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Show live progress until the batch ends.")] = False,
+    max_cost: Annotated[
+        float | None, typer.Option(help="Refuse the batch if its estimated cost (USD) is above this.")
+    ] = None,
+    max_rounds: Annotated[
+        int | None, typer.Option(help="Rounds in all, retries of retryable failures included (default 2).")
+    ] = None,
+    priority: Annotated[int | None, typer.Option(help="1 (first) to 5 (last); default 3.")] = None,
+    tenant: Annotated[str | None, typer.Option(help="Fairness key shared by a team's batches.")] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Validate and estimate the file, print it, send nothing.")
+    ] = False,
 ) -> None:
     """Start a batch from a JSONL file; prints the batch id (exit 0), or with --wait follows it to the end.
 
@@ -84,6 +96,10 @@ def submit(
     With --wait the exit code is 0 only if the batch completed (1 if it failed, expired or was
     cancelled; 5 if it completed but a completion handler failed, as soon as every handler has
     run); Ctrl-C stops watching and leaves the batch running (exit 130).
+
+    With --dry-run nothing is sent and neither Temporal nor PostgreSQL is needed: it prints the
+    requests, provider batches, estimated input tokens, maximum output tokens and the cost range
+    at batch prices (exit 2 if --max-cost would refuse the file).
 
     Example: durabatch submit reqs.jsonl --provider openai --endpoint /v1/chat/completions --model gpt-4o-mini --wait
     """
@@ -104,6 +120,8 @@ def submit(
             raise fail(f"--webhook must be an http(s) URL, got {url!r}", EXIT_USAGE)
     if not file.is_file():
         raise fail(f"{file.resolve()}: no such file", EXIT_USAGE)
+    if dry_run:
+        raise typer.Exit(print_dry_run(file, provider, endpoint, model, max_cost))
     handlers = [
         {"type": "webhook", "url": u, "secret_env": webhook_secret_env, "max_attempts": webhook_attempts}
         for u in webhook or []
@@ -116,10 +134,14 @@ def submit(
         poll_schedule_seconds=schedule,
         max_age_seconds=max_age,
         handlers=handlers,
+        max_cost_usd=max_cost,
+        max_rounds=max_rounds,
+        priority=priority,
+        tenant=tenant,
     )
 
     async def go() -> int:
-        from durabatch.client import BatchAlreadyExists, InvalidRequestsFile
+        from durabatch.client import BatchAlreadyExists, CostLimitExceeded, InvalidRequestsFile
         from durabatch.contract import InvalidBatchInput
 
         async with await open_client(require_store=True) as client:
@@ -128,7 +150,7 @@ def submit(
                 handle = await client.start(inp, requests_path=file)
             except BatchAlreadyExists as exc:
                 raise fail(f"{exc}; batch ids are never reused", EXIT_USAGE) from None
-            except (InvalidRequestsFile, InvalidBatchInput) as exc:
+            except (InvalidRequestsFile, InvalidBatchInput, CostLimitExceeded) as exc:
                 raise fail(f"{exc} (nothing was started)", EXIT_USAGE) from None
             out.print(f"started batch [bold]{handle.batch_id}[/] (workflow {handle.workflow_id})")
             if not wait:
@@ -137,6 +159,29 @@ def submit(
             return await follow(handle)
 
     run(go)
+
+
+def print_dry_run(file: Path, provider: str, endpoint: str, model: str | None, max_cost: float | None) -> int:
+    """`submit --dry-run`: the report (durabatch/dry_run.py), exit 0, or 2 if the file or the cost
+    limit refuses it."""
+    from durabatch.dry_run import dry_run
+    from durabatch.requests_file import InvalidRequestLine, InvalidRequests, located
+
+    settings = cli_settings()
+    try:
+        report = dry_run(
+            file,
+            provider=provider,
+            endpoint=endpoint,
+            model=model,
+            max_cost_usd=max_cost,
+            prices_file=settings.prices_file,
+        )
+    except (InvalidRequestLine, InvalidRequests) as exc:
+        raise fail(f"{located(file.resolve(), exc)} (nothing was sent)", EXIT_USAGE) from None
+    for line in report.lines():
+        out.print(line, highlight=False, markup=False)
+    return EXIT_USAGE if report.refusal else EXIT_OK
 
 
 @app.command()

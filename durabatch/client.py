@@ -212,7 +212,7 @@ class BatchClient:
 
     async def _stage_file(self, inp: BatchConfig, path: Path) -> int:
         """Validate `path` and COPY it into the store for `inp`'s batch; returns the request count."""
-        from durabatch.requests_file import InvalidRequestLine, InvalidRequests
+        from durabatch.requests_file import InvalidRequestLine, InvalidRequests, located
         from durabatch.staging import StagedElsewhere, stage_client_file
 
         if not path.is_file():
@@ -233,9 +233,9 @@ class BatchClient:
                 accept=functools.partial(self._within_budget, inp),
             )
         except InvalidRequestLine as exc:
-            raise InvalidRequestsFile(f"{path}:{exc.line_no}: {_line_detail(exc)}", exc.line_no) from None
+            raise InvalidRequestsFile(located(path, exc), exc.line_no) from None
         except InvalidRequests as exc:
-            raise InvalidRequestsFile(f"{path}: {exc}") from None
+            raise InvalidRequestsFile(located(path, exc)) from None
         except StagedElsewhere as exc:
             raise BatchAlreadyExists(str(exc)) from None
         except OSError as exc:
@@ -341,12 +341,6 @@ def _quote(value: str) -> str:
 
 def _is_local_path(uri: str) -> bool:
     return "://" not in uri and not uri.startswith("store:")
-
-
-def _line_detail(exc: Any) -> str:
-    """An InvalidRequestLine's message without its "line N" prefix (the caller writes FILE:N)."""
-    field = f"field {exc.field!r}: " if exc.field else ""
-    return f"{field}{exc.reason}"
 
 
 def _requests_source(inp: BatchInput, count: int | None) -> str:

@@ -43,6 +43,7 @@ __all__ = [
     "ShardPlanner",
     "StagedRequest",
     "iter_lines",
+    "located",
 ]
 
 #: One durabatch batch may hold this many requests (split into provider batches as needed); more
@@ -281,6 +282,15 @@ class RequestsValidator:
                 return data
             found = (body_field, "cannot be encoded as standard JSON")
         raise InvalidRequestLine(line_no, *found)
+
+
+def located(path: object, exc: InvalidRequestLine | InvalidRequests) -> str:
+    """A refusal as `FILE:LINE: field 'f': reason` (the CLI, `BatchClient` and the dry run say it
+    the same way)."""
+    if isinstance(exc, InvalidRequestLine):
+        field = f"field {exc.field!r}: " if exc.field else ""
+        return f"{path}:{exc.line_no}: {field}{exc.reason}"
+    return f"{path}: {exc}"
 
 
 def iter_lines(chunks: Iterator[bytes]) -> Iterator[tuple[int, bytes]]:

@@ -10,6 +10,7 @@ import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -66,23 +67,8 @@ async def _serve(config: EmulatorConfig, host: str, port: int) -> None:
         await stop.wait()
 
 
-def serve_forever(
-    host: str,
-    port: int,
-    api_keys: list[str],
-    validating_seconds: float = 0.5,
-    ms_per_request: float = 1.0,
-    finalizing_seconds: float = 0.5,
-    expire_after_seconds: float = 86400.0,
-    state_dir: Path | None = None,
-) -> None:
-    """Run until SIGINT or SIGTERM (with `state_dir`, saving the state there before exiting)."""
-    config = EmulatorConfig(
-        api_keys=list(api_keys),
-        validating_seconds=validating_seconds,
-        ms_per_request=ms_per_request,
-        finalizing_seconds=finalizing_seconds,
-        expire_after_seconds=expire_after_seconds,
-        state_dir=state_dir,
-    )
+def serve_forever(host: str, port: int, api_keys: list[str], **options: Any) -> None:
+    """Run until SIGINT or SIGTERM (with `state_dir`, saving the state there before exiting);
+    `options` are EmulatorConfig fields (timings, state_dir, webhook_url, ...)."""
+    config = EmulatorConfig(api_keys=list(api_keys), **options)
     asyncio.run(_serve(config, host, port))
