@@ -13,6 +13,7 @@ from activities.ingest import IngestActivities
 from activities.smoke import SmokeActivities
 from activities.staging import StagingActivities
 from activities.submission import SubmissionActivities
+from activities.sweep import SweepActivities
 
 __all__ = ["ActivityDeps", "all_activities"]
 
@@ -26,6 +27,7 @@ def all_activities(deps: ActivityDeps) -> list[Callable[..., Any]]:
     handler = HandlerActivities(deps)
     smoke = SmokeActivities(deps.pool)
     identity = IdentityActivities(deps)
+    sweep = SweepActivities(deps)
     return [
         identity.claim_batch,
         staging.stage_requests,
@@ -38,5 +40,6 @@ def all_activities(deps: ActivityDeps) -> list[Callable[..., Any]]:
         handler.deliver_webhook,
         handler.claim_handler,
         handler.record_handler,
+        sweep.sweep_account,
         smoke.write_and_read,
     ]

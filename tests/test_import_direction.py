@@ -143,6 +143,8 @@ RULES: dict[str, tuple[str, ...]] = {
         "workflows",
         "worker",
     ),
+    # the webhook receiver: the store and Temporal, never the provider clients or the layers above
+    "durabatch.hooks": ("durabatch.providers", "activities", "workflows", "worker"),
     # models and the contract are imported by workflow code: pydantic and the standard library only
     "durabatch.models": PURE,
     "durabatch.contract": PURE,
