@@ -54,8 +54,8 @@ class AccountSweepWorkflow:
         sweep = SweepInput(provider=inp.provider, max_pages=max(1, inp.max_pages))
         for _ in range(max(1, inp.continue_as_new_after)):
             await self._sweep_once(sweep)
-            self._reconfigured = False
-            # a new cadence (the `configure` signal) ends the wait and applies at once
+            # a new cadence (the `configure` signal, also one that came during the sweep) ends
+            # the wait: the next sweep comes at once, and then on the new cadence
             try:
                 await workflow.wait_condition(
                     lambda: self._reconfigured,
@@ -64,6 +64,7 @@ class AccountSweepWorkflow:
                 )
             except TimeoutError:
                 pass
+            self._reconfigured = False
         await workflow.wait_condition(workflow.all_handlers_finished)
         workflow.continue_as_new(
             inp.model_copy(update={"totals": self._totals, "sweep_seconds": self._seconds})
@@ -71,7 +72,6 @@ class AccountSweepWorkflow:
 
     async def _sweep_once(self, sweep: SweepInput) -> None:
         totals = self._totals
-        totals.sweeps += 1
         try:
             result = await execute(
                 api.sweep_account,
@@ -82,10 +82,12 @@ class AccountSweepWorkflow:
             )
         except ActivityError as exc:
             # The next sweep is the retry; meanwhile every batch keeps its own safety poll.
+            totals.sweeps += 1
             totals.failed_sweeps += 1
             totals.last_error = cause_message(exc)
             workflow.logger.warning("account sweep failed", extra={"provider": sweep.provider})
             return
+        totals.sweeps += 1
         totals.listed += result.listed
         totals.changed += result.changed
         totals.signalled += result.signalled
