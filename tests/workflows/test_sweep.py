@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -17,12 +18,14 @@ import openai
 import pytest
 from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError
+from temporalio.worker import Replayer
 
+from durabatch.converter import DATA_CONVERTER
 from durabatch.models import StatusQuery, SweepTotals, SweepWorkflowInput, sweep_workflow_id
 from durabatch.service import start_sweeps
 from durabatch.settings import SettingsError, load_settings
 from durabatch.store.pool import Pool
-from tests.workflows.conftest import API_KEY, Stack, chat_requests, worker_stack
+from tests.workflows.conftest import API_KEY, HISTORIES, Stack, chat_requests, worker_stack
 from workflows.sweep import AccountSweepWorkflow
 
 pytestmark = pytest.mark.usefixtures("api_keys")
@@ -288,6 +291,19 @@ async def test_the_sweep_continues_as_new_and_keeps_waking_batches(
             done = await totals(stack.client, sweep.id)
             # the counts came along through every continue-as-new
             assert done.sweeps >= 5 and done.signalled >= 1 and done.failed_sweeps == 0
+        # the first run, whole (it ended in continue-as-new), replays on today's code
+        first = stack.client.get_workflow_handle(sweep.id, run_id=first_run)
+        await record_sweep_history(first, "account_sweep")
+
+
+async def record_sweep_history(handle: WorkflowHandle[Any, Any], name: str) -> None:
+    """Replay the run (a nondeterminism fails the test) and, with DURABATCH_RECORD_HISTORIES=1,
+    save it to tests/histories/ for the upgrade gate (tests/test_replay.py)."""
+    history = await handle.fetch_history()
+    await Replayer(workflows=[AccountSweepWorkflow], data_converter=DATA_CONVERTER).replay_workflow(history)
+    if os.environ.get("DURABATCH_RECORD_HISTORIES") == "1":
+        HISTORIES.mkdir(exist_ok=True)
+        (HISTORIES / f"{name}@{handle.id}.json").write_text(history.to_json())
 
 
 async def test_a_new_cadence_reaches_a_running_sweep(
