@@ -21,6 +21,8 @@ from temporalio import activity
 from durabatch.models import BatchStatus, BatchSummary, BatchTotals, CarriesRef, HandlerSpec, ShardState
 
 __all__ = [
+    "AdmissionInput",
+    "AdmissionResult",
     "CancelInput",
     "ClaimInput",
     "FinalizeInput",
@@ -30,6 +32,8 @@ __all__ = [
     "IngestResult",
     "PollInput",
     "PollResult",
+    "RetryRoundInput",
+    "RetryRoundResult",
     "RoundInput",
     "ShardPlan",
     "StageInput",
@@ -47,7 +51,9 @@ __all__ = [
     "ingest_results",
     "poll_shards",
     "record_handler",
+    "request_admission",
     "stage_requests",
+    "start_retry_round",
     "start_round",
     "submit_shard",
     "sweep_account",
@@ -187,6 +193,40 @@ class HandlerResult(_Model):
     detail: str | None = None
 
 
+class AdmissionInput(_Model):
+    """Ask the provider account for room for one shard (durabatch/admission.py)."""
+
+    batch_id: str
+    workflow_id: str
+    provider: str
+    model: str | None = None
+    shard: int
+    round: int = 0
+    priority: int | None = None
+    tenant: str | None = None
+
+
+class AdmissionResult(_Model):
+    #: True: submit now (no limit applies, or room was free); False: wait for the `admission` signal
+    admitted: bool
+    key: str | None = None
+    account_workflow_id: str | None = None
+    reason: str | None = None
+
+
+class RetryRoundInput(_Model):
+    """Move the requests that failed retryably into round `to_round`, planned into shards."""
+
+    batch_id: str
+    provider: str
+    to_round: int
+
+
+class RetryRoundResult(_Model):
+    #: the new round's shards (empty: nothing to retry)
+    shards: list[ShardPlan] = Field(default_factory=list)
+
+
 class SweepInput(_Model):
     """One status sweep of a provider account (the account sweep workflow)."""
 
@@ -226,6 +266,12 @@ async def stage_requests(inp: StageInput) -> StageResult:
 
 
 @activity.defn
+async def request_admission(inp: AdmissionInput) -> AdmissionResult:
+    """Ask the account workflow for queue room for a shard (signal-with-start)."""
+    _stub("request_admission")
+
+
+@activity.defn
 async def submit_shard(inp: SubmitInput) -> SubmitResult:
     """Upload a shard and create its provider batch, at most once per shard and round."""
     _stub("submit_shard")
@@ -241,6 +287,12 @@ async def poll_shards(inp: PollInput) -> PollResult:
 async def start_round(inp: RoundInput) -> int:
     """Move a shard's requests to a new round before they are submitted again."""
     _stub("start_round")
+
+
+@activity.defn
+async def start_retry_round(inp: RetryRoundInput) -> RetryRoundResult:
+    """Move what failed retryably (429, 5xx, expired by the provider, missing) to a new round."""
+    _stub("start_retry_round")
 
 
 @activity.defn

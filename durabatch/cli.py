@@ -13,48 +13,40 @@ Exit codes (scripts rely on them):
 from __future__ import annotations
 
 import contextlib
-import csv
 import json
 import os
 import sys
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
-from rich.table import Table
-
-from durabatch.console import (
-    handler_line,
-    status_table,
-    summary_table,
-    wait_with_progress,
-)
-from durabatch.contract import BATCH_ID_RE, PROVIDERS
-
-if TYPE_CHECKING:
-    pass
 
 from durabatch.cli_common import (
     EXIT_HANDLER_FAILED,
     EXIT_NOT_COMPLETED,
     EXIT_NOT_FOUND,
     EXIT_OK,
-    EXIT_UNREACHABLE,
     EXIT_USAGE,
-    OUTCOMES,
     app,
-    cli_settings,
-    database_url,
     err,
     fail,
     follow,
     open_client,
     out,
     run,
+    run_app,
 )
+from durabatch.console import (
+    batches_table,
+    handler_line,
+    status_table,
+    summary_table,
+    wait_with_progress,
+)
+from durabatch.contract import BATCH_ID_RE, BATCH_STATUSES, PROVIDERS
 
-__all__ = ["EXIT_USAGE", "app", "cli_stack", "main", "summary_table", "wait_with_progress"]
+__all__ = ["EXIT_USAGE", "app", "cli_results", "cli_stack", "main", "summary_table", "wait_with_progress"]
 
 
 @app.command()
@@ -75,6 +67,9 @@ def submit(
     ] = None,
     webhook_secret_env: Annotated[
         str | None, typer.Option(help="Worker env var holding the webhook signing secret.")
+    ] = None,
+    webhook_attempts: Annotated[
+        int | None, typer.Option(help="Delivery attempts per webhook before it counts as failed (default 5).")
     ] = None,
     poll: Annotated[str | None, typer.Option(help="Poll schedule in seconds, e.g. 30,60,300.")] = None,
     max_age: Annotated[float | None, typer.Option(help="Seconds before the batch is expired.")] = None,
@@ -109,7 +104,10 @@ def submit(
             raise fail(f"--webhook must be an http(s) URL, got {url!r}", EXIT_USAGE)
     if not file.is_file():
         raise fail(f"{file.resolve()}: no such file", EXIT_USAGE)
-    handlers = [{"type": "webhook", "url": u, "secret_env": webhook_secret_env} for u in webhook or []]
+    handlers = [
+        {"type": "webhook", "url": u, "secret_env": webhook_secret_env, "max_attempts": webhook_attempts}
+        for u in webhook or []
+    ]
     inp = BatchInput(
         batch_id=batch_id or uuid.uuid4().hex[:12],
         provider=provider,
@@ -177,9 +175,11 @@ def status(
 @app.command(name="list")
 def list_batches(
     status: Annotated[
-        str | None, typer.Option(help="Only batches in this status (e.g. in_progress, completed).")
+        str | None, typer.Option(help=f"Only batches in this status: {', '.join(BATCH_STATUSES)}.")
     ] = None,
-    provider: Annotated[str | None, typer.Option(help="Only this provider's batches.")] = None,
+    provider: Annotated[
+        str | None, typer.Option(help=f"Only this provider's batches: {', '.join(PROVIDERS)}.")
+    ] = None,
     limit: Annotated[int, typer.Option(help="At most this many.")] = 100,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per line.")] = False,
 ) -> None:
@@ -190,6 +190,13 @@ def list_batches(
     Example: durabatch list --status completed --provider openai
     """
 
+    if status is not None and status not in BATCH_STATUSES:
+        raise fail(f"--status must be one of {', '.join(BATCH_STATUSES)}, got {status!r}", EXIT_USAGE)
+    if provider is not None and provider not in PROVIDERS:
+        raise fail(f"--provider must be one of {', '.join(PROVIDERS)}, got {provider!r}", EXIT_USAGE)
+    if limit < 1:
+        raise fail(f"--limit must be at least 1, got {limit}", EXIT_USAGE)
+
     async def go() -> int:
         async with await open_client() as client:
             rows = await client.list(status=status, provider=provider, limit=limit)
@@ -198,18 +205,7 @@ def list_batches(
                 line = {**r.__dict__, "start_time": r.start_time.isoformat() if r.start_time else None}
                 sys.stdout.write(json.dumps(line) + "\n")
             return EXIT_OK
-        table = Table("batch", "status", "provider", "model", "requests", "workflow", "started")
-        for r in rows:
-            table.add_row(
-                r.batch_id,
-                r.status,
-                r.provider,
-                r.model,
-                str(r.requests),
-                r.workflow_status,
-                str(r.start_time)[:19],
-            )
-        out.print(table)
+        out.print(batches_table(rows, out.width), soft_wrap=True, highlight=False)
         return EXIT_OK
 
     run(go)
@@ -286,12 +282,17 @@ def redispatch(
                 if exc.status != RPCStatusCode.NOT_FOUND:
                     raise
                 try:
-                    await handle.status()
+                    st = await handle.status()
                 except BatchNotFound as missing:
                     raise fail(str(missing), EXIT_NOT_FOUND) from None
+                # A closed workflow either ran every handler successfully or outlived its grace.
+                why = (
+                    "its handler grace is over"
+                    if any(h.status == "failed" for h in st.handlers)
+                    else "no handler failed"
+                )
                 raise fail(
-                    f"batch {batch_id!r} has closed (its handler grace is over); nothing to redispatch",
-                    EXIT_NOT_COMPLETED,
+                    f"batch {batch_id!r} has closed ({why}); nothing to redispatch", EXIT_NOT_COMPLETED
                 ) from None
         result = raw if isinstance(raw, RedispatchResult) else RedispatchResult.model_validate(raw)
         for h in result.handlers:
@@ -301,75 +302,8 @@ def redispatch(
     run(go)
 
 
-@app.command()
-def results(
-    batch_id: Annotated[str, typer.Argument(help="The batch id given at submit.")],
-    format: Annotated[
-        str, typer.Option("--format", help="jsonl (the provider's output line shape) or csv.")
-    ] = "jsonl",
-    out_file: Annotated[Path | None, typer.Option("--out", help="Write here instead of stdout.")] = None,
-    outcome: Annotated[
-        str | None, typer.Option(help="Only succeeded, failed, expired or cancelled results.")
-    ] = None,
-) -> None:
-    """Stream a batch's results from PostgreSQL, in input order (needs the database, not Temporal).
-
-    jsonl lines have the provider's own output file shape (OpenAI batch output lines, Anthropic
-    results lines, Gemini responses lines), so existing parsers read them unchanged.
-
-    Example: durabatch results b1 --format csv --out results.csv --outcome failed
-    """
-    if format not in ("jsonl", "csv"):
-        raise fail("--format must be jsonl or csv", EXIT_USAGE)
-    if outcome and outcome not in OUTCOMES:
-        raise fail(f"--outcome must be one of {', '.join(OUTCOMES)}", EXIT_USAGE)
-    settings = cli_settings()
-    url = database_url(settings)
-    assert url is not None
-
-    async def go() -> int:
-        from durabatch.client_errors import BatchNotFound
-        from durabatch.results_format import CSV_COLUMNS, csv_row, provider_line
-        from durabatch.results_reader import open_results
-        from durabatch.store import StoreUnavailable, create_pool
-
-        try:
-            pool = await create_pool(url, min_size=1, max_size=2)
-        except StoreUnavailable as exc:
-            raise fail(str(exc), EXIT_UNREACHABLE) from None
-        try:
-            try:
-                found = await open_results(pool, batch_id, outcome)
-            except BatchNotFound as exc:
-                raise fail(str(exc), EXIT_NOT_FOUND) from None
-            sink = out_file.open("w", newline="", encoding="utf-8") if out_file else sys.stdout
-            try:
-                writer = csv.writer(sink) if format == "csv" else None
-                if writer:
-                    writer.writerow(CSV_COLUMNS)
-                count = 0
-                async for row in found.rows:
-                    if writer:
-                        writer.writerow(csv_row(found.provider, row))
-                    else:
-                        sink.write(provider_line(found.provider, row) + "\n")
-                    count += 1
-            finally:
-                if out_file:
-                    sink.close()
-                else:
-                    sink.flush()
-            if out_file:
-                err.print(f"wrote {count} results to {out_file}", highlight=False)
-            return EXIT_OK
-        finally:
-            await pool.close()
-
-    run(go)
-
-
-# After the batch commands, so that `--help` lists them first.
-from durabatch import cli_stack  # noqa: E402  (registers worker, emulator, dev and db on `app`)
+# After the batch commands, so that `--help` lists them first: results, then worker, emulator, dev, db.
+from durabatch import cli_results, cli_stack  # noqa: E402
 
 
 def main() -> None:
@@ -382,8 +316,7 @@ def main() -> None:
     """
     code: int
     try:
-        app()
-        code = EXIT_OK
+        code = run_app()
     except SystemExit as exc:
         code = (
             exc.code if isinstance(exc.code, int) else (EXIT_OK if exc.code is None else EXIT_NOT_COMPLETED)

@@ -66,10 +66,18 @@ def emulator(
     ms_per_request: Annotated[float, typer.Option(help="Milliseconds per request processed.")] = 1.0,
     finalizing_seconds: Annotated[float, typer.Option(help="Seconds a batch finalizes.")] = 0.5,
     expire_after_seconds: Annotated[float, typer.Option(help="Seconds until a batch expires.")] = 86400.0,
+    state_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Keep batches and files in this directory across restarts (default: in memory only)."
+        ),
+    ] = None,
 ) -> None:
     """Run the provider emulator (OpenAI, Anthropic and Gemini batch APIs on one port).
 
-    Example: durabatch emulator --port 8089 --api-key test-key
+    With --state-dir, a restarted emulator carries on the batches it held, as if it had not stopped.
+
+    Example: durabatch emulator --port 8089 --api-key test-key --state-dir .durabatch/emulator
     """
     from durabatch.emulator import serve_forever
 
@@ -81,6 +89,7 @@ def emulator(
         ms_per_request=ms_per_request,
         finalizing_seconds=finalizing_seconds,
         expire_after_seconds=expire_after_seconds,
+        state_dir=state_dir,
     )
 
 
@@ -126,8 +135,10 @@ def dev(
             await stack.stop()
             raise fail(f"the dev stack did not start: {exc}", EXIT_NOT_COMPLETED) from None
         out.print("[bold green]durabatch dev stack is up[/]")
-        out.print(stack.describe(), highlight=False)
-        out.print("\nPoint the CLI or a worker at it from another shell:", highlight=False)
+        # soft_wrap: lines are never broken by us, so a URL wider than the terminal stays whole
+        # (the terminal folds it, and copying it gives the URL back).
+        out.print(stack.describe(), highlight=False, soft_wrap=True)
+        out.print("\nPoint the CLI or a worker at it from another shell:", highlight=False, soft_wrap=True)
         out.print(
             f"  export DURABATCH_TEMPORAL_ADDRESS={stack.temporal_address}\n"
             f"  export DURABATCH_DATABASE_URL='{stack.database_url}'",

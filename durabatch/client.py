@@ -95,7 +95,8 @@ class BatchRow:
     batch_id: str
     status: str
     provider: str
-    model: str
+    #: None when the batch names no model (its lines do, or the provider's default applies)
+    model: str | None
     requests: int
     workflow_status: str
     start_time: Any
@@ -297,7 +298,7 @@ class BatchClient:
                     batch_id=wf.id.removeprefix("batch-"),
                     status=str((attrs.get("DurabatchStatus") or ["?"])[0]),
                     provider=str((attrs.get("DurabatchProvider") or ["?"])[0]),
-                    model=str((attrs.get("DurabatchModel") or ["-"])[0]),
+                    model=str(attrs["DurabatchModel"][0]) if attrs.get("DurabatchModel") else None,
                     requests=int((attrs.get("DurabatchRequests") or [0])[0]),  # type: ignore[arg-type]
                     workflow_status=wf.status.name if wf.status else "?",
                     start_time=wf.start_time,

@@ -22,7 +22,8 @@ from urllib.parse import urlsplit
 from pydantic import ValidationError
 
 from durabatch.budget import MAX_COST_USD
-from durabatch.models import BatchInput, BatchState, BatchSummary, HandlerSpec
+from durabatch.failures import summary_from_failure
+from durabatch.models import BatchInput, BatchState, HandlerSpec
 
 __all__ = [
     "AUTHENTICATION_FAILED",
@@ -30,10 +31,12 @@ __all__ = [
     "BATCH_ID_IN_USE",
     "BATCH_ID_PATTERN",
     "BATCH_ID_RE",
+    "BATCH_STATUSES",
     "COST_LIMIT_EXCEEDED",
     "DEFAULT_HANDLER_ATTEMPTS",
     "DEFAULT_HANDLER_GRACE_SECONDS",
     "DEFAULT_MAX_AGE_SECONDS",
+    "DEFAULT_MAX_ROUNDS",
     "DEFAULT_POLL_SCHEDULE",
     "INLINE_REQUESTS_MAX_BYTES",
     "INVALID_INPUT",
@@ -43,6 +46,7 @@ __all__ = [
     "MAX_HANDLER_GRACE_SECONDS",
     "MAX_POLL_DELAY_SECONDS",
     "MAX_POLL_SCHEDULE_LEN",
+    "MAX_ROUNDS",
     "METADATA_MAX_BYTES",
     "METADATA_MAX_KEYS",
     "METADATA_MAX_KEY_CHARS",
@@ -65,34 +69,24 @@ __all__ = [
     "validate_input",
 ]
 
-# ---- vocabularies ------------------------------------------------------------------------------
+# ---- vocabularies (defined in durabatch.vocabulary) -----------------------------------------
 
-PROVIDERS = ("openai", "anthropic", "gemini")
-#: A batch in one of these has ended; its outcome is final.
-TERMINAL_BATCH_STATUSES = frozenset({"completed", "cancelled", "expired", "failed"})
-#: A provider batch in one of these (as mapped by durabatch.providers) has ended at the provider.
-PROVIDER_TERMINAL_STATES = frozenset({"completed", "failed", "expired", "cancelled"})
-
-#: `ApplicationError.type` names, matched by retry policies and read by clients.
-INVALID_INPUT = "InvalidInput"
-BATCH_FAILED = "BatchFailed"
-BATCH_ID_IN_USE = "BatchIdInUse"
-PROVIDER_REJECTED = "ProviderRejected"
-AUTHENTICATION_FAILED = "AuthenticationFailed"
-QUOTA_EXCEEDED = "QuotaExceeded"
-WEBHOOK_FAILED = "WebhookFailed"
-#: the estimated cost of a batch is above its `max_cost_usd` (or its model has no known price)
-COST_LIMIT_EXCEEDED = "CostLimitExceeded"
-#: Failures a retry cannot fix: activities raise them non-retryable and presets never retry them.
-NON_RETRYABLE_ERRORS = (
-    INVALID_INPUT,
-    BATCH_ID_IN_USE,
-    PROVIDER_REJECTED,
+from durabatch.vocabulary import (
     AUTHENTICATION_FAILED,
+    BATCH_FAILED,
+    BATCH_ID_IN_USE,
+    BATCH_STATUSES,
+    COST_LIMIT_EXCEEDED,
+    INVALID_INPUT,
+    NON_RETRYABLE_ERRORS,
+    PROVIDER_LOST_BATCH,
+    PROVIDER_REJECTED,
+    PROVIDER_TERMINAL_STATES,
+    PROVIDERS,
     QUOTA_EXCEEDED,
+    TERMINAL_BATCH_STATUSES,
+    WEBHOOK_FAILED,
 )
-#: `ShardState.failure_code` of a provider batch the provider no longer knows.
-PROVIDER_LOST_BATCH = "provider_lost_batch"
 
 # ---- bounds ------------------------------------------------------------------------------------
 
@@ -112,6 +106,8 @@ MAX_POLL_SCHEDULE_LEN = 100
 MAX_HANDLER_GRACE_SECONDS = 7 * 24 * 3600.0
 #: Temporal's task priorities durabatch uses: 1 runs first; unset means 3 (the middle).
 PRIORITY_RANGE = (1, 5)
+DEFAULT_MAX_ROUNDS = 2
+MAX_ROUNDS = 10
 TENANT_MAX_CHARS = 64
 MAX_HANDLER_ATTEMPTS = 100
 MAX_HANDLERS = 20
@@ -149,6 +145,7 @@ class BatchConfig:
     max_cost_usd: float | None = None
     priority: int | None = None
     tenant: str | None = None
+    max_rounds: int = DEFAULT_MAX_ROUNDS
 
 
 def _fail(field_name: str, message: str) -> InvalidBatchInput:
@@ -359,6 +356,7 @@ def validate_input(inp: BatchInput, workflow_id: str, *, continued: bool = False
         max_cost_usd=_max_cost(inp.max_cost_usd),
         priority=_priority(inp.priority),
         tenant=_tenant(inp.tenant),
+        max_rounds=_max_rounds(inp.max_rounds),
     )
 
 
@@ -376,26 +374,13 @@ def _priority(value: int | None) -> int | None:
     return value
 
 
+def _max_rounds(value: int | None) -> int:
+    if value is not None and not 1 <= value <= MAX_ROUNDS:
+        raise _fail("max_rounds", f"must be an integer from 1 (no retry) to {MAX_ROUNDS}, got {value!r}")
+    return DEFAULT_MAX_ROUNDS if value is None else value
+
+
 def _tenant(value: str | None) -> str | None:
     if value is not None and not value.strip():
         raise _fail("tenant", "must not be empty; leave it out for no fairness key")
     return _text("tenant", value, TENANT_MAX_CHARS)
-
-
-def summary_from_failure(err: BaseException) -> BatchSummary | None:
-    """The `BatchSummary` a failed batch's workflow carries in its `BatchFailed` failure, or None.
-
-    Takes what a client or a parent workflow catches (`WorkflowFailureError`, `ChildWorkflowError`)
-    or the `ApplicationError` itself.
-    """
-    seen: BaseException | None = err
-    for _ in range(4):  # the failure, its cause, and so on: a short chain
-        if seen is None:
-            return None
-        if getattr(seen, "type", None) == BATCH_FAILED:
-            details = getattr(seen, "details", None) or ()
-            if details and isinstance(details[0], dict | BatchSummary):
-                return BatchSummary.model_validate(details[0])
-            return None
-        seen = getattr(seen, "cause", None) or seen.__cause__
-    return None

@@ -79,6 +79,10 @@ class OutcomeCounts(_Model):
     expired: int = 0
     cancelled: int = 0
     pending: int = 0
+    #: requests that needed more than one round (each attempt keeps its result row)
+    retried: int = 0
+    #: requests finished through the provider's synchronous API instead of its batch API
+    realtime: int = 0
 
 
 class ProviderBatchRef(_Model):
@@ -157,6 +161,10 @@ class ShardState(CarriesRef):
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float | None = None
+    #: the room this shard holds in its account's queue (durabatch/admission.py), until it ends
+    admission_key: str | None = None
+    #: while `state` is "waiting_admission": its place in line and the limit in the way
+    admission_reason: str | None = None
 
     def apply_poll(self, fresh: ShardState) -> None:
         """Take what a poll learnt about this provider batch (`poll_shards` returns updated copies)."""
@@ -207,6 +215,10 @@ class BatchState(_Model):
     poll_count: int = 0
     #: `provider_event` signals received (each makes the next poll come at once)
     provider_events: int = 0
+    #: retry rounds started (the first round is not one of them), up to max_rounds - 1
+    retry_rounds: int = 0
+    #: admission keys the account workflow granted (its `admission` signals)
+    admitted: list[str] = Field(default_factory=list)
     #: the poll count the schedule counts from (reset when a cancel is sent)
     schedule_origin: int = 0
     cancel_requested: bool = False
@@ -239,6 +251,8 @@ class BatchInput(_Model):
     priority: _StrictInt | None = None
     #: fairness key: batches of different tenants share the workers' task queues fairly
     tenant: str | None = None
+    #: the first round plus retry rounds for requests that failed retryably (1..10, default 2)
+    max_rounds: _StrictInt | None = None
     #: set by the workflow itself when it continues as new; clients leave it out
     state: BatchState | None = None
 

@@ -257,9 +257,11 @@ class RequestsValidator:
         try:
             return _DECODER.decode(text)
         except json.JSONDecodeError as exc:
-            # The line number is ours; the decoder's own "line 1 column N" would repeat it.
+            # The line number is ours; the decoder's own "line 1 column N" would repeat it, and
+            # some of its messages end in "at" (they expect the position to follow).
+            reason = exc.msg.removesuffix(" at")
             raise InvalidRequestLine(
-                line_no, None, f"not valid JSON ({exc.msg} at column {exc.colno})"
+                line_no, None, f"not valid JSON at column {exc.colno}: {reason[:1].lower()}{reason[1:]}"
             ) from None
         except ValueError as exc:  # e.g. an integer beyond Python's digit limit
             raise InvalidRequestLine(line_no, None, f"not valid JSON ({exc})") from None
