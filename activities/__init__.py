@@ -15,6 +15,7 @@ from activities.rounds import RoundActivities
 from activities.smoke import SmokeActivities
 from activities.staging import StagingActivities
 from activities.submission import SubmissionActivities
+from activities.sweep import SweepActivities
 
 __all__ = ["ActivityDeps", "all_activities"]
 
@@ -28,6 +29,7 @@ def all_activities(deps: ActivityDeps) -> list[Callable[..., Any]]:
     handler = HandlerActivities(deps)
     smoke = SmokeActivities(deps.pool)
     identity = IdentityActivities(deps)
+    sweep = SweepActivities(deps)
     admission = AdmissionActivities(deps)
     rounds = RoundActivities(deps)
     return [
@@ -44,5 +46,6 @@ def all_activities(deps: ActivityDeps) -> list[Callable[..., Any]]:
         handler.deliver_webhook,
         handler.claim_handler,
         handler.record_handler,
+        sweep.sweep_account,
         smoke.write_and_read,
     ]

@@ -40,6 +40,8 @@ __all__ = [
     "StageResult",
     "SubmitInput",
     "SubmitResult",
+    "SweepInput",
+    "SweepResult",
     "activity_name",
     "cancel_provider_batches",
     "claim_batch",
@@ -54,6 +56,7 @@ __all__ = [
     "start_retry_round",
     "start_round",
     "submit_shard",
+    "sweep_account",
 ]
 
 
@@ -224,6 +227,25 @@ class RetryRoundResult(_Model):
     shards: list[ShardPlan] = Field(default_factory=list)
 
 
+class SweepInput(_Model):
+    """One status sweep of a provider account (the account sweep workflow)."""
+
+    provider: str
+    #: at most this many pages of the provider's batch list per sweep
+    max_pages: int = 50
+
+
+class SweepResult(_Model):
+    """Counts only: a sweep of thousands of batches leaves three numbers in history."""
+
+    #: batches the provider listed in the sweep's window (ours or not)
+    listed: int = 0
+    #: of those, ours whose status changed since the last sweep
+    changed: int = 0
+    #: batch workflows that got `provider_event` (a closed workflow is not counted)
+    signalled: int = 0
+
+
 # ---- the stubs: names and types; the implementations live in activities/ ----------------------
 
 
@@ -307,6 +329,12 @@ async def claim_handler(inp: HandlerInput) -> HandlerResult:
 async def record_handler(inp: HandlerInput) -> None:
     """Record that a handler succeeded, so it never runs again."""
     _stub("record_handler")
+
+
+@activity.defn
+async def sweep_account(inp: SweepInput) -> SweepResult:
+    """List a provider account's batches and wake the batches of ours whose status changed."""
+    _stub("sweep_account")
 
 
 def activity_name(stub: Callable[..., Awaitable[Any]]) -> str:

@@ -27,6 +27,9 @@ __all__ = [
     "RedispatchResult",
     "ShardState",
     "StatusQuery",
+    "SweepTotals",
+    "SweepWorkflowInput",
+    "sweep_workflow_id",
     "workflow_id_for",
 ]
 
@@ -320,6 +323,35 @@ class RedispatchResult(_Model):
 BatchState.model_rebuild()
 
 
+class SweepTotals(_Model):
+    """What an account sweep workflow's sweeps did, over all its runs: its `status` query."""
+
+    sweeps: int = 0
+    #: sweeps whose activity ran out of retries (the provider or the store was down)
+    failed_sweeps: int = 0
+    listed: int = 0
+    changed: int = 0
+    signalled: int = 0
+    #: the last sweep that ran: batches listed, ours changed, workflows signalled
+    last_listed: int = 0
+    last_changed: int = 0
+    last_signalled: int = 0
+    last_error: str | None = None
+
+
+class SweepWorkflowInput(_Model):
+    """The account sweep workflow's input (workflows/sweep.py)."""
+
+    provider: str
+    sweep_seconds: float
+    #: list pages read per sweep, at most (100 batches each)
+    max_pages: int = 50
+    #: sweeps per run before it continues as new (history stays bounded)
+    continue_as_new_after: int = 100
+    #: carried across continue-as-new
+    totals: SweepTotals = Field(default_factory=SweepTotals)
+
+
 # ---- names other languages and the `temporal` CLI rely on -------------------------------------
 
 WORKFLOW_TYPE = "BatchWorkflow"
@@ -327,6 +359,11 @@ WORKFLOW_TYPE = "BatchWorkflow"
 
 def workflow_id_for(batch_id: str) -> str:
     return f"batch-{batch_id}"
+
+
+def sweep_workflow_id(provider: str) -> str:
+    """The one account sweep workflow of a provider (`AccountSweepWorkflow`)."""
+    return f"durabatch-sweep-{provider}"
 
 
 #: Search attributes durabatch upserts; the worker registers them when the namespace lacks them.
