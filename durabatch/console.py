@@ -240,6 +240,11 @@ def status_table(st: StatusQuery) -> Table:
         ("tokens in / out", f"{st.input_tokens} / {st.output_tokens}"),
         ("cost (USD)", "-" if st.cost_usd is None else f"{st.cost_usd:.6f}"),
     ]
+    if st.retry_rounds:
+        rows.append(("retry rounds", f"{st.retry_rounds} of {(st.max_rounds or 1) - 1}"))
+    for s in st.shards:
+        if s.state == "waiting_admission":
+            rows.append((f"shard {s.shard}", s.admission_reason or "waiting for admission"))
     if st.failure_reason:
         rows.append(("failure", st.failure_reason))
     if st.cancel_reason:

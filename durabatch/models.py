@@ -310,6 +310,9 @@ class StatusQuery(_Model):
     next_poll_at: datetime | None = None
     poll_count: int = 0
     provider_events: int = 0
+    #: retry rounds started so far, and the rounds the batch allows in all
+    retry_rounds: int = 0
+    max_rounds: int | None = None
     cancel_requested: bool = False
     cancel_reason: str | None = None
     failure_reason: str | None = None
