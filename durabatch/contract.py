@@ -22,6 +22,10 @@ from urllib.parse import urlsplit
 from pydantic import ValidationError
 
 from durabatch.budget import MAX_COST_USD
+from durabatch.contract_checks import InvalidBatchInput
+from durabatch.contract_checks import fail as _fail
+from durabatch.contract_checks import seconds as _seconds
+from durabatch.contract_checks import text as _text
 from durabatch.failures import summary_from_failure
 from durabatch.models import BatchInput, BatchState, HandlerSpec
 
@@ -125,10 +129,6 @@ _INPUT_FIELDS = frozenset(BatchInput.model_fields)
 _HANDLER_FIELDS = frozenset(HandlerSpec.model_fields)
 
 
-class InvalidBatchInput(ValueError):
-    """A `BatchInput` that breaks the contract; the message names the field."""
-
-
 @dataclass(frozen=True)
 class BatchConfig:
     """A validated `BatchInput`: every value in range, defaults applied."""
@@ -146,12 +146,6 @@ class BatchConfig:
     priority: int | None = None
     tenant: str | None = None
     max_rounds: int = DEFAULT_MAX_ROUNDS
-
-
-def _fail(field_name: str, message: str) -> InvalidBatchInput:
-    text = f"invalid BatchInput field {field_name!r}: {message}"
-    # A lone surrogate in the message would make the failure itself impossible to encode.
-    return InvalidBatchInput(text.encode("utf-8", "backslashreplace").decode("utf-8"))
 
 
 def validate_batch_id(batch_id: object) -> str:
@@ -182,45 +176,6 @@ def decode_input(raw: object, *, strict: bool = True) -> BatchInput:
     except ValidationError as exc:
         err = exc.errors()[0]
         raise _fail(".".join(str(part) for part in err["loc"]) or "?", err["msg"]) from None
-
-
-def _seconds(name: str, value: Any, *, low: float, high: float, low_open: bool) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise _fail(name, f"must be a finite number of seconds, got {value!r}")
-    if (value <= low if low_open else value < low) or value > high:
-        bracket = "(" if low_open else "["
-        raise _fail(
-            name, f"must be in {bracket}{low:g}, {high:.0f}] seconds (up to {_span(high)}), got {value:g}"
-        )
-    return float(value)
-
-
-def _span(seconds: float) -> str:
-    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
-        if seconds >= size and seconds % size == 0:
-            count = int(seconds // size)
-            return f"{count} {unit}{'s' if count != 1 else ''}"
-    return f"{seconds:g} seconds"
-
-
-def _text(name: str, value: str | None, limit: int) -> str | None:
-    if value is not None and len(value) > limit:
-        raise _fail(name, f"at most {limit} characters, got {len(value)}")
-    if value is not None and "\x00" in value:
-        # PostgreSQL text and jsonb cannot hold NUL: the batch row could never be written.
-        raise _fail(name, "must not contain NUL (\\u0000)")
-    if value is not None and not _encodable(value):
-        raise _fail(name, "must be valid Unicode (it holds a lone surrogate such as \\ud800)")
-    return value
-
-
-def _encodable(value: str) -> bool:
-    """Payloads are UTF-8 JSON: a lone surrogate decodes from JSON but can never be sent on."""
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _webhook_url(name: str, url: str | None) -> str:

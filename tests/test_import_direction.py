@@ -149,6 +149,7 @@ RULES: dict[str, tuple[str, ...]] = {
     "durabatch.budget": PURE,
     "durabatch.vocabulary": PURE,
     "durabatch.failures": PURE,
+    "durabatch.contract_checks": PURE,
     # the webhook receiver: the store and Temporal's client, none of the worker's layers
     "durabatch.hooks": ("workflows", "activities", "worker", "durabatch.providers", "durabatch.service"),
     "durabatch.admission": PURE,
