@@ -27,7 +27,7 @@ from durabatch.contract_checks import fail as _fail
 from durabatch.contract_checks import seconds as _seconds
 from durabatch.contract_checks import text as _text
 from durabatch.failures import summary_from_failure
-from durabatch.models import BatchInput, BatchState, HandlerSpec
+from durabatch.models import BatchInput, BatchState, HandlerSpec, RealtimeLimits
 
 __all__ = [
     "AUTHENTICATION_FAILED",
@@ -55,6 +55,7 @@ __all__ = [
     "METADATA_MAX_KEYS",
     "METADATA_MAX_KEY_CHARS",
     "METADATA_MAX_VALUE_CHARS",
+    "MODES",
     "NON_RETRYABLE_ERRORS",
     "PRIORITY_RANGE",
     "PROVIDERS",
@@ -112,6 +113,10 @@ MAX_HANDLER_GRACE_SECONDS = 7 * 24 * 3600.0
 PRIORITY_RANGE = (1, 5)
 DEFAULT_MAX_ROUNDS = 2
 MAX_ROUNDS = 10
+MODES = ("batch", "realtime")
+#: requests in flight at once in real time, and the rates it may be given
+MAX_REALTIME_CONCURRENCY = 256
+MAX_REALTIME_RATE = 100_000_000
 TENANT_MAX_CHARS = 64
 MAX_HANDLER_ATTEMPTS = 100
 MAX_HANDLERS = 20
@@ -127,6 +132,7 @@ _URL_MAX_CHARS = 2048
 
 _INPUT_FIELDS = frozenset(BatchInput.model_fields)
 _HANDLER_FIELDS = frozenset(HandlerSpec.model_fields)
+_REALTIME_FIELDS = frozenset(RealtimeLimits.model_fields)
 
 
 @dataclass(frozen=True)
@@ -146,6 +152,9 @@ class BatchConfig:
     priority: int | None = None
     tenant: str | None = None
     max_rounds: int = DEFAULT_MAX_ROUNDS
+    mode: str = "batch"
+    realtime: RealtimeLimits = field(default_factory=RealtimeLimits)
+    deadline_seconds: float | None = None
 
 
 def validate_batch_id(batch_id: object) -> str:
@@ -171,6 +180,16 @@ def decode_input(raw: object, *, strict: bool = True) -> BatchInput:
         unknown = sorted(str(k) for k in raw if k not in _INPUT_FIELDS)
         if unknown:
             raise _fail(unknown[0], f"unknown field (known: {', '.join(sorted(_INPUT_FIELDS - {'state'}))})")
+        realtime = raw.get("realtime")
+        extra = (
+            sorted(str(k) for k in realtime if k not in _REALTIME_FIELDS)
+            if isinstance(realtime, dict)
+            else []
+        )
+        if extra:
+            raise _fail(
+                f"realtime.{extra[0]}", f"unknown field (known: {', '.join(sorted(_REALTIME_FIELDS))})"
+            )
     try:
         return BatchInput.model_validate(raw)
     except ValidationError as exc:
@@ -312,7 +331,40 @@ def validate_input(inp: BatchInput, workflow_id: str, *, continued: bool = False
         priority=_priority(inp.priority),
         tenant=_tenant(inp.tenant),
         max_rounds=_max_rounds(inp.max_rounds),
+        mode=_mode(inp.mode),
+        realtime=_realtime(inp.realtime),
+        deadline_seconds=_deadline(inp.deadline_seconds, max_age),
     )
+
+
+def _mode(value: str | None) -> str:
+    if value is not None and value not in MODES:
+        raise _fail("mode", f"must be one of {', '.join(MODES)}, got {value!r}")
+    return value or "batch"
+
+
+def _realtime(value: RealtimeLimits | None) -> RealtimeLimits:
+    limits = value or RealtimeLimits()
+    for name, high in (
+        ("concurrency", MAX_REALTIME_CONCURRENCY),
+        ("rpm", MAX_REALTIME_RATE),
+        ("tpm", MAX_REALTIME_RATE),
+    ):
+        got = getattr(limits, name)
+        if got is not None and not 1 <= got <= high:
+            raise _fail(f"realtime.{name}", f"must be an integer from 1 to {high}, got {got!r}")
+    return limits
+
+
+def _deadline(value: float | None, max_age: float) -> float | None:
+    if value is None:
+        return None
+    seconds = _seconds("deadline_seconds", value, low=0, high=MAX_AGE_SECONDS_MAX, low_open=True)
+    if seconds >= max_age:
+        raise _fail(
+            "deadline_seconds", f"must be shorter than max_age_seconds ({max_age:g}), got {seconds:g}"
+        )
+    return seconds
 
 
 def _max_cost(value: float | None) -> float | None:

@@ -24,6 +24,7 @@ __all__ = [
     "HandlerState",
     "OutcomeCounts",
     "ProviderBatchRef",
+    "RealtimeLimits",
     "RedispatchResult",
     "ShardState",
     "StatusQuery",
@@ -70,6 +71,15 @@ class HandlerSpec(_Model):
     task_queue: str | None = None
     #: attempts before the handler is reported failed (it can then be redispatched); default 5
     max_attempts: _StrictInt | None = None
+
+
+class RealtimeLimits(_Model):
+    """How fast real-time mode may go; unset values come from the worker's settings
+    (`DURABATCH_<PROVIDER>_RPM`, `_TPM`) and a default concurrency."""
+
+    concurrency: _StrictInt | None = None
+    rpm: _StrictInt | None = None
+    tpm: _StrictInt | None = None
 
 
 class OutcomeCounts(_Model):
@@ -253,6 +263,12 @@ class BatchInput(_Model):
     tenant: str | None = None
     #: the first round plus retry rounds for requests that failed retryably (1..10, default 2)
     max_rounds: _StrictInt | None = None
+    #: "batch" (the provider's batch API, the default) or "realtime" (its synchronous API)
+    mode: str | None = None
+    realtime: RealtimeLimits | None = None
+    #: when the batch must be done (shorter than max_age_seconds): near it, what the batch API
+    #: has not finished is cancelled there and finished in real time
+    deadline_seconds: _StrictFloat | None = None
     #: set by the workflow itself when it continues as new; clients leave it out
     state: BatchState | None = None
 
