@@ -66,10 +66,18 @@ def emulator(
     ms_per_request: Annotated[float, typer.Option(help="Milliseconds per request processed.")] = 1.0,
     finalizing_seconds: Annotated[float, typer.Option(help="Seconds a batch finalizes.")] = 0.5,
     expire_after_seconds: Annotated[float, typer.Option(help="Seconds until a batch expires.")] = 86400.0,
+    rpm: Annotated[
+        int | None,
+        typer.Option(help="Real-time calls per minute per provider; past it 429 (default: unlimited)."),
+    ] = None,
+    tpm: Annotated[
+        int | None,
+        typer.Option(help="Real-time tokens per minute per provider; past it 429 (default: unlimited)."),
+    ] = None,
 ) -> None:
-    """Run the provider emulator (OpenAI, Anthropic and Gemini batch APIs on one port).
+    """Run the provider emulator (OpenAI, Anthropic and Gemini batch and real-time APIs on one port).
 
-    Example: durabatch emulator --port 8089 --api-key test-key
+    Example: durabatch emulator --port 8089 --api-key test-key --rpm 500
     """
     from durabatch.emulator import serve_forever
 
@@ -81,6 +89,8 @@ def emulator(
         ms_per_request=ms_per_request,
         finalizing_seconds=finalizing_seconds,
         expire_after_seconds=expire_after_seconds,
+        realtime_rpm=rpm,
+        realtime_tpm=tpm,
     )
 
 

@@ -70,6 +70,8 @@ def serve_forever(
     ms_per_request: float = 1.0,
     finalizing_seconds: float = 0.5,
     expire_after_seconds: float = 86400.0,
+    realtime_rpm: int | None = None,
+    realtime_tpm: int | None = None,
 ) -> None:
     """Run until SIGINT or SIGTERM."""
     config = EmulatorConfig(
@@ -78,5 +80,7 @@ def serve_forever(
         ms_per_request=ms_per_request,
         finalizing_seconds=finalizing_seconds,
         expire_after_seconds=expire_after_seconds,
+        realtime_rpm=realtime_rpm,
+        realtime_tpm=realtime_tpm,
     )
     asyncio.run(_serve(config, host, port))
