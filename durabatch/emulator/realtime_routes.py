@@ -101,7 +101,11 @@ def _invalid_type(request: web.Request, param: str, expected: str, value: Any) -
 async def _openai(request: web.Request, endpoint: str, needed: str) -> web.Response:
     body = await read_json(request)
     if not isinstance(body, dict):
-        return error_response(request, 400, "We could not parse the JSON body of your request.")
+        return _refused(
+            request,
+            "openai",
+            error_response(request, 400, "We could not parse the JSON body of your request."),
+        )
     bad = _openai_invalid(request, body, needed)
     if bad is not None:
         return _refused(request, "openai", bad)
