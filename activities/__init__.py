@@ -10,6 +10,7 @@ from activities.finalize import FinalizeActivities
 from activities.handlers import HandlerActivities
 from activities.identity import IdentityActivities
 from activities.ingest import IngestActivities
+from activities.realtime import RealtimeActivities
 from activities.smoke import SmokeActivities
 from activities.staging import StagingActivities
 from activities.submission import SubmissionActivities
@@ -26,6 +27,7 @@ def all_activities(deps: ActivityDeps) -> list[Callable[..., Any]]:
     handler = HandlerActivities(deps)
     smoke = SmokeActivities(deps.pool)
     identity = IdentityActivities(deps)
+    realtime = RealtimeActivities(deps)
     return [
         identity.claim_batch,
         staging.stage_requests,
@@ -34,6 +36,7 @@ def all_activities(deps: ActivityDeps) -> list[Callable[..., Any]]:
         submission.start_round,
         submission.cancel_provider_batches,
         ingest.ingest_results,
+        realtime.run_realtime_chunk,
         finalize.finalize_batch,
         handler.deliver_webhook,
         handler.claim_handler,

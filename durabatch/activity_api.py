@@ -30,6 +30,9 @@ __all__ = [
     "IngestResult",
     "PollInput",
     "PollResult",
+    "RealtimeChunkInput",
+    "RealtimeChunkResult",
+    "RealtimeLimitsSpec",
     "RoundInput",
     "ShardPlan",
     "StageInput",
@@ -45,6 +48,7 @@ __all__ = [
     "ingest_results",
     "poll_shards",
     "record_handler",
+    "run_realtime_chunk",
     "stage_requests",
     "start_round",
     "submit_shard",
@@ -171,6 +175,46 @@ class FinalizeInput(_Model):
     cancel_reason: str | None = None
 
 
+class RealtimeLimitsSpec(_Model):
+    """How hard one real-time chunk may press the provider; unset rpm / tpm fall back to the
+    worker's DURABATCH_<PROVIDER>_RPM / _TPM."""
+
+    concurrency: int = Field(default=8, ge=1, le=256)
+    rpm: int | None = Field(default=None, ge=1)
+    tpm: int | None = Field(default=None, ge=1)
+
+
+class RealtimeChunkInput(_Model):
+    """Run the shard's requests with `line_from <= line_no < line_to` through the provider's
+    synchronous endpoint, writing each result for `round` as it arrives."""
+
+    batch_id: str
+    provider: str
+    endpoint: str
+    model: str | None = None
+    shard: int = 0
+    round: int = 0
+    line_from: int
+    line_to: int
+    limits: RealtimeLimitsSpec = Field(default_factory=RealtimeLimitsSpec)
+
+
+class RealtimeChunkResult(_Model):
+    """Counts only: the results themselves are in the store."""
+
+    #: requests in the range
+    requests: int
+    #: of them, already with a result for the round when this attempt started (not sent again)
+    skipped: int
+    #: results this attempt wrote
+    written: int
+    succeeded: int
+    failed: int
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+
+
 class HandlerInput(_Model):
     batch_id: str
     handler_index: int
@@ -231,6 +275,12 @@ async def cancel_provider_batches(inp: CancelInput) -> None:
 async def ingest_results(inp: IngestInput) -> IngestResult:
     """Stream an ended provider batch's result files into the store."""
     _stub("ingest_results")
+
+
+@activity.defn
+async def run_realtime_chunk(inp: RealtimeChunkInput) -> RealtimeChunkResult:
+    """Run a range of a shard's requests in real time, each result written once."""
+    _stub("run_realtime_chunk")
 
 
 @activity.defn
