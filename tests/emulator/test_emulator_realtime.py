@@ -7,6 +7,8 @@ first run only; unknown models and bad bodies get the providers' error shapes.
 
 from __future__ import annotations
 
+import signal
+import subprocess
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -20,6 +22,8 @@ from google.genai import types
 
 from durabatch.emulator import run_emulator
 from durabatch.emulator.server import RunningEmulator
+from tests.cli.conftest import CLI, clean_env
+from tests.conftest import free_port
 from tests.emulator.conftest import fast_config
 from tests.emulator.helpers import (
     ANTHROPIC_H,
@@ -315,3 +319,29 @@ async def test_unknown_and_missing_models_and_bad_bodies(
     # nothing refused here counts as answered
     stats = (await http.get("/_emulator/stats")).json()["realtime"]
     assert "openai:ok" not in stats and stats["openai:error"] == 4 and stats["anthropic:error"] == 2
+
+
+def test_the_emulator_command_takes_rpm_and_tpm() -> None:
+    port = free_port()
+    proc = subprocess.Popen(
+        [CLI, "emulator", "--port", str(port), "--rpm", "1", "--tpm", "1000"],
+        env=clean_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert "listening on" in proc.stdout.readline()
+        url = f"http://127.0.0.1:{port}/v1/chat/completions"
+        first = httpx.post(url, headers=OPENAI_H, json=CHAT)
+        assert first.status_code == 200
+        assert first.headers["x-ratelimit-limit-requests"] == "1"
+        assert first.headers["x-ratelimit-limit-tokens"] == "1000"
+        second = httpx.post(url, headers=OPENAI_H, json=CHAT)
+        assert second.status_code == 429 and "retry-after" in second.headers
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
