@@ -3,7 +3,8 @@
 The range is read from the store page by page; a request that already has a result for the round
 is skipped, so a retry after a crash or a cancel never sends a finished request again. The rest go
 to `concurrency` workers that call the provider under the chunk's limits (`RealtimeClient`: rpm,
-tpm, Retry-After and the rate-limit headers) and write each result as it arrives, in the same rows
+tpm, Retry-After and the rate-limit headers; chunks a worker runs at once for one provider and the
+same rpm / tpm share one budget) and write each result as it arrives, in the same rows
 and columns ingest writes (the answer kept as the provider's batch output line), costed at
 real-time prices: twice the batch price. A result is committed before its worker takes the next
 request, so at most `concurrency` answers are lost (and asked again) when an attempt dies. The
@@ -26,7 +27,7 @@ from typing import Any
 from temporalio import activity
 
 from activities.deps import ActivityDeps
-from activities.errors import to_application_error
+from activities.errors import invalid_input, to_application_error
 from durabatch import activity_api as api
 from durabatch.activity_api import RealtimeChunkInput, RealtimeChunkResult
 from durabatch.providers import errors as perr
@@ -34,6 +35,7 @@ from durabatch.providers.base import ResultLine
 from durabatch.providers.client_base import ProviderClient
 from durabatch.providers.formats import model_of
 from durabatch.providers.prices import ModelPrice, cost_of, realtime_price_of
+from durabatch.providers.ratelimit import RateLimiter
 from durabatch.providers.realtime import RealtimeClient, RealtimeLimits
 from durabatch.store import errors as serr
 from durabatch.store import requests, results
@@ -78,6 +80,9 @@ class _Tally:
 class RealtimeActivities:
     def __init__(self, deps: ActivityDeps) -> None:
         self._deps = deps
+        # one budget per provider and limits, shared by every chunk this worker runs at once: two
+        # chunks side by side must not each spend the provider's whole rpm
+        self._limiters: dict[tuple[str, int | None, int | None], RateLimiter] = {}
 
     @activity.defn(name=api.activity_name(api.run_realtime_chunk))
     async def run_realtime_chunk(self, inp: RealtimeChunkInput) -> RealtimeChunkResult:
@@ -117,15 +122,20 @@ class RealtimeActivities:
     def _client(self, inp: RealtimeChunkInput) -> RealtimeClient:
         provider = self._deps.provider(inp.provider)
         if not isinstance(provider, ProviderClient):
-            raise TypeError(f"{inp.provider}: real-time calls need an HTTP provider client")
+            raise invalid_input(f"{inp.provider}: real-time calls need an HTTP provider client")
         rpm, tpm = self._deps.settings.realtime_limits(inp.provider)
         limits = RealtimeLimits(
             concurrency=inp.limits.concurrency,
             rpm=inp.limits.rpm if inp.limits.rpm is not None else rpm,
             tpm=inp.limits.tpm if inp.limits.tpm is not None else tpm,
         )
+        key = (inp.provider, limits.rpm, limits.tpm)
+        if key not in self._limiters:
+            self._limiters[key] = RateLimiter(limits.rpm, limits.tpm)
         try:
-            return RealtimeClient(provider, inp.endpoint, limits, model=inp.model)
+            return RealtimeClient(
+                provider, inp.endpoint, limits, model=inp.model, limiter=self._limiters[key]
+            )
         except ValueError as exc:
             raise to_application_error(perr.BadRequest(str(exc), provider=inp.provider)) from None
 

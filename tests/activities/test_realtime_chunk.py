@@ -118,10 +118,13 @@ class Chunk:
         )
 
     async def run(
-        self, inp: RealtimeChunkInput, env: ActivityEnvironment | None = None
+        self,
+        inp: RealtimeChunkInput,
+        env: ActivityEnvironment | None = None,
+        activities: RealtimeActivities | None = None,
     ) -> RealtimeChunkResult:
         result: RealtimeChunkResult = await (env or ActivityEnvironment()).run(
-            RealtimeActivities(self.deps).run_realtime_chunk, inp
+            (activities or RealtimeActivities(self.deps)).run_realtime_chunk, inp
         )
         return result
 
@@ -313,3 +316,17 @@ async def test_only_the_range_runs(chunk_factory: Any) -> None:
     result = await c.run(c.input(4, 8))
     assert result.requests == 4
     assert sorted(await c.rows()) == ids[3:7]
+
+
+async def test_chunks_running_at_once_on_a_worker_share_one_budget(chunk_factory: Any) -> None:
+    c: Chunk = await chunk_factory()
+    await c.stage([body_for("openai", f"shared {i}") for i in range(20)])
+    worker = RealtimeActivities(c.deps)
+    started = time.monotonic()
+    # 600 a minute is 10 a second after a burst of 10: 20 calls need a second, whichever chunk
+    # makes them; two budgets would let both chunks burst at once
+    first, second = await asyncio.gather(
+        c.run(c.input(1, 11, rpm=600), activities=worker), c.run(c.input(11, 21, rpm=600), activities=worker)
+    )
+    assert first.written + second.written == 20
+    assert time.monotonic() - started >= 0.9
