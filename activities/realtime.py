@@ -36,12 +36,14 @@ from durabatch.providers.client_base import ProviderClient
 from durabatch.providers.formats import model_of
 from durabatch.providers.prices import ModelPrice, cost_of, realtime_price_of
 from durabatch.providers.ratelimit import RateLimiter
-from durabatch.providers.realtime import RealtimeClient, RealtimeLimits
+from durabatch.providers.realtime import CallLimits, RealtimeClient
 from durabatch.store import errors as serr
 from durabatch.store import requests, results
 
 __all__ = ["RealtimeActivities"]
 
+#: calls in flight when neither the chunk nor the batch says
+DEFAULT_CONCURRENCY = 8
 #: a heartbeat at least this often, also while every worker waits out a long Retry-After
 _HEARTBEAT_SECONDS = 5.0
 _MAX_COUNT = 2**31 - 1
@@ -124,8 +126,8 @@ class RealtimeActivities:
         if not isinstance(provider, ProviderClient):
             raise invalid_input(f"{inp.provider}: real-time calls need an HTTP provider client")
         rpm, tpm = self._deps.settings.realtime_limits(inp.provider)
-        limits = RealtimeLimits(
-            concurrency=inp.limits.concurrency,
+        limits = CallLimits(
+            concurrency=inp.limits.concurrency or DEFAULT_CONCURRENCY,
             rpm=inp.limits.rpm if inp.limits.rpm is not None else rpm,
             tpm=inp.limits.tpm if inp.limits.tpm is not None else tpm,
         )

@@ -18,9 +18,19 @@ from typing import Any, Literal, NoReturn
 from pydantic import BaseModel, ConfigDict, Field
 from temporalio import activity
 
-from durabatch.models import BatchStatus, BatchSummary, BatchTotals, CarriesRef, HandlerSpec, ShardState
+from durabatch.models import (
+    BatchStatus,
+    BatchSummary,
+    BatchTotals,
+    CarriesRef,
+    HandlerSpec,
+    RealtimeLimits,
+    ShardState,
+)
 
 __all__ = [
+    "AdmissionInput",
+    "AdmissionResult",
     "CancelInput",
     "ClaimInput",
     "FinalizeInput",
@@ -32,13 +42,16 @@ __all__ = [
     "PollResult",
     "RealtimeChunkInput",
     "RealtimeChunkResult",
-    "RealtimeLimitsSpec",
+    "RetryRoundInput",
+    "RetryRoundResult",
     "RoundInput",
     "ShardPlan",
     "StageInput",
     "StageResult",
     "SubmitInput",
     "SubmitResult",
+    "SweepInput",
+    "SweepResult",
     "activity_name",
     "cancel_provider_batches",
     "claim_batch",
@@ -48,10 +61,13 @@ __all__ = [
     "ingest_results",
     "poll_shards",
     "record_handler",
+    "request_admission",
     "run_realtime_chunk",
     "stage_requests",
+    "start_retry_round",
     "start_round",
     "submit_shard",
+    "sweep_account",
 ]
 
 
@@ -175,15 +191,6 @@ class FinalizeInput(_Model):
     cancel_reason: str | None = None
 
 
-class RealtimeLimitsSpec(_Model):
-    """How hard one real-time chunk may press the provider; unset rpm / tpm fall back to the
-    worker's DURABATCH_<PROVIDER>_RPM / _TPM."""
-
-    concurrency: int = Field(default=8, ge=1, le=256)
-    rpm: int | None = Field(default=None, ge=1)
-    tpm: int | None = Field(default=None, ge=1)
-
-
 class RealtimeChunkInput(_Model):
     """Run the shard's requests with `line_from <= line_no < line_to` through the provider's
     synchronous endpoint, writing each result for `round` as it arrives."""
@@ -196,7 +203,8 @@ class RealtimeChunkInput(_Model):
     round: int = 0
     line_from: int
     line_to: int
-    limits: RealtimeLimitsSpec = Field(default_factory=RealtimeLimitsSpec)
+    #: unset values come from the worker: DURABATCH_<PROVIDER>_RPM / _TPM, concurrency 8
+    limits: RealtimeLimits = Field(default_factory=RealtimeLimits)
 
 
 class RealtimeChunkResult(_Model):
@@ -228,6 +236,59 @@ class HandlerResult(_Model):
     detail: str | None = None
 
 
+class AdmissionInput(_Model):
+    """Ask the provider account for room for one shard (durabatch/admission.py)."""
+
+    batch_id: str
+    workflow_id: str
+    provider: str
+    model: str | None = None
+    shard: int
+    round: int = 0
+    priority: int | None = None
+    tenant: str | None = None
+
+
+class AdmissionResult(_Model):
+    #: True: submit now (no limit applies, or room was free); False: wait for the `admission` signal
+    admitted: bool
+    key: str | None = None
+    account_workflow_id: str | None = None
+    reason: str | None = None
+
+
+class RetryRoundInput(_Model):
+    """Move the requests that failed retryably into round `to_round`, planned into shards."""
+
+    batch_id: str
+    provider: str
+    to_round: int
+
+
+class RetryRoundResult(_Model):
+    #: the new round's shards (empty: nothing to retry)
+    shards: list[ShardPlan] = Field(default_factory=list)
+
+
+class SweepInput(_Model):
+    """One status sweep of a provider account (the account sweep workflow)."""
+
+    provider: str
+    #: at most this many pages of the provider's batch list per sweep
+    max_pages: int = 50
+
+
+class SweepResult(_Model):
+    """Counts only: a sweep of thousands of batches leaves three numbers in history."""
+
+    #: batches the provider listed in the sweep's window (ours or not)
+    listed: int = 0
+    #: of those, ours whose status changed since the last sweep
+    changed: int = 0
+    #: batch workflows that got `provider_event` (a closed workflow is not counted)
+    signalled: int = 0
+
+
 # ---- the stubs: names and types; the implementations live in activities/ ----------------------
 
 
@@ -248,6 +309,12 @@ async def stage_requests(inp: StageInput) -> StageResult:
 
 
 @activity.defn
+async def request_admission(inp: AdmissionInput) -> AdmissionResult:
+    """Ask the account workflow for queue room for a shard (signal-with-start)."""
+    _stub("request_admission")
+
+
+@activity.defn
 async def submit_shard(inp: SubmitInput) -> SubmitResult:
     """Upload a shard and create its provider batch, at most once per shard and round."""
     _stub("submit_shard")
@@ -263,6 +330,12 @@ async def poll_shards(inp: PollInput) -> PollResult:
 async def start_round(inp: RoundInput) -> int:
     """Move a shard's requests to a new round before they are submitted again."""
     _stub("start_round")
+
+
+@activity.defn
+async def start_retry_round(inp: RetryRoundInput) -> RetryRoundResult:
+    """Move what failed retryably (429, 5xx, expired by the provider, missing) to a new round."""
+    _stub("start_retry_round")
 
 
 @activity.defn
@@ -305,6 +378,12 @@ async def claim_handler(inp: HandlerInput) -> HandlerResult:
 async def record_handler(inp: HandlerInput) -> None:
     """Record that a handler succeeded, so it never runs again."""
     _stub("record_handler")
+
+
+@activity.defn
+async def sweep_account(inp: SweepInput) -> SweepResult:
+    """List a provider account's batches and wake the batches of ours whose status changed."""
+    _stub("sweep_account")
 
 
 def activity_name(stub: Callable[..., Awaitable[Any]]) -> str:

@@ -70,6 +70,32 @@ class Settings(BaseSettings):
     #: a private CA for a self-hosted cluster (PEM); the system roots otherwise
     temporal_tls_ca: Path | None = Field(None, validation_alias=_env("DURABATCH_TEMPORAL_TLS_CA"))
     prices_file: Path | None = Field(None, validation_alias=_env("DURABATCH_PRICES_FILE"))
+    #: each account's queue limits (durabatch/admission.py); JSON map model -> enqueued tokens
+    openai_queue_tokens: dict[str, int] = Field(
+        default_factory=dict, validation_alias=_env("DURABATCH_OPENAI_QUEUE_TOKENS")
+    )
+    openai_queue_requests: int | None = Field(None, validation_alias=_env("DURABATCH_OPENAI_QUEUE_REQUESTS"))
+    openai_max_concurrent_batches: int | None = Field(
+        None, validation_alias=_env("DURABATCH_OPENAI_MAX_CONCURRENT_BATCHES")
+    )
+    anthropic_queue_tokens: dict[str, int] = Field(
+        default_factory=dict, validation_alias=_env("DURABATCH_ANTHROPIC_QUEUE_TOKENS")
+    )
+    #: Anthropic's documented queue at the lowest tier: 100,000 requests per organisation
+    anthropic_queue_requests: int | None = Field(
+        100_000, validation_alias=_env("DURABATCH_ANTHROPIC_QUEUE_REQUESTS")
+    )
+    anthropic_max_concurrent_batches: int | None = Field(
+        None, validation_alias=_env("DURABATCH_ANTHROPIC_MAX_CONCURRENT_BATCHES")
+    )
+    gemini_queue_tokens: dict[str, int] = Field(
+        default_factory=dict, validation_alias=_env("DURABATCH_GEMINI_QUEUE_TOKENS")
+    )
+    gemini_queue_requests: int | None = Field(None, validation_alias=_env("DURABATCH_GEMINI_QUEUE_REQUESTS"))
+    #: Gemini's documented limit: about 100 concurrent batch jobs per project
+    gemini_max_concurrent_batches: int | None = Field(
+        100, validation_alias=_env("DURABATCH_GEMINI_MAX_CONCURRENT_BATCHES")
+    )
     otlp_endpoint: str = Field("", validation_alias=_env("DURABATCH_OTLP_ENDPOINT"))
     metrics_address: str = Field("", validation_alias=_env("DURABATCH_METRICS_ADDRESS"))
     log_level: str = Field("INFO", validation_alias=_env("DURABATCH_LOG_LEVEL"))
@@ -86,6 +112,17 @@ class Settings(BaseSettings):
     anthropic_tpm: int | None = Field(None, ge=1, validation_alias=_env("DURABATCH_ANTHROPIC_TPM"))
     gemini_rpm: int | None = Field(None, ge=1, validation_alias=_env("DURABATCH_GEMINI_RPM"))
     gemini_tpm: int | None = Field(None, ge=1, validation_alias=_env("DURABATCH_GEMINI_TPM"))
+    #: the account sweep's cadence: every this many seconds one list call per provider account
+    #: wakes the batches whose status changed (docs/webhooks.md); 0 = no sweep
+    sweep_seconds: float = Field(0.0, validation_alias=_env("DURABATCH_SWEEP_SECONDS"))
+
+    def account_limits(self, provider: str) -> dict[str, object]:
+        """The provider account's queue limits, as durabatch.admission.AccountLimits fields."""
+        return {
+            "queue_tokens": dict(getattr(self, f"{provider}_queue_tokens")),
+            "queue_requests": getattr(self, f"{provider}_queue_requests"),
+            "max_concurrent_batches": getattr(self, f"{provider}_max_concurrent_batches"),
+        }
 
     @field_validator("temporal_address", mode="after")
     @classmethod
@@ -118,6 +155,14 @@ class Settings(BaseSettings):
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
             raise ValueError(f"expected an http(s):// URL, got {value!r}")
         return value.rstrip("/")
+
+    @field_validator("sweep_seconds", mode="after")
+    @classmethod
+    def _sweep_cadence(cls, value: float) -> float:
+        # NaN fails both comparisons, so it is refused too
+        if not (value == 0 or 1 <= value <= 86400):
+            raise ValueError("expected 0 (off) or a number of seconds from 1 to 86400")
+        return value
 
     @field_validator("temporal_tls_cert", "temporal_tls_key", "temporal_tls_ca", mode="after")
     @classmethod

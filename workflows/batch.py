@@ -23,6 +23,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, TemporalError
 with workflow.unsafe.imports_passed_through():
     from durabatch import activity_api as api
     from durabatch.activity_api import FinalizeInput, StageInput, StageResult
+    from durabatch.admission import GRANT_SIGNAL
     from durabatch.budget import cost_refusal
     from durabatch.contract import (
         BATCH_FAILED,
@@ -193,6 +194,13 @@ class BatchWorkflow(BatchPolling):
         self._state.provider_events += 1
         self._poll_now = True
 
+    @workflow.signal(name=GRANT_SIGNAL)
+    def admission(self, payload: Any = None) -> None:
+        # the account workflow granted queue room to one of this batch's shards
+        key = payload.get("key") if isinstance(payload, dict) else None
+        if isinstance(key, str) and key not in self._state.admitted:
+            self._state.admitted.append(key)
+
     @workflow.query(name="status")
     def status(self) -> StatusQuery:
         return status_of(self._require_cfg(), self._state, self._next_poll_at)
@@ -269,6 +277,7 @@ class BatchWorkflow(BatchPolling):
             st.status = "submitted"
             self._publish()
         await self._poll_until_done()
+        await self._retry_rounds()
 
     async def _complete(self) -> BatchSummary:
         cfg = self._require_cfg()
@@ -303,6 +312,8 @@ class BatchWorkflow(BatchPolling):
                 # Its retry budget is spent: the batch still ends (failed), handlers still run.
                 self._fail(f"recording the outcomes failed: {cause_message(err)}")
             self._publish()
+        for shard in st.shards:
+            await self._release(shard)  # whatever room is still held (a batch that failed early)
         if not st.handlers:
             st.handlers = initial_handler_states(cfg)
         await self._run_handlers(only_failed=False)

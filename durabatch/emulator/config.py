@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 __all__ = ["EmulatorConfig"]
 
@@ -57,3 +58,6 @@ class EmulatorConfig:
     realtime_tpm: int | None = None
     #: the rate-limit window in seconds: a minute, as the providers count; tests shorten it
     realtime_window_seconds: float = 60.0
+    #: Where batches and files are kept across restarts (loaded at start, saved after each change
+    #: and at shutdown); None keeps them in memory only.
+    state_dir: Path | None = None

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
@@ -64,9 +65,10 @@ def _output(batch: Batch, state: EmulatorState, k: int, origin: str) -> dict[str
             f"{file_id}.jsonl",
             "GENERATED",
             batch.timeline.entered[batch.timeline.phase],
-            lines=lambda: gemini_result_lines(batch, k, pad),
+            lines=functools.partial(gemini_result_lines, batch, k, pad),
         )
         batch.extra["output_file"] = state.gemini_files.add(f)
+        state.touch()
     return {"responsesFile": "files/" + f.id}
 
 

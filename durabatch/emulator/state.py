@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import string
 from collections import Counter
@@ -85,17 +86,24 @@ class EmulatorState:
         #: `__flaky` requests that have already failed once: batch custom_ids (as `provider:id`)
         #: and real-time request texts (as `provider:text:<text>`)
         self.flaky_failed: set[str] = set()
+        #: set on every change worth saving; the on-disk copy (persist.py, with a state_dir) follows
+        self.changed = asyncio.Event()
 
     def flaky_fails(self, key: str) -> bool:
         """Whether a `__flaky` request keyed `key` fails now: only the first time it is run."""
         if key in self.flaky_failed:
             return False
         self.flaky_failed.add(key)
+        self.touch()
         return True
 
     @property
     def api_keys(self) -> frozenset[str]:
         return frozenset(self.config.api_keys)
+
+    def touch(self) -> None:
+        """Something to save has changed (a no-op without a state dir: nobody waits on it)."""
+        self.changed.set()
 
     def now(self) -> float:
         return self.clock.now()

@@ -19,11 +19,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-__all__ = ["RateLimiter", "RealtimeLimits", "parse_reset"]
+__all__ = ["CallLimits", "RateLimiter", "parse_reset"]
 
 
 @dataclass(frozen=True)
-class RealtimeLimits:
+class CallLimits:
     """How hard a real-time run may press a provider: calls in flight, calls and tokens per minute."""
 
     concurrency: int = 8

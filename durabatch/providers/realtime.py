@@ -43,9 +43,9 @@ from durabatch.providers.formats import check_endpoint, model_of
 from durabatch.providers.gemini_wire import gemini_result
 from durabatch.providers.http_errors import error_for_response
 from durabatch.providers.openai_wire import openai_result
-from durabatch.providers.ratelimit import RateLimiter, RealtimeLimits
+from durabatch.providers.ratelimit import CallLimits, RateLimiter
 
-__all__ = ["RealtimeClient", "RealtimeLimits"]
+__all__ = ["CallLimits", "RealtimeClient"]
 
 #: every error status comes back as a response: the client reads its headers before deciding
 _ANY_ERROR = range(400, 600)
@@ -59,7 +59,7 @@ class RealtimeClient:
         self,
         provider: ProviderClient,
         endpoint: str,
-        limits: RealtimeLimits,
+        limits: CallLimits,
         *,
         model: str | None = None,
         max_attempts: int = 5,

@@ -22,9 +22,10 @@ from temporalio.testing import ActivityEnvironment
 
 from activities import ActivityDeps
 from activities.realtime import RealtimeActivities
-from durabatch.activity_api import RealtimeChunkInput, RealtimeChunkResult, RealtimeLimitsSpec
+from durabatch.activity_api import RealtimeChunkInput, RealtimeChunkResult
 from durabatch.emulator import EmulatorConfig, expected_chat_response, run_emulator
 from durabatch.emulator.server import RunningEmulator
+from durabatch.models import RealtimeLimits
 from durabatch.providers.prices import cost_of, price_of
 from durabatch.providers.registry import build_provider
 from durabatch.results_format import provider_line
@@ -114,7 +115,7 @@ class Chunk:
             model=MODEL[self.provider],
             line_from=line_from,
             line_to=line_to,
-            limits=RealtimeLimitsSpec(**limits),
+            limits=RealtimeLimits(**limits),
         )
 
     async def run(

@@ -62,6 +62,7 @@ def wait_for_status(
         ["status"],
         ["list"],
         ["cancel"],
+        ["redispatch"],
         ["results"],
         ["worker"],
         ["emulator"],

@@ -16,7 +16,7 @@ from durabatch.emulator.server import RunningEmulator
 from durabatch.providers import errors
 from durabatch.providers.anthropic import AnthropicProvider
 from durabatch.providers.openai import OpenAIProvider
-from durabatch.providers.ratelimit import RateLimiter, RealtimeLimits, parse_reset
+from durabatch.providers.ratelimit import CallLimits, RateLimiter, parse_reset
 from durabatch.providers.realtime import RealtimeClient
 from tests.providers.conftest import SECRET, mock_client
 
@@ -41,9 +41,9 @@ def test_parse_reset_reads_anthropic_instants_and_refuses_garbage() -> None:
 
 def test_limits_are_checked() -> None:
     with pytest.raises(ValueError, match="concurrency"):
-        RealtimeLimits(concurrency=0)
+        CallLimits(concurrency=0)
     with pytest.raises(ValueError, match="rpm"):
-        RealtimeLimits(rpm=0)
+        CallLimits(rpm=0)
 
 
 async def test_rpm_spaces_calls_after_a_second_of_burst() -> None:
@@ -90,7 +90,7 @@ async def test_the_answer_is_spliced_into_the_batch_line_as_received() -> None:
         return httpx.Response(200, text=answer, headers={"x-request-id": "req_abc"})
 
     provider = OpenAIProvider(mock_client(handler), "http://p.test/v1", lambda: SECRET)
-    line = await RealtimeClient(provider, "/v1/chat/completions", RealtimeLimits()).call("c1", CHAT)
+    line = await RealtimeClient(provider, "/v1/chat/completions", CallLimits()).call("c1", CHAT)
     assert line.raw == (
         '{"id":"batch_req_c1","custom_id":"c1","response":{"status_code":200,"request_id":"req_abc",'
         f'"body":{answer}}},"error":null}}'
@@ -104,7 +104,7 @@ async def test_an_echoed_secret_never_reaches_the_error() -> None:
         return httpx.Response(401, json={"error": {"message": f"bad key {SECRET}"}})
 
     provider = AnthropicProvider(mock_client(handler), "http://p.test", lambda: SECRET)
-    client = RealtimeClient(provider, "/v1/messages", RealtimeLimits())
+    client = RealtimeClient(provider, "/v1/messages", CallLimits())
     with pytest.raises(errors.AuthenticationFailed) as exc:
         await client.call("c1", {"model": "claude-haiku-4-5", "max_tokens": 5, "messages": []})
     assert SECRET not in str(exc.value)
@@ -118,7 +118,7 @@ async def emu() -> AsyncIterator[RunningEmulator]:
 
 def _client(emu: RunningEmulator, http: httpx.AsyncClient, key: str = KEY) -> RealtimeClient:
     provider = OpenAIProvider(http, emu.url + "/v1", lambda: key)
-    return RealtimeClient(provider, "/v1/chat/completions", RealtimeLimits(), retry_delay=0.01)
+    return RealtimeClient(provider, "/v1/chat/completions", CallLimits(), retry_delay=0.01)
 
 
 async def _calls(http: httpx.AsyncClient, emu: RunningEmulator) -> int:

@@ -21,10 +21,15 @@ async def outcomes(stack: Stack, batch_id: str) -> dict[str, int]:
 
 
 async def assert_one_outcome_each(stack: Stack, batch_id: str) -> None:
+    """Every request has exactly one result for its current (final) round, and none beyond it;
+    earlier rounds' rows are the attempts a retry round replaced."""
     row = await stack.pool.fetchrow(
         """SELECT count(*) AS requests,
-                  count(*) FILTER (WHERE n = 1) AS exactly_one
-             FROM (SELECT r.custom_id, count(x.custom_id) AS n FROM requests r
+                  count(*) FILTER (WHERE final = 1 AND later = 0) AS exactly_one
+             FROM (SELECT r.custom_id,
+                          count(x.custom_id) FILTER (WHERE x.round = r.round) AS final,
+                          count(x.custom_id) FILTER (WHERE x.round > r.round) AS later
+                     FROM requests r
                      LEFT JOIN results x ON x.batch_id = r.batch_id AND x.custom_id = r.custom_id
                     WHERE r.batch_id = $1 GROUP BY r.custom_id) s""",
         batch_id,
