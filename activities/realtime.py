@@ -126,20 +126,21 @@ class RealtimeActivities:
         if not isinstance(provider, ProviderClient):
             raise invalid_input(f"{inp.provider}: real-time calls need an HTTP provider client")
         rpm, tpm = self._deps.settings.realtime_limits(inp.provider)
-        limits = CallLimits(
-            concurrency=inp.limits.concurrency or DEFAULT_CONCURRENCY,
-            rpm=inp.limits.rpm if inp.limits.rpm is not None else rpm,
-            tpm=inp.limits.tpm if inp.limits.tpm is not None else tpm,
-        )
-        key = (inp.provider, limits.rpm, limits.tpm)
-        if key not in self._limiters:
-            self._limiters[key] = RateLimiter(limits.rpm, limits.tpm)
         try:
+            limits = CallLimits(
+                concurrency=inp.limits.concurrency or DEFAULT_CONCURRENCY,
+                rpm=inp.limits.rpm if inp.limits.rpm is not None else rpm,
+                tpm=inp.limits.tpm if inp.limits.tpm is not None else tpm,
+            )
+            key = (inp.provider, limits.rpm, limits.tpm)
+            if key not in self._limiters:
+                self._limiters[key] = RateLimiter(limits.rpm, limits.tpm)
             return RealtimeClient(
                 provider, inp.endpoint, limits, model=inp.model, limiter=self._limiters[key]
             )
         except ValueError as exc:
-            raise to_application_error(perr.BadRequest(str(exc), provider=inp.provider)) from None
+            # an endpoint the provider has no synchronous form of, or limits below 1: no retry helps
+            raise invalid_input(f"{inp.provider} real-time chunk: {exc}") from None
 
     async def _feed(
         self, inp: RealtimeChunkInput, queue: asyncio.Queue[tuple[str, dict[str, Any]] | None], tally: _Tally

@@ -18,10 +18,12 @@ from typing import Any
 
 import httpx
 import pytest
+from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities import ActivityDeps
 from activities.realtime import RealtimeActivities
+from durabatch import contract
 from durabatch.activity_api import RealtimeChunkInput, RealtimeChunkResult
 from durabatch.emulator import EmulatorConfig, expected_chat_response, run_emulator
 from durabatch.emulator.server import RunningEmulator
@@ -331,3 +333,20 @@ async def test_chunks_running_at_once_on_a_worker_share_one_budget(chunk_factory
     )
     assert first.written + second.written == 20
     assert time.monotonic() - started >= 0.9
+
+
+async def test_what_no_retry_can_fix_fails_the_attempt_for_good(
+    chunk_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    c: Chunk = await chunk_factory()
+    await c.stage([body_for("openai", "x")])
+    bad_endpoint = c.input(1, 2).model_copy(update={"endpoint": "/v1/messages"})
+    with pytest.raises(ApplicationError) as exc:
+        await c.run(bad_endpoint)
+    assert exc.value.type == contract.INVALID_INPUT and exc.value.non_retryable
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-wrong-0123456789")
+    with pytest.raises(ApplicationError) as auth:
+        await c.run(c.input(1, 2))
+    assert auth.value.type == contract.AUTHENTICATION_FAILED and auth.value.non_retryable
+    assert "sk-wrong-0123456789" not in str(auth.value)
+    assert await c.rows() == {}
