@@ -10,6 +10,7 @@ from __future__ import annotations
 import signal
 import subprocess
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import anthropic
@@ -345,3 +346,17 @@ def test_the_emulator_command_takes_rpm_and_tpm() -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+async def test_a_flaky_request_that_failed_stays_failed_once_across_a_restart(tmp_path: Path) -> None:
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "restart __flaky"}]}
+    async with (
+        run_emulator(fast_config(state_dir=tmp_path)) as emu,
+        httpx.AsyncClient(base_url=emu.url) as http,
+    ):
+        assert (await http.post("/v1/chat/completions", headers=OPENAI_H, json=body)).status_code == 500
+    async with (
+        run_emulator(fast_config(state_dir=tmp_path)) as emu,
+        httpx.AsyncClient(base_url=emu.url) as http,
+    ):
+        assert (await http.post("/v1/chat/completions", headers=OPENAI_H, json=body)).status_code == 200
