@@ -51,7 +51,7 @@ def body_for(provider: str, text: str) -> dict[str, Any]:
 @dataclass
 class Wire:
     """What crossed the wire, seen from the client: (monotonic time, body text) of each request
-    sent and (monotonic time, status, Retry-After) of each answer."""
+    sent and (monotonic time, status, seconds to wait) of each answer."""
 
     sent: list[tuple[float, str]] = field(default_factory=list)
     answers: list[tuple[float, int, str | None]] = field(default_factory=list)
@@ -60,7 +60,10 @@ class Wire:
         self.sent.append((time.monotonic(), request.content.decode()))
 
     async def on_response(self, response: httpx.Response) -> None:
-        self.answers.append((time.monotonic(), response.status_code, response.headers.get("retry-after")))
+        # the wait the provider asked for: `retry-after-ms` when sent (exact), else `Retry-After`
+        ms = response.headers.get("retry-after-ms")
+        wait = str(int(ms) / 1000) if ms is not None else response.headers.get("retry-after")
+        self.answers.append((time.monotonic(), response.status_code, wait))
 
 
 @pytest.fixture(autouse=True)
