@@ -178,7 +178,10 @@ async def test_fifty_requests_under_rpm_limits_are_each_written_once(chunk_facto
     bodies = [body_for("openai", f"question number {i}") for i in range(50)]
     ids = await c.stage(bodies)
     started = time.monotonic()
-    result = await c.run(c.input(1, 51, concurrency=8, rpm=1500))
+    env = ActivityEnvironment()
+    beats: list[Any] = []
+    env.on_heartbeat = lambda *details: beats.append(details[0])
+    result = await c.run(c.input(1, 51, concurrency=8, rpm=1500), env)
     elapsed = time.monotonic() - started
 
     assert (result.requests, result.written, result.skipped, result.succeeded, result.failed) == (
@@ -208,6 +211,8 @@ async def test_fifty_requests_under_rpm_limits_are_each_written_once(chunk_facto
         assert row["cost_usd"] == pytest.approx(Decimal(2) * batch_cost)
     stats = await c.realtime_stats()
     assert stats["openai:ok"] == 50
+    # progress is the count of requests done, heartbeated as results are written
+    assert beats == sorted(beats) and beats[-1] == 50 and len(set(beats)) > 10
     assert result.input_tokens == sum(r["input_tokens"] for r in rows.values())
 
 
@@ -354,3 +359,14 @@ async def test_what_no_retry_can_fix_fails_the_attempt_for_good(
     assert auth.value.type == contract.AUTHENTICATION_FAILED and auth.value.non_retryable
     assert "sk-wrong-0123456789" not in str(auth.value)
     assert await c.rows() == {}
+
+
+async def test_the_workers_settings_pace_a_chunk_that_sets_no_limits(chunk_factory: Any) -> None:
+    c: Chunk = await chunk_factory()
+    c.deps.settings = c.deps.settings.model_copy(update={"openai_rpm": 600})
+    await c.stage([body_for("openai", f"paced by settings {i}") for i in range(20)])
+    started = time.monotonic()
+    result = await c.run(c.input(1, 21))
+    assert result.written == 20
+    # DURABATCH_OPENAI_RPM=600: a burst of 10, then 10 a second
+    assert time.monotonic() - started >= 0.9
