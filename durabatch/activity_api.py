@@ -263,6 +263,8 @@ class RetryRoundInput(_Model):
     batch_id: str
     provider: str
     to_round: int
+    #: also those the batch API left cancelled (the deadline fallback finishes them in real time)
+    include_cancelled: bool = False
 
 
 class RetryRoundResult(_Model):

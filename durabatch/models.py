@@ -227,6 +227,10 @@ class BatchState(_Model):
     provider_events: int = 0
     #: retry rounds started (the first round is not one of them), up to max_rounds - 1
     retry_rounds: int = 0
+    #: requests finished through the synchronous API (real-time mode or the deadline fallback)
+    realtime_requests: int = 0
+    #: the deadline came near: the batch API's unfinished requests go to real time
+    fell_back: bool = False
     #: admission keys the account workflow granted (its `admission` signals)
     admitted: list[str] = Field(default_factory=list)
     #: the poll count the schedule counts from (reset when a cancel is sent)

@@ -74,7 +74,7 @@ def summary_of(cfg: BatchConfig, st: BatchState, workflow_id: str) -> BatchSumma
         provider=cfg.provider,
         endpoint=cfg.endpoint,
         model=st.model,
-        counts=live_counts(st),
+        counts=live_counts(st).model_copy(update={"realtime": st.realtime_requests}),
         input_tokens=input_tokens,
         output_tokens=output_tokens,
         cached_tokens=totals.cached_tokens if totals else 0,
