@@ -112,7 +112,8 @@ INGEST = Preset(
 #: alive; a retry resumes it, never re-sending a request that has a result).
 REALTIME = Preset(
     start_to_close=timedelta(hours=24),
-    heartbeat=timedelta(minutes=2),
+    # short: a cancel reaches the activity with its next heartbeat
+    heartbeat=timedelta(seconds=30),
     retry=RetryPolicy(
         initial_interval=timedelta(seconds=2),
         maximum_interval=timedelta(minutes=2),

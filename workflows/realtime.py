@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError
+from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
     from durabatch import activity_api as api
@@ -115,6 +116,8 @@ class BatchRealtime(BatchPolling):
                 retry_policy=options.REALTIME.retry,
                 summary=short_summary(f"shard {shard.shard} in real time"),
                 priority=priority_of(cfg),
+                # a cancelled shard stops writing before the batch records its outcomes
+                cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
             )
             await workflow.wait_condition(lambda h=handle: h.done() or st.cancel_requested)  # type: ignore[misc]
             if not handle.done():

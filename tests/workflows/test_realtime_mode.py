@@ -65,8 +65,8 @@ async def test_a_cancel_stops_a_realtime_batch(stack: Stack) -> None:
 async def slow_stack(
     temporal_client: Client, pool: Pool, database_url: str, api_keys: None
 ) -> AsyncIterator[Stack]:
-    # 20 requests at 0.5 s each: about half done by a deadline of 12 s
-    config = emulator_config(ms_per_request=500.0)
+    # 20 requests at 1 s each: about half done by a deadline of 12 s
+    config = emulator_config(ms_per_request=1000.0)
     async with worker_stack(temporal_client, pool, database_url, config, queue_prefix="rt") as stack:
         yield stack
 
