@@ -273,6 +273,9 @@ class BatchInput(_Model):
     #: when the batch must be done (shorter than max_age_seconds): near it, what the batch API
     #: has not finished is cancelled there and finished in real time
     deadline_seconds: _StrictFloat | None = None
+    #: from the third poll on, the schedule's delays times this (1..100): for batches that
+    #: provider webhooks or the account sweep wake, whose polls are a safety net
+    push_poll_stretch: _StrictFloat | None = None
     #: set by the workflow itself when it continues as new; clients leave it out
     state: BatchState | None = None
 
