@@ -98,6 +98,7 @@ class BatchRealtime(BatchPolling):
                 return
             shard.state = "running_realtime"
             self._publish()
+            started = workflow.now()
             handle = workflow.start_activity(
                 api.run_realtime_chunk,
                 RealtimeChunkInput(
@@ -134,4 +135,7 @@ class BatchRealtime(BatchPolling):
             shard.succeeded, shard.failed = result.succeeded, result.failed
             shard.input_tokens, shard.output_tokens = result.input_tokens, result.output_tokens
             st.realtime_requests += result.written
+            minutes = (workflow.now() - started).total_seconds() / 60
+            if result.written and minutes > 0:
+                st.realtime_rpm = round(result.written / minutes, 1)
         self._publish()

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 from temporalio.client import Client
 
+from durabatch.models import StatusQuery
 from durabatch.store.pool import Pool
 from tests.workflows.conftest import Stack, chat_requests, emulator_config, worker_stack
 from tests.workflows.test_batch_workflow import assert_one_outcome_each
@@ -43,6 +44,8 @@ async def test_realtime_mode_sends_nothing_to_the_batch_api(stack: Stack) -> Non
     assert await realtime_calls(stack) == calls + 20
     await assert_one_outcome_each(stack, batch_id)
     assert summary.cost_usd is not None and summary.cost_usd > 0
+    status = await handle.query("status", result_type=StatusQuery)
+    assert status.realtime_requests == 20 and (status.realtime_rpm or 0) > 0
 
 
 async def test_a_cancel_stops_a_realtime_batch(stack: Stack) -> None:
