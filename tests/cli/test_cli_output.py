@@ -120,8 +120,8 @@ def test_the_list_table_drops_columns_before_it_cuts_an_id() -> None:
 
     from rich.console import Console
 
+    from durabatch.cli.console import batches_table
     from durabatch.client import BatchRow
-    from durabatch.console import batches_table
 
     long_id = "a" * 40 + "-" + "b" * 18
     rows = [

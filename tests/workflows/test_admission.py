@@ -12,7 +12,7 @@ import pytest
 from rich.console import Console
 from temporalio.client import Client, WorkflowHandle
 
-from durabatch.console import status_table
+from durabatch.cli.console import status_table
 from durabatch.models import BatchSummary, StatusQuery
 from durabatch.store.pool import Pool
 from tests.workflows.conftest import Stack, chat_requests, worker_stack

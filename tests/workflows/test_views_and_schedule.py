@@ -90,7 +90,7 @@ def test_details_name_the_counts_the_provider_batches_and_a_failure() -> None:
 
 
 def test_the_cancel_reason_reaches_the_status_query_the_summary_and_the_status_table() -> None:
-    from durabatch.console import status_table
+    from durabatch.cli.console import status_table
 
     st = BatchState(status="cancelled", cancel_requested=True, cancel_reason="wrong prompt")
     status = status_of(_cfg(), st, None)

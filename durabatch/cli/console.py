@@ -16,7 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Column, Table
 from rich.text import Text
 
-from durabatch.cli_format import human_when, or_dash
+from durabatch.cli.format import human_when, or_dash
 from durabatch.client import BatchHandle, BatchRow, is_terminal
 from durabatch.models import BatchSummary, HandlerState, StatusQuery
 

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from durabatch.cli_common import (
+from durabatch.cli.common import (
     EXIT_INTERRUPTED,
     EXIT_NOT_COMPLETED,
     EXIT_OK,
