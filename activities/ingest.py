@@ -19,7 +19,7 @@ import asyncio
 import json
 import re
 import time
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from temporalio import activity
@@ -45,6 +45,8 @@ _YIELD_EVERY = 64
 _LOGGED_DROPS = 20
 _MAX_COUNT = 2**31 - 1
 _SURROGATE = re.compile("[\ud800-\udfff]")
+#: the scale of `results.cost_usd` (numeric(18, 10))
+_COST_QUANTUM = Decimal("1e-10")
 
 #: what a request with no result line gets, by the provider batch's final state
 _UNRESOLVED = {
@@ -62,6 +64,37 @@ class _Tally:
         self.strays = 0
         self.duplicates = 0
         self.unreadable = 0
+        # sums over the rows this attempt wrote, as `results.shard_totals` would count them
+        self.succeeded = 0
+        self.input_tokens = 0
+        self.output_tokens = 0
+        self.cached_tokens = 0
+        self.cost = Decimal(0)
+        self.cost_unknown = 0
+
+    def add(self, row: tuple[Any, ...]) -> None:
+        """Count one written row (shaped as results.RESULT_COLUMNS)."""
+        self.input_tokens += row[7]
+        self.output_tokens += row[8]
+        self.cached_tokens += row[9]
+        if row[3] == "succeeded":
+            self.succeeded += 1
+            if row[10] is None:
+                self.cost_unknown += 1
+            else:
+                self.cost += row[10]
+
+    def totals(self, resolved: int) -> results.ShardTotals:
+        """The shard's totals when its rows are exactly the `written` ones plus `resolved` rows
+        that reconcile gave an outcome other than success (no tokens, no cost)."""
+        return results.ShardTotals(
+            succeeded=self.succeeded,
+            not_succeeded=self.written - self.succeeded + resolved,
+            input_tokens=self.input_tokens,
+            output_tokens=self.output_tokens,
+            cached_tokens=self.cached_tokens,
+            cost_usd=None if self.cost_unknown else float(self.cost),
+        )
 
 
 class IngestActivities:
@@ -90,18 +123,33 @@ class IngestActivities:
             message = f"{status.failure_code or 'batch_failed'}: {status.failure_message}"
         if status.state == "cancelled" and inp.expiry_reason:
             outcome, code, message = "expired", "max_age", inp.expiry_reason
-        async with self._deps.pool.acquire() as conn, conn.transaction():
-            # Right after the bulk load the new rows have no statistics; the planner's guess for
-            # reconcile's joins is then a nested loop that scans the batch's results once per
-            # request (minutes at 50,000). Hash joins are linear whatever the statistics say.
-            await conn.execute("SET LOCAL enable_nestloop = off")
-            await batches.reconcile(
-                conn, inp.batch_id, outcome=outcome, code=code, reason=message, shard=inp.shard.shard
-            )
+        missing = sorted(progress.pending)
+        resolved = 0
+        if missing:
+            async with self._deps.pool.acquire() as conn, conn.transaction():
+                # Right after the bulk load the new rows have no statistics; the planner's guess for
+                # reconcile's joins is then a nested loop that scans the batch's results once per
+                # request (minutes at 50,000). Hash joins are linear whatever the statistics say.
+                await conn.execute("SET LOCAL enable_nestloop = off")
+                resolved = await batches.reconcile(
+                    conn,
+                    inp.batch_id,
+                    outcome=outcome,
+                    code=code,
+                    reason=message,
+                    shard=inp.shard.shard,
+                    custom_ids=missing,
+                )
         await self._record_ingested(inp, status)
-        shard_totals = await results.shard_totals(
-            self._deps.pool, inp.batch_id, inp.shard.shard, inp.shard.round
-        )
+        if not progress.done and resolved == len(missing):
+            # Every result row of the shard is one this attempt wrote (nothing came before it and
+            # no other attempt wrote any of the missing ones): the sums kept while writing are the
+            # shard's totals, with no query over the rows just loaded.
+            shard_totals = tally.totals(resolved)
+        else:
+            shard_totals = await results.shard_totals(
+                self._deps.pool, inp.batch_id, inp.shard.shard, inp.shard.round
+            )
         elapsed = time.monotonic() - started
         self._deps.metrics.ingest_lines(tally.lines, elapsed, provider=inp.provider)
         if tally.strays or tally.duplicates or tally.unreadable:
@@ -227,7 +275,11 @@ class IngestActivities:
         cost: Decimal | None = None
         if price is not None and line.outcome == "succeeded":
             # looked up once per file: `cost_usd` would copy the price table on every line
-            cost = cost_of(price, input_tokens, cached_tokens, output_tokens)
+            # rounded as the numeric(18, 10) column stores it, so the sums kept in memory are the
+            # sums of the stored values
+            cost = cost_of(price, input_tokens, cached_tokens, output_tokens).quantize(
+                _COST_QUANTUM, ROUND_HALF_UP
+            )
         return (
             inp.batch_id,
             line.custom_id,
@@ -247,6 +299,8 @@ class IngestActivities:
     ) -> None:
         async with self._deps.pool.acquire() as conn:
             tally.written += await results.write_results(conn, inp.batch_id, chunk)
+        for row in chunk:
+            tally.add(row)
         if cursor is not None:
             # Only after the rows are committed: a resume never skips an unwritten line.
             activity.heartbeat(cursor.model_dump())
