@@ -19,7 +19,8 @@ import asyncio
 import json
 import re
 import time
-from decimal import ROUND_HALF_UP, Decimal
+from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 from temporalio import activity
@@ -30,7 +31,7 @@ from durabatch import activity_api as api
 from durabatch.activity_api import IngestInput, IngestResult
 from durabatch.providers import errors as perr
 from durabatch.providers.base import ProviderStatus, ResultCursor, ResultLine
-from durabatch.providers.prices import ModelPrice, cost_of, price_of
+from durabatch.providers.prices import price_of, stored_cost
 from durabatch.results_format import provider_line
 from durabatch.store import batches, provider_batches, results
 
@@ -42,11 +43,11 @@ __all__ = ["IngestActivities"]
 _CHUNK_ROWS = 5000
 _CHUNK_BYTES = 2 * 1024 * 1024
 _YIELD_EVERY = 64
+#: (input, cached, output) tokens -> the stored cost of a succeeded result
+_Cost = Callable[[int, int, int], Decimal]
 _LOGGED_DROPS = 20
 _MAX_COUNT = 2**31 - 1
 _SURROGATE = re.compile("[\ud800-\udfff]")
-#: the scale of `results.cost_usd` (numeric(18, 10))
-_COST_QUANTUM = Decimal("1e-10")
 
 #: what a request with no result line gets, by the provider batch's final state
 _UNRESOLVED = {
@@ -108,6 +109,8 @@ class IngestActivities:
         details = activity.info().heartbeat_details
         resume = ResultCursor.model_validate(details[0]) if details else None
         price = price_of(inp.provider, inp.model, self._deps.settings.prices_file)
+        # looked up once per file: `cost_usd` would copy the price table on every line
+        cost = None if price is None else stored_cost(price)
         tally = _Tally()
         started = time.monotonic()
         try:
@@ -115,7 +118,7 @@ class IngestActivities:
             progress = await results.shard_progress(
                 self._deps.pool, inp.batch_id, inp.shard.shard, inp.shard.round
             )
-            await self._stream(inp, provider.results(ref, status, resume), progress, price, tally)
+            await self._stream(inp, provider.results(ref, status, resume), progress, cost, tally)
         except perr.ProviderError as exc:
             raise to_application_error(exc) from exc
         outcome, code, message = _UNRESOLVED.get(status.state, _UNRESOLVED["completed"])
@@ -186,7 +189,7 @@ class IngestActivities:
         inp: IngestInput,
         lines: Any,
         progress: results.ShardProgress,
-        price: ModelPrice | None,
+        cost: _Cost | None,
         tally: _Tally,
     ) -> None:
         """Parse into chunks while the previous chunk is being written (one write in flight)."""
@@ -207,7 +210,7 @@ class IngestActivities:
                 if custom_id in progress.pending:
                     progress.pending.discard(custom_id)
                     written.add(custom_id)
-                    chunk.append(self._record(inp, line, price))
+                    chunk.append(self._record(inp, line, cost))
                     pending_bytes += len(line.raw or "")
                 elif custom_id in written:
                     tally.duplicates += 1
@@ -248,7 +251,7 @@ class IngestActivities:
             },
         )
 
-    def _record(self, inp: IngestInput, line: ResultLine, price: ModelPrice | None) -> tuple[Any, ...]:
+    def _record(self, inp: IngestInput, line: ResultLine, cost_fn: _Cost | None) -> tuple[Any, ...]:
         raw = line.raw
         if line.outcome == "cancelled" and inp.expiry_reason:
             line.outcome = "expired"
@@ -273,13 +276,10 @@ class IngestActivities:
         output_tokens = _count(line.output_tokens)
         cached_tokens = _count(line.cached_tokens)
         cost: Decimal | None = None
-        if price is not None and line.outcome == "succeeded":
-            # looked up once per file: `cost_usd` would copy the price table on every line
+        if cost_fn is not None and line.outcome == "succeeded":
             # rounded as the numeric(18, 10) column stores it, so the sums kept in memory are the
             # sums of the stored values
-            cost = cost_of(price, input_tokens, cached_tokens, output_tokens).quantize(
-                _COST_QUANTUM, ROUND_HALF_UP
-            )
+            cost = cost_fn(input_tokens, cached_tokens, output_tokens)
         return (
             inp.batch_id,
             line.custom_id,

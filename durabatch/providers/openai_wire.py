@@ -91,12 +91,13 @@ def openai_usage(body: dict[str, Any] | None) -> tuple[int, int, int]:
             token_count(details.get("cached_tokens")),
             token_count(usage.get("output_tokens")),
         )
+    prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
     details = usage.get("prompt_tokens_details") or {}
-    return (
-        token_count(usage.get("prompt_tokens")),
-        token_count(details.get("cached_tokens")),
-        token_count(usage.get("completion_tokens")),
-    )
+    cached = details.get("cached_tokens") if isinstance(details, dict) else None
+    if type(prompt) is int and type(completion) is int and (cached is None or type(cached) is int):
+        # the shape of (nearly) every line: plain integers, no per-field conversion needed
+        return prompt, cached or 0, completion
+    return token_count(prompt), token_count(cached), token_count(completion)
 
 
 def openai_result(record: Any) -> ResultLine | None:
