@@ -131,7 +131,11 @@ def openai_decode(raw: bytes) -> Any:
     """A result line's record for `openai_result`: for a success (nearly every line) only the parts
     it reads; for any other line the whole JSON value. Raises msgspec.DecodeError where msgspec
     cannot read the line (the stream then falls back to `json.loads`)."""
-    line = _SUCCEEDED.decode(raw)
+    try:
+        line = _SUCCEEDED.decode(raw)
+    except msgspec.ValidationError:
+        # JSON, but not shaped as a success (a `response` or `body` that is not an object)
+        return _ANY.decode(raw)
     response = line.response
     if (
         type(line.custom_id) is str
