@@ -39,9 +39,11 @@ __all__ = ["IngestActivities"]
 
 #: a COPY is sent at this many rows or this many bytes of lines, whichever comes first: each COPY
 #: commits (one WAL flush), so fewer is faster, while two chunks (one written, one filling) are
-#: all the memory ingest holds, whatever the size of the file or of its lines
+#: all the memory ingest holds, whatever the size of the file or of its lines. 8 MB: with 4 KB
+#: lines (200 MB for 50,000 results) 2 MB chunks made 100 commits and ingest 20% slower, for 5 MiB
+#: less peak RSS
 _CHUNK_ROWS = 5000
-_CHUNK_BYTES = 2 * 1024 * 1024
+_CHUNK_BYTES = 8 * 1024 * 1024
 _YIELD_EVERY = 64
 #: (input, cached, output) tokens -> the stored cost of a succeeded result
 _Cost = Callable[[int, int, int], Decimal]
