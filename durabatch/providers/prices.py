@@ -181,9 +181,9 @@ def stored_cost(price: ModelPrice) -> Callable[[int, int, int], Decimal]:
     """`cost_of` at `price` as the results table stores it (rounded half up to COST_SCALE places):
     a function of (input, cached, output) tokens, made once per file and called once per result.
 
-    When every price is a whole number of 1e-10 USD per token (4 decimal places per 1M tokens, as
-    every published price is), the cost is integer arithmetic, exact and five times faster than
-    Decimal; otherwise it is `cost_of`, rounded."""
+    When every price is a whole number of 1e-10 USD per token (at most 4 decimal places per 1M
+    tokens, as every price in `prices.json` is), the cost is integer arithmetic, exact and 2-4x
+    faster than Decimal; otherwise it is `cost_of`, rounded."""
     cached_price = price.input if price.cached_input is None else price.cached_input
     units = [p * _UNITS_PER_MILLION for p in (price.input, cached_price, price.output)]
     if not all(u == u.to_integral_value() for u in units):
