@@ -34,6 +34,7 @@ from durabatch.providers.base import ProviderStatus, ResultCursor, ResultLine
 from durabatch.providers.prices import price_of, stored_cost
 from durabatch.results_format import provider_line
 from durabatch.store import batches, provider_batches, results
+from durabatch.store.pool import connection, transaction
 
 __all__ = ["IngestActivities"]
 
@@ -131,7 +132,7 @@ class IngestActivities:
         missing = sorted(progress.pending)
         resolved = 0
         if missing:
-            async with self._deps.pool.acquire() as conn, conn.transaction():
+            async with transaction(self._deps.pool) as conn:
                 # Right after the bulk load the new rows have no statistics; the planner's guess for
                 # reconcile's joins is then a nested loop that scans the batch's results once per
                 # request (minutes at 50,000). Hash joins are linear whatever the statistics say.
@@ -299,7 +300,7 @@ class IngestActivities:
     async def _flush(
         self, inp: IngestInput, chunk: list[tuple[Any, ...]], cursor: ResultCursor | None, tally: _Tally
     ) -> None:
-        async with self._deps.pool.acquire() as conn:
+        async with connection(self._deps.pool) as conn:
             tally.written += await results.write_results(conn, inp.batch_id, chunk)
         for row in chunk:
             tally.add(row)
