@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from temporalio.client import Client, WorkflowHandle
+from temporalio.service import RPCError
 
 for _path in (Path(__file__).resolve().parent.parent, Path(__file__).resolve().parent):
     if str(_path) not in sys.path:
@@ -77,8 +78,13 @@ async def poll_counts(handles: list[WorkflowHandle[Any, Any]]) -> int:
 
     async def one(handle: WorkflowHandle[Any, Any]) -> int:
         async with sem:
-            status: StatusQuery = await handle.query("status", result_type=StatusQuery)
-            return status.poll_count
+            for attempt in range(5):
+                try:
+                    status: StatusQuery = await handle.query("status", result_type=StatusQuery)
+                    return status.poll_count
+                except RPCError:  # a worker busy with a burst answers queries late: ask again
+                    await asyncio.sleep(1 + attempt)
+            raise RuntimeError(f"{handle.id} answered no status query in 5 tries")
 
     return sum(await asyncio.gather(*(one(h) for h in handles)))
 
@@ -88,7 +94,10 @@ async def submitted(handles: list[WorkflowHandle[Any, Any]]) -> int:
 
     async def one(handle: WorkflowHandle[Any, Any]) -> bool:
         async with sem:
-            status = await handle.query("status", result_type=StatusQuery)
+            try:
+                status = await handle.query("status", result_type=StatusQuery)
+            except RPCError:  # busy: counted as not yet, asked again on the next round
+                return False
             return status.status in ("submitted", "in_progress")
 
     return sum(await asyncio.gather(*(one(h) for h in handles)))
@@ -172,7 +181,7 @@ async def measure(
         while (ready := await submitted(burst_handles)) < burst:
             if time.monotonic() - burst_started > 900:
                 raise RuntimeError(f"only {ready} of {burst} burst batches submitted after 15 minutes")
-            await asyncio.sleep(2)
+            await asyncio.sleep(5)
         burst_seconds = time.monotonic() - burst_started
         polls_d, t_d = await poll_counts(handles), time.monotonic()
         burst_polls_per_s = (polls_d - polls_c) / (t_d - t_c)
