@@ -23,6 +23,7 @@ from durabatch.cli import app
 from durabatch.devstack import DEV_API_KEY
 from tests.cli.conftest import CLI, DevProcess, clean_env, run_cli
 from tests.conftest import free_port, with_database
+from tests.helpers import eventually_sync
 
 
 def new_id(prefix: str = "cli") -> str:
@@ -39,19 +40,17 @@ def status_json(dev: DevProcess, batch_id: str) -> dict[str, Any]:
 def wait_for_status(
     dev: DevProcess, batch_id: str, statuses: set[str], timeout: float = 30
 ) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
+    def fetch() -> dict[str, Any]:
         r = run_cli("status", batch_id, "--json", env=dev.env)
         assert r.returncode in (0, 3), r.stderr  # 3: the submitting process has not started it yet
         st: dict[str, Any] = json.loads(r.stdout) if r.returncode == 0 else {"status": None, "shards": []}
-        if (
-            st["status"] in statuses
-            and st["shards"]
-            and all(s.get("provider_batch_id") for s in st["shards"])
-        ):
-            return st
-        assert time.monotonic() < deadline, st
-        time.sleep(0.5)
+        return st
+
+    def done(st: dict[str, Any]) -> bool:
+        shards = st["shards"]
+        return st["status"] in statuses and bool(shards) and all(s.get("provider_batch_id") for s in shards)
+
+    return eventually_sync(fetch, done, timeout, what=f"status in {sorted(statuses)} with every shard sent")
 
 
 @pytest.mark.parametrize(

@@ -27,6 +27,7 @@ from durabatch.providers.base import (
 )
 from durabatch.providers.gemini import GeminiProvider
 from durabatch.providers.openai import OpenAIProvider
+from tests.helpers import eventually
 from tests.providers.conftest import make_shard
 
 KEY = "test-key-0123456789abcdef"
@@ -97,13 +98,9 @@ async def admin(
 
 
 async def wait_terminal(client: BatchProvider, ref: ProviderBatchRef, timeout: float = 10) -> ProviderStatus:
-    deadline = time.monotonic() + timeout
-    while True:
-        status = await client.status(ref)
-        if status.terminal:
-            return status
-        assert time.monotonic() < deadline, f"still {status.provider_status}"
-        await asyncio.sleep(0.02)
+    return await eventually(
+        lambda: client.status(ref), lambda s: s.terminal, timeout, 0.02, what="a terminal provider status"
+    )
 
 
 async def all_results(

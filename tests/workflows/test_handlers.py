@@ -19,7 +19,7 @@ from temporalio.worker import Worker
 from durabatch.models import BatchSummary, RedispatchResult, StatusQuery
 from durabatch.webhook_receiver import WebhookReceiver
 from durabatch.webhooks import sign
-from tests.workflows.conftest import Stack, chat_requests, replay_and_record
+from tests.stack import Stack, chat_requests, replay_and_record
 
 SECRET_ENV = "DURABATCH_TEST_WEBHOOK_SECRET"
 SECRET = "whsec-test-4f9a1c"
