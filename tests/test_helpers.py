@@ -24,7 +24,9 @@ async def test_eventually_times_out_naming_the_last_value() -> None:
         return {"status": "in_progress"}
 
     with pytest.raises(NeverHappened) as info:
-        await eventually(fetch, lambda s: s["status"] == "completed", timeout=0.05, interval=0.01, what="done")
+        await eventually(
+            fetch, lambda s: s["status"] == "completed", timeout=0.05, interval=0.01, what="done"
+        )
     message = str(info.value)
     assert message.startswith("done not met within 0.05s")
     assert "{'status': 'in_progress'}" in message
