@@ -66,6 +66,7 @@ class BatchPolling(BatchBase):
             if self._quick_poll_after_cancel and st.poll_count == st.schedule_origin:
                 delay = min(delay, CANCEL_POLL_DELAY_SECONDS)
             self._next_poll_at = now + timedelta(seconds=delay)
+            self._publish_details()  # "next poll in 4 min" on the batch's Web UI page
             cancel_seen = st.cancel_requested
             try:
                 await workflow.wait_condition(
@@ -243,6 +244,7 @@ class BatchPolling(BatchBase):
                 (deadline - now).total_seconds(),
             )
             self._next_poll_at = now + timedelta(seconds=delay)
+            self._publish_details()
             await workflow.sleep(timedelta(seconds=max(delay, 0.001)), summary="wait for the cancel")
             self._next_poll_at = None
             attempt += 1
