@@ -196,7 +196,7 @@ class BatchClient:
         count = len(inp.requests) if inp.requests is not None else request_count
         summary = start_summary(cfg.provider, cfg.batch_id, model, count)
         try:
-            await self._start(inp, cfg.batch_id, summary, count)
+            await self._start(inp, cfg.batch_id, summary, count, model)
         except WorkflowAlreadyStartedError:
             raise BatchAlreadyExists(f"batch {cfg.batch_id!r} already exists") from None
         return self.get(cfg.batch_id)
@@ -242,7 +242,9 @@ class BatchClient:
             raise
         return True
 
-    async def _start(self, inp: BatchInput, batch_id: str, summary: str, count: int | None) -> None:
+    async def _start(
+        self, inp: BatchInput, batch_id: str, summary: str, count: int | None, model: str | None
+    ) -> None:
         await self.temporal.start_workflow(
             WORKFLOW_TYPE,
             inp,
@@ -251,7 +253,7 @@ class BatchClient:
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
             static_summary=summary,
-            static_details=f"provider: {inp.provider}\nendpoint: {inp.endpoint}\nmodel: {inp.model or '-'}\n"
+            static_details=f"provider: {inp.provider}\nendpoint: {inp.endpoint}\nmodel: {model or '-'}\n"
             f"requests: {_requests_source(inp, count)}",
         )
 

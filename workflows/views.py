@@ -17,6 +17,7 @@ __all__ = [
     "SA_REQUESTS",
     "SA_STATUS",
     "details_markdown",
+    "dollars",
     "ended_status",
     "live_counts",
     "relative_time",
@@ -171,7 +172,16 @@ def _cost_so_far(st: BatchState) -> str:
     tokens = f"{input_tokens:,} input + {output_tokens:,} output tokens"
     if cost is None:
         return f"unknown: no price for the model ({tokens})"
-    return f"${cost:,.4f} ({tokens})"
+    return f"{dollars(cost)} ({tokens})"
+
+
+def dollars(amount: float) -> str:
+    """A cost as people read it: cents above a dollar, else up to six decimals ($0.000011), so a
+    small test batch does not read $0.00."""
+    if amount >= 1:
+        return f"${amount:,.2f}"
+    whole, _, cents = f"{amount:.6f}".rstrip("0").partition(".")
+    return f"${whole}.{cents.ljust(2, '0')}"
 
 
 def relative_time(at: datetime, now: datetime) -> str:

@@ -106,7 +106,7 @@ def test_submit_wait_shows_progress_and_summary_then_status_list_results(
     assert r.returncode == 0 and "completed" in r.stdout and "12: 12 ok" in r.stdout, r.stdout
     # the Web UI's summary, set at start, counts the file's requests; its details end completed
     summary, details = asyncio.run(_static_summary_and_details(dev, batch_id))
-    assert summary == f"openai batch {batch_id} (12 requests)", summary
+    assert summary == f"openai batch {batch_id}: 12 requests, model gpt-4o-mini", summary
     assert details is not None and "requests: " in details and "(12 requests)" in details, details
 
     # visibility is eventually consistent

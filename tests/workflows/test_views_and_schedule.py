@@ -10,7 +10,7 @@ from durabatch.client import start_summary
 from durabatch.models import BatchState, BatchTotals, ShardState
 from workflows.schedule import JITTER_FRACTION, poll_delay
 from workflows.validate import BatchConfig
-from workflows.views import details_markdown, relative_time, status_of, summary_of, usage_so_far
+from workflows.views import details_markdown, dollars, relative_time, status_of, summary_of, usage_so_far
 
 SCHEDULE = (30.0, 60.0, 120.0)
 
@@ -161,7 +161,15 @@ def test_an_ended_batch_shows_no_next_poll() -> None:
     st = BatchState(status="completed", poll_count=4, totals=BatchTotals(status="completed", cost_usd=0.5))
     text = details_markdown(_cfg(), st, NOW + timedelta(minutes=1), NOW)
     assert text.count("**polls** 4") == 1 and "next" not in text
-    assert "**cost so far** $0.5000" in text
+    assert "**cost so far** $0.50" in text
+
+
+@pytest.mark.parametrize(
+    ("amount", "said"),
+    [(0, "$0.00"), (0.5, "$0.50"), (0.0123, "$0.0123"), (0.0000108, "$0.000011"), (1234.5, "$1,234.50")],
+)
+def test_dollars_keep_small_costs_readable(amount: float, said: str) -> None:
+    assert dollars(amount) == said
 
 
 def test_the_static_summary_names_provider_model_and_request_count() -> None:
