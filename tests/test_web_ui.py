@@ -35,6 +35,7 @@ COLUMNS = [
     "DurabatchRequests",
 ]
 COLUMNS_KEY = "namespace-workflow-table-columns"
+CONFIGURE_COLUMNS = '[data-testid="workflows-summary-table-configuration-button"]'
 
 
 def submit(dev: DevProcess, requests_file: Path, batch_id: str, *extra: str) -> None:
@@ -68,6 +69,11 @@ async def check_the_web_ui(
         await page.goto(f"{ui}/workflows?query={query}")
         text = await page.wait_for_text(f"batch-{done}", "BatchWorkflow")
         assert f"batch-{running}" not in text, "the filter keeps the running batch out"
+
+        # "Configure Columns" (docs/cli.md) offers the Durabatch* attributes
+        await page.evaluate(f"document.querySelector({json.dumps(CONFIGURE_COLUMNS)}).click()")
+        drawer = await page.wait_for_text("DurabatchRequests", "DurabatchModel", "DurabatchProvider")
+        print(drawer[-1500:])
 
         # the Durabatch* attributes as list columns, one row per batch
         columns = [{"label": label, "pinned": i < 2} for i, label in enumerate(COLUMNS)]

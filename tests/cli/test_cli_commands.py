@@ -398,6 +398,9 @@ def test_emulator_command_starts_and_answers() -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
+        proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()  # left open, the pipe is a ResourceWarning
 
 
 def test_worker_command_runs_batches_and_stops_on_sigterm(dev: DevProcess, requests_file: Path) -> None:
