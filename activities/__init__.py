@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from activities.admission import AdmissionActivities
 from activities.deps import ActivityDeps
 from activities.finalize import FinalizeActivities
 from activities.handlers import HandlerActivities
@@ -26,9 +27,11 @@ def all_activities(deps: ActivityDeps) -> list[Callable[..., Any]]:
     handler = HandlerActivities(deps)
     smoke = SmokeActivities(deps.pool)
     identity = IdentityActivities(deps)
+    admission = AdmissionActivities(deps)
     return [
         identity.claim_batch,
         staging.stage_requests,
+        admission.request_admission,
         submission.submit_shard,
         submission.poll_shards,
         submission.start_round,

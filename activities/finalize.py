@@ -10,8 +10,10 @@ from temporalio import activity
 from activities.deps import ActivityDeps
 from activities.errors import invalid_input
 from activities.heartbeat import heartbeating
-from durabatch.models import BatchTotals, FinalizeInput, OutcomeCounts
-from durabatch.store import batches
+from durabatch import activity_api as api
+from durabatch.activity_api import FinalizeInput
+from durabatch.models import BatchTotals, OutcomeCounts
+from durabatch.store import batches, transaction
 from durabatch.telemetry.metrics import DurabatchMetrics
 
 __all__ = ["FinalizeActivities"]
@@ -23,13 +25,13 @@ class FinalizeActivities:
     def __init__(self, deps: ActivityDeps) -> None:
         self._deps = deps
 
-    @activity.defn(name="finalize_batch")
+    @activity.defn(name=api.activity_name(api.finalize_batch))
     async def finalize_batch(self, inp: FinalizeInput) -> BatchTotals:
         async with heartbeating():
             return await self._finalize_batch(inp)
 
     async def _finalize_batch(self, inp: FinalizeInput) -> BatchTotals:
-        async with self._deps.pool.acquire() as conn, conn.transaction():
+        async with transaction(self._deps.pool) as conn:
             resolved = await batches.reconcile(
                 conn,
                 inp.batch_id,

@@ -17,9 +17,10 @@ from temporalio.exceptions import ApplicationError
 
 from activities.deps import ActivityDeps
 from activities.errors import invalid_input
+from durabatch import activity_api as api
 from durabatch import contract
-from durabatch.models import HandlerInput, HandlerResult
-from durabatch.store import TRANSIENT_ERRORS, batches, handlers
+from durabatch.activity_api import HandlerInput, HandlerResult
+from durabatch.store import StoreUnavailable, batches, connection, handlers
 from durabatch.webhooks import signature_headers
 
 __all__ = ["HandlerActivities"]
@@ -32,7 +33,7 @@ class HandlerActivities:
     def __init__(self, deps: ActivityDeps) -> None:
         self._deps = deps
 
-    @activity.defn(name="deliver_webhook")
+    @activity.defn(name=api.activity_name(api.deliver_webhook))
     async def deliver_webhook(self, inp: HandlerInput) -> HandlerResult:
         spec = inp.handler
         if not spec.url:
@@ -43,7 +44,7 @@ class HandlerActivities:
             if not secret:
                 # Name the variable, never a value.
                 raise invalid_input(f"webhook secret variable {spec.secret_env} is not set on the worker")
-        async with self._deps.pool.acquire() as conn:
+        async with connection(self._deps.pool) as conn:
             previous = await handlers.begin_attempt(conn, inp.batch_id, inp.handler_index, "webhook")
         if previous == "succeeded":
             return HandlerResult(status="skipped", detail="already delivered")
@@ -76,7 +77,7 @@ class HandlerActivities:
                 await handlers.record_success(self._deps.pool, inp.batch_id, inp.handler_index)
                 await batches.mark_handlers_dispatched(self._deps.pool, inp.batch_id)
                 return
-            except TRANSIENT_ERRORS as exc:
+            except StoreUnavailable as exc:
                 if attempt == _RECORD_ATTEMPTS - 1:
                     raise
                 activity.logger.warning(
@@ -85,15 +86,15 @@ class HandlerActivities:
                 )
                 await asyncio.sleep(min(0.5 * 2**attempt, 5.0))
 
-    @activity.defn(name="claim_handler")
+    @activity.defn(name=api.activity_name(api.claim_handler))
     async def claim_handler(self, inp: HandlerInput) -> HandlerResult:
-        async with self._deps.pool.acquire() as conn:
+        async with connection(self._deps.pool) as conn:
             previous = await handlers.begin_attempt(conn, inp.batch_id, inp.handler_index, "activity")
         if previous == "succeeded":
             return HandlerResult(status="skipped", detail="already succeeded")
         return HandlerResult(status="succeeded")
 
-    @activity.defn(name="record_handler")
+    @activity.defn(name=api.activity_name(api.record_handler))
     async def record_handler(self, inp: HandlerInput) -> None:
         await handlers.record_success(self._deps.pool, inp.batch_id, inp.handler_index)
         await batches.mark_handlers_dispatched(self._deps.pool, inp.batch_id)

@@ -12,7 +12,8 @@ from temporalio import activity
 
 from activities.deps import ActivityDeps
 from activities.errors import batch_id_in_use
-from durabatch.models import ClaimInput
+from durabatch import activity_api as api
+from durabatch.activity_api import ClaimInput
 from durabatch.store import batches
 
 __all__ = ["IdentityActivities"]
@@ -22,7 +23,7 @@ class IdentityActivities:
     def __init__(self, deps: ActivityDeps) -> None:
         self._deps = deps
 
-    @activity.defn(name="claim_batch")
+    @activity.defn(name=api.activity_name(api.claim_batch))
     async def claim_batch(self, inp: ClaimInput) -> None:
         row = await batches.claim_batch(
             self._deps.pool,

@@ -26,8 +26,8 @@ from temporalio import activity
 
 from activities.deps import ActivityDeps
 from activities.errors import to_application_error
-from activities.submission import ref_of
-from durabatch.models import IngestInput, IngestResult
+from durabatch import activity_api as api
+from durabatch.activity_api import IngestInput, IngestResult
 from durabatch.providers import errors as perr
 from durabatch.providers.base import ProviderStatus, ResultCursor, ResultLine
 from durabatch.providers.prices import ModelPrice, cost_of, price_of
@@ -68,10 +68,10 @@ class IngestActivities:
     def __init__(self, deps: ActivityDeps) -> None:
         self._deps = deps
 
-    @activity.defn(name="ingest_results")
+    @activity.defn(name=api.activity_name(api.ingest_results))
     async def ingest_results(self, inp: IngestInput) -> IngestResult:
         provider = self._deps.provider(inp.provider)
-        ref = ref_of(inp.provider, inp.shard)
+        ref = inp.shard.require_ref()
         details = activity.info().heartbeat_details
         resume = ResultCursor.model_validate(details[0]) if details else None
         price = price_of(inp.provider, inp.model, self._deps.settings.prices_file)

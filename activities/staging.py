@@ -11,7 +11,7 @@ DURABATCH_REQUESTS_HTTP=false.
 Errors: bad input and refused sources are InvalidInput (not retried: a retry reads the same
 bytes); an http(s) source answering 5xx, 408 or 429 (its Retry-After honoured), or a dropped or
 timed-out connection, is RequestsUnavailable and retried within the STAGE budget, as are
-database connection errors.
+database connection errors (StoreUnavailable). A value PostgreSQL refuses is InvalidInput too.
 """
 
 from __future__ import annotations
@@ -21,27 +21,29 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.deps import ActivityDeps
-from activities.errors import invalid_input
+from activities.errors import invalid_input, to_application_error
 from activities.heartbeat import heartbeating
-from durabatch.models import ShardPlan, StageInput, StageResult
+from durabatch import activity_api as api
+from durabatch.activity_api import ShardPlan, StageInput, StageResult
 from durabatch.providers.http_errors import parse_retry_after
+from durabatch.providers.prices import price_of
 from durabatch.requests_file import InvalidRequestLine, InvalidRequests, RequestsValidator
 from durabatch.staging import (
     STAGED_URI,
     RequestsUriRefused,
     StagingOutcome,
     check_requests_uri,
+    estimate_staged,
     file_lines,
     plan_of_staged,
     stage_lines,
 )
-from durabatch.store import batches
+from durabatch.store import StoreDataError, batches, transaction
 
 __all__ = ["REQUESTS_UNAVAILABLE", "StagingActivities"]
 
@@ -96,18 +98,28 @@ class StagingActivities:
     def __init__(self, deps: ActivityDeps) -> None:
         self._deps = deps
 
-    @activity.defn(name="stage_requests")
+    @activity.defn(name=api.activity_name(api.stage_requests))
     async def stage_requests(self, inp: StageInput) -> StageResult:
         async with heartbeating():
             try:
                 outcome = await self._stage_requests(inp)
             except (InvalidRequestLine, InvalidRequests, RequestsUriRefused) as exc:
                 raise invalid_input(str(exc)) from None
-            except asyncpg.DataError as exc:
+            except StoreDataError as exc:
                 # The validator refuses what PostgreSQL cannot store; should a value slip past it,
                 # a retry would COPY the same bytes again, so this is not retried either.
-                raise invalid_input(f"PostgreSQL refused a request of this batch: {exc}") from None
+                raise to_application_error(exc) from None
         self._deps.metrics.batch_started(inp.provider)
+        estimate = outcome.estimate
+        if estimate is None and inp.estimate_cost:
+            estimate = await estimate_staged(
+                self._deps.pool, inp.batch_id, inp.provider, inp.endpoint, outcome.shards
+            )
+        cost = (
+            estimate.cost(price_of(inp.provider, outcome.model, self._deps.settings.prices_file))
+            if estimate
+            else None
+        )
         return StageResult(
             request_count=outcome.request_count,
             byte_size=outcome.byte_size,
@@ -116,6 +128,10 @@ class StagingActivities:
                 ShardPlan(shard=s.shard, request_count=s.request_count, byte_size=s.byte_size)
                 for s in outcome.shards
             ],
+            estimated_input_tokens=estimate.input_tokens if estimate else None,
+            max_output_tokens=estimate.max_output_tokens if estimate else None,
+            cost_low_usd=float(cost.low_usd) if cost else None,
+            cost_high_usd=float(cost.high_usd) if cost else None,
         )
 
     async def _stage_requests(self, inp: StageInput) -> StagingOutcome:
@@ -134,7 +150,7 @@ class StagingActivities:
         limits = self._deps.provider(inp.provider).limits
         validator = RequestsValidator(inp.provider, inp.endpoint, inp.model, limits)
         if inp.requests is None and inp.requests_uri == STAGED_URI:
-            async with self._deps.pool.acquire() as conn, conn.transaction():
+            async with transaction(self._deps.pool) as conn:
                 staged = await plan_of_staged(conn, inp.batch_id, limits)
             if staged is None:
                 raise InvalidRequests(
@@ -144,7 +160,7 @@ class StagingActivities:
                 )
             return staged
         source, where = self._source(inp)
-        async with self._deps.pool.acquire() as conn, conn.transaction():
+        async with transaction(self._deps.pool) as conn:
             outcome = await stage_lines(
                 conn, inp.batch_id, validator, source, source=where, progress=activity.heartbeat
             )

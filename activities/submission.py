@@ -16,21 +16,15 @@ from temporalio import activity
 from activities.deps import ActivityDeps
 from activities.errors import to_application_error
 from activities.heartbeat import heartbeating
+from durabatch import activity_api as api
+from durabatch.activity_api import CancelInput, PollInput, PollResult, RoundInput, SubmitInput, SubmitResult
 from durabatch.contract import PROVIDER_TERMINAL_STATES
-from durabatch.models import (
-    CancelInput,
-    PollInput,
-    PollResult,
-    RoundInput,
-    ShardState,
-    SubmitInput,
-    SubmitResult,
-)
+from durabatch.models import ShardState
 from durabatch.providers import errors as perr
 from durabatch.providers.base import ProviderBatchRef, RequestLine, ShardSubmission
 from durabatch.store import batches, provider_batches, requests
 
-__all__ = ["SubmissionActivities", "ref_of", "shard_tag"]
+__all__ = ["SubmissionActivities", "shard_tag"]
 
 
 def shard_tag(workflow_id: str, shard: int, round_: int) -> str:
@@ -38,21 +32,11 @@ def shard_tag(workflow_id: str, shard: int, round_: int) -> str:
     return f"durabatch:{workflow_id}:s{shard}:r{round_}"
 
 
-def ref_of(provider: str, shard: ShardState) -> ProviderBatchRef:
-    assert shard.provider_batch_id is not None
-    return ProviderBatchRef(
-        provider=provider,
-        provider_batch_id=shard.provider_batch_id,
-        input_file_id=shard.input_file_id,
-        extra=shard.ref_extra,
-    )
-
-
 class SubmissionActivities:
     def __init__(self, deps: ActivityDeps) -> None:
         self._deps = deps
 
-    @activity.defn(name="submit_shard")
+    @activity.defn(name=api.activity_name(api.submit_shard))
     async def submit_shard(self, inp: SubmitInput) -> SubmitResult:
         async with heartbeating():
             return await self._submit_shard(inp)
@@ -73,9 +57,12 @@ class SubmissionActivities:
         )
         if row["provider_batch_id"]:
             # An earlier attempt got as far as recording the provider's id.
-            return SubmitResult(
-                provider_batch_id=row["provider_batch_id"], input_file_id=row["input_file_id"], reused=True
+            found = ProviderBatchRef(
+                provider=inp.provider,
+                provider_batch_id=row["provider_batch_id"],
+                input_file_id=row["input_file_id"],
             )
+            return SubmitResult(ref=found, reused=True)
 
         def stream() -> AsyncIterator[RequestLine]:
             return self._request_lines(inp.batch_id, inp.shard, inp.round)
@@ -126,12 +113,7 @@ class SubmissionActivities:
             "submitted shard",
             extra={"batch_id": inp.batch_id, "shard": inp.shard, "provider_batch_id": ref.provider_batch_id},
         )
-        return SubmitResult(
-            provider_batch_id=ref.provider_batch_id,
-            input_file_id=ref.input_file_id,
-            ref_extra=ref.extra,
-            reused=reused,
-        )
+        return SubmitResult(ref=ref, reused=reused)
 
     async def _record_input_file(self, inp: SubmitInput, file_id: str) -> None:
         await provider_batches.record_input_file(
@@ -157,13 +139,13 @@ class SubmissionActivities:
         async for custom_id, body in requests.iter_shard(self._deps.pool, batch_id, shard, round_):
             yield RequestLine(custom_id=custom_id, body=body)
 
-    @activity.defn(name="poll_shards")
+    @activity.defn(name=api.activity_name(api.poll_shards))
     async def poll_shards(self, inp: PollInput) -> PollResult:
         provider = self._deps.provider(inp.provider)
         polled: list[ShardState] = []
         for shard in inp.shards:
             try:
-                status = await provider.status(ref_of(inp.provider, shard))
+                status = await provider.status(shard.require_ref())
             except perr.NotFound as exc:
                 # Reported, not raised: the workflow counts consecutive answers like this and
                 # ends the batch after a few (another key's organisation, a provider that lost state).
@@ -210,21 +192,21 @@ class SubmissionActivities:
             await batches.set_progress(self._deps.pool, inp.batch_id, overall)
         return PollResult(shards=polled)
 
-    @activity.defn(name="start_round")
+    @activity.defn(name=api.activity_name(api.start_round))
     async def start_round(self, inp: RoundInput) -> int:
         """Move a shard's requests from one round to the next; a retry finds them moved already."""
         return await requests.move_to_round(
             self._deps.pool, inp.batch_id, inp.shard, inp.from_round, inp.to_round
         )
 
-    @activity.defn(name="cancel_provider_batches")
+    @activity.defn(name=api.activity_name(api.cancel_provider_batches))
     async def cancel_provider_batches(self, inp: CancelInput) -> None:
         """Best effort, and it also cancels a batch a cancelled submit may have created unseen."""
         provider = self._deps.provider(inp.provider)
         for shard in inp.shards:
             try:
-                if shard.provider_batch_id:
-                    await provider.cancel(ref_of(inp.provider, shard))
+                if shard.ref is not None:
+                    await provider.cancel(shard.require_ref())
                     continue
                 row = await provider_batches.get(self._deps.pool, inp.batch_id, shard.shard, shard.round)
                 if row is None:

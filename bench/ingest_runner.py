@@ -37,7 +37,8 @@ async def run_durabatch(base_url: str, database_url: str, batch_id: str, provide
 
     from activities import ActivityDeps
     from activities.ingest import IngestActivities
-    from durabatch.models import IngestInput, ShardState
+    from durabatch.activity_api import IngestInput
+    from durabatch.models import ProviderBatchRef, ShardState
     from durabatch.providers.registry import build_provider
     from durabatch.settings import Settings
     from durabatch.store import create_pool
@@ -47,7 +48,11 @@ async def run_durabatch(base_url: str, database_url: str, batch_id: str, provide
     async with httpx.AsyncClient(timeout=120) as http:
         settings = Settings(openai_base_url=base_url, database_url=database_url)
         deps = ActivityDeps(pool=pool, settings=settings, http=http, provider_factory=build_provider)
-        shard = ShardState(shard=0, provider_batch_id=provider_batch_id, state="completed")
+        shard = ShardState(
+            shard=0,
+            ref=ProviderBatchRef(provider="openai", provider_batch_id=provider_batch_id),
+            state="completed",
+        )
         inp = IngestInput(batch_id=batch_id, provider="openai", model="gpt-4o-mini", shard=shard)
         started = time.perf_counter()
         result = await ActivityEnvironment().run(IngestActivities(deps).ingest_results, inp)

@@ -328,29 +328,31 @@ def results(
     assert url is not None
 
     async def go() -> int:
+        from durabatch.client_errors import BatchNotFound
         from durabatch.results_format import CSV_COLUMNS, csv_row, provider_line
-        from durabatch.store import StoreUnavailable, batches, create_pool
-        from durabatch.store.results import iter_results
+        from durabatch.results_reader import open_results
+        from durabatch.store import StoreUnavailable, create_pool
 
         try:
             pool = await create_pool(url, min_size=1, max_size=2)
         except StoreUnavailable as exc:
             raise fail(str(exc), EXIT_UNREACHABLE) from None
         try:
-            batch = await batches.get_batch(pool, batch_id)
-            if batch is None:
-                raise fail(f"no batch {batch_id!r} in the store", EXIT_NOT_FOUND)
+            try:
+                found = await open_results(pool, batch_id, outcome)
+            except BatchNotFound as exc:
+                raise fail(str(exc), EXIT_NOT_FOUND) from None
             sink = out_file.open("w", newline="", encoding="utf-8") if out_file else sys.stdout
             try:
                 writer = csv.writer(sink) if format == "csv" else None
                 if writer:
                     writer.writerow(CSV_COLUMNS)
                 count = 0
-                async for row in iter_results(pool, batch_id, outcome=outcome):
+                async for row in found.rows:
                     if writer:
-                        writer.writerow(csv_row(batch["provider"], dict(row)))
+                        writer.writerow(csv_row(found.provider, row))
                     else:
-                        sink.write(provider_line(batch["provider"], dict(row)) + "\n")
+                        sink.write(provider_line(found.provider, row) + "\n")
                     count += 1
             finally:
                 if out_file:

@@ -128,24 +128,17 @@ async def open_client(*, require_store: bool = False) -> BatchClient:
 
 
 def database_url(settings: Settings, *, required: bool = True) -> str | None:
-    """DURABATCH_DATABASE_URL, else the embedded server of a running `durabatch dev` in the data dir.
+    """DURABATCH_DATABASE_URL, else the embedded server of a running `durabatch dev` in the data dir
+    (found as `BatchClient` finds it). The CLI never starts an embedded server itself: with none
+    running it fails with exit code 4, or gives None when the command can do without the store."""
+    from durabatch.dblocate import DatabaseNotConfigured, find_database_url
 
-    The CLI never starts an embedded server itself: with none running it fails with exit code 4.
-    """
-    if settings.database_url:
-        return settings.database_url
-    pgdata = settings.data_dir / "postgres"
-    if not (pgdata / "postmaster.pid").exists():
+    try:
+        return find_database_url(settings)
+    except DatabaseNotConfigured as exc:
         if not required:
             return None
-        raise fail(
-            f"PostgreSQL is not configured and no `durabatch dev` database runs under {settings.data_dir.resolve()}. "
-            "Start the stack with `durabatch dev`, or set DURABATCH_DATABASE_URL (or DURABATCH_DATA_DIR).",
-            EXIT_UNREACHABLE,
-        )
-    from durabatch.store.embedded import embedded_database_url
-
-    return embedded_database_url(settings.data_dir)
+        raise fail(str(exc), EXIT_UNREACHABLE) from None
 
 
 async def follow(handle: BatchHandle) -> int:

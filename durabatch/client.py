@@ -14,6 +14,8 @@ Errors:
     ├── BatchAlreadyExists   start() with a batch_id already used
     ├── InvalidRequestsFile  start(requests_path=...): a line or the file refused (path, line, field);
     │                        nothing was started and the batch id stays free
+    ├── CostLimitExceeded    start(requests_path=..., max_cost_usd=...): the estimate is above the
+    │                        limit; nothing was staged or started
     ├── StoreNotConfigured   no database setting and no running `durabatch dev` on the data dir
     ├── BatchEnded           cancel() of a batch that has already ended
     └── BatchWorkflowFailed  wait(): the workflow failed without a summary (invalid input, a used
@@ -24,17 +26,18 @@ Temporal's RPCError (server unreachable) propagates unchanged.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from temporalio.client import (
     Client,
     Interceptor,
 )
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.common import Priority, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -44,6 +47,7 @@ from durabatch.client_errors import (
     BatchError,
     BatchNotFound,
     BatchWorkflowFailed,
+    CostLimitExceeded,
     InvalidRequestsFile,
     StoreNotConfigured,
 )
@@ -65,6 +69,9 @@ from durabatch.settings import Settings, load_settings
 from durabatch.store.pool import Pool
 from durabatch.temporal import connect
 
+if TYPE_CHECKING:
+    from durabatch.staging import StagingOutcome
+
 __all__ = [  # the client's public surface: errors and the handle are re-exported from here
     "BatchAlreadyExists",
     "BatchClient",
@@ -74,6 +81,7 @@ __all__ = [  # the client's public surface: errors and the handle are re-exporte
     "BatchNotFound",
     "BatchRow",
     "BatchWorkflowFailed",
+    "CostLimitExceeded",
     "InvalidRequestsFile",
     "ProgressCallback",
     "StoreNotConfigured",
@@ -222,6 +230,7 @@ class BatchClient:
                 model=inp.model,
                 metadata=inp.metadata,
                 path=path,
+                accept=functools.partial(self._within_budget, inp),
             )
         except InvalidRequestLine as exc:
             raise InvalidRequestsFile(f"{path}:{exc.line_no}: {_line_detail(exc)}", exc.line_no) from None
@@ -232,6 +241,19 @@ class BatchClient:
         except OSError as exc:
             raise InvalidRequestsFile(f"{path}: cannot read ({exc.strerror})") from None
         return outcome.request_count, outcome.model
+
+    def _within_budget(self, cfg: BatchConfig, outcome: StagingOutcome) -> None:
+        """The cost limit, checked on the staged file before it is committed (the workflow checks
+        it again after staging, for starts that bypass this client)."""
+        from durabatch.budget import cost_refusal
+        from durabatch.providers.prices import price_of
+
+        if cfg.max_cost_usd is None or outcome.estimate is None:
+            return
+        cost = outcome.estimate.cost(price_of(cfg.provider, outcome.model, self.settings.prices_file))
+        refusal = cost_refusal(cfg.max_cost_usd, float(cost.high_usd) if cost else None, outcome.model)
+        if refusal is not None:
+            raise CostLimitExceeded(refusal)
 
     async def _workflow_exists(self, batch_id: str) -> bool:
         try:
@@ -253,6 +275,8 @@ class BatchClient:
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
             static_summary=summary,
+            # the batch's workflow tasks get the priority its activities get (workflows/calls.py)
+            priority=Priority(priority_key=inp.priority, fairness_key=inp.tenant),
             static_details=f"provider: {inp.provider}\nendpoint: {inp.endpoint}\nmodel: {model or '-'}\n"
             f"requests: {_requests_source(inp, count)}",
         )

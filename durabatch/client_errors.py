@@ -8,6 +8,7 @@ __all__ = [
     "BatchError",
     "BatchNotFound",
     "BatchWorkflowFailed",
+    "CostLimitExceeded",
     "InvalidRequestsFile",
     "StoreNotConfigured",
 ]
@@ -35,6 +36,11 @@ class BatchEnded(BatchError):
 
 class BatchWorkflowFailed(BatchError):
     """The batch's workflow failed, was terminated or timed out instead of returning a summary."""
+
+
+class CostLimitExceeded(BatchError, ValueError):
+    """The batch's estimated cost is above its `max_cost_usd` (or no price is known to estimate
+    it): refused before anything was staged or sent."""
 
 
 class InvalidRequestsFile(BatchError, ValueError):

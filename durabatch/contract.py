@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
+from durabatch.budget import MAX_COST_USD
 from durabatch.models import BatchInput, BatchState, BatchSummary, HandlerSpec
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "BATCH_ID_IN_USE",
     "BATCH_ID_PATTERN",
     "BATCH_ID_RE",
+    "COST_LIMIT_EXCEEDED",
     "DEFAULT_HANDLER_ATTEMPTS",
     "DEFAULT_HANDLER_GRACE_SECONDS",
     "DEFAULT_MAX_AGE_SECONDS",
@@ -46,11 +48,13 @@ __all__ = [
     "METADATA_MAX_KEY_CHARS",
     "METADATA_MAX_VALUE_CHARS",
     "NON_RETRYABLE_ERRORS",
+    "PRIORITY_RANGE",
     "PROVIDERS",
     "PROVIDER_LOST_BATCH",
     "PROVIDER_REJECTED",
     "PROVIDER_TERMINAL_STATES",
     "QUOTA_EXCEEDED",
+    "TENANT_MAX_CHARS",
     "TERMINAL_BATCH_STATUSES",
     "WEBHOOK_FAILED",
     "BatchConfig",
@@ -77,6 +81,8 @@ PROVIDER_REJECTED = "ProviderRejected"
 AUTHENTICATION_FAILED = "AuthenticationFailed"
 QUOTA_EXCEEDED = "QuotaExceeded"
 WEBHOOK_FAILED = "WebhookFailed"
+#: the estimated cost of a batch is above its `max_cost_usd` (or its model has no known price)
+COST_LIMIT_EXCEEDED = "CostLimitExceeded"
 #: Failures a retry cannot fix: activities raise them non-retryable and presets never retry them.
 NON_RETRYABLE_ERRORS = (
     INVALID_INPUT,
@@ -104,6 +110,9 @@ MAX_AGE_SECONDS_MAX = 30 * 24 * 3600.0
 MAX_POLL_DELAY_SECONDS = 24 * 3600.0
 MAX_POLL_SCHEDULE_LEN = 100
 MAX_HANDLER_GRACE_SECONDS = 7 * 24 * 3600.0
+#: Temporal's task priorities durabatch uses: 1 runs first; unset means 3 (the middle).
+PRIORITY_RANGE = (1, 5)
+TENANT_MAX_CHARS = 64
 MAX_HANDLER_ATTEMPTS = 100
 MAX_HANDLERS = 20
 METADATA_MAX_KEYS = 64
@@ -137,6 +146,9 @@ class BatchConfig:
     handlers: tuple[HandlerSpec, ...]
     metadata: dict[str, str] = field(default_factory=dict)
     handler_grace_seconds: float = DEFAULT_HANDLER_GRACE_SECONDS
+    max_cost_usd: float | None = None
+    priority: int | None = None
+    tenant: str | None = None
 
 
 def _fail(field_name: str, message: str) -> InvalidBatchInput:
@@ -344,7 +356,30 @@ def validate_input(inp: BatchInput, workflow_id: str, *, continued: bool = False
         handlers=handlers,
         metadata=_metadata(inp.metadata),
         handler_grace_seconds=grace,
+        max_cost_usd=_max_cost(inp.max_cost_usd),
+        priority=_priority(inp.priority),
+        tenant=_tenant(inp.tenant),
     )
+
+
+def _max_cost(value: float | None) -> float | None:
+    if value is not None and not (math.isfinite(value) and 0 < value <= MAX_COST_USD):
+        raise _fail(
+            "max_cost_usd", f"must be a number of US dollars in (0, {MAX_COST_USD:.0f}], got {value!r}"
+        )
+    return value
+
+
+def _priority(value: int | None) -> int | None:
+    if value is not None and not PRIORITY_RANGE[0] <= value <= PRIORITY_RANGE[1]:
+        raise _fail("priority", f"must be an integer from 1 (first) to 5 (last), got {value!r}")
+    return value
+
+
+def _tenant(value: str | None) -> str | None:
+    if value is not None and not value.strip():
+        raise _fail("tenant", "must not be empty; leave it out for no fairness key")
+    return _text("tenant", value, TENANT_MAX_CHARS)
 
 
 def summary_from_failure(err: BaseException) -> BatchSummary | None:

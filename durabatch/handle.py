@@ -12,8 +12,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from durabatch.client_errors import BatchEnded, BatchNotFound, BatchWorkflowFailed
 from durabatch.contract import TERMINAL_BATCH_STATUSES, summary_from_failure
-from durabatch.models import BatchSummary, ShardState, StatusQuery, workflow_id_for
-from durabatch.store.results import iter_results
+from durabatch.models import BatchSummary, ProviderBatchRef, ShardState, StatusQuery, workflow_id_for
 
 if TYPE_CHECKING:
     from durabatch.client import BatchClient
@@ -142,16 +141,11 @@ class BatchHandle:
         (succeeded, failed, expired, cancelled). Raises BatchNotFound if the store has no such batch.
         """
         from durabatch.results_format import result_body
-        from durabatch.store import batches
+        from durabatch.results_reader import open_results
 
-        pool = await self._client.store()
-        batch = await batches.get_batch(pool, self.batch_id)
-        if batch is None:
-            raise BatchNotFound(f"no batch {self.batch_id!r} in the store")
-        provider = str(batch["provider"])
-        async for row in iter_results(pool, self.batch_id, outcome=outcome):
-            item = dict(row)
-            item["body"] = result_body(provider, item)
+        found = await open_results(await self._client.store(), self.batch_id, outcome)
+        async for item in found.rows:
+            item["body"] = result_body(found.provider, item)
             yield item
 
 
@@ -170,7 +164,11 @@ def _status_from_summary(summary: BatchSummary) -> StatusQuery:
         model=summary.model,
         counts=counts,
         shards=[
-            ShardState(shard=i, provider_batch_id=pid, state=summary.status)
+            ShardState(
+                shard=i,
+                ref=ProviderBatchRef(provider=summary.provider, provider_batch_id=pid),
+                state=summary.status,
+            )
             for i, pid in enumerate(summary.provider_batch_ids)
         ],
         input_tokens=summary.input_tokens,

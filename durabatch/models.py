@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
 
 __all__ = [
     "SEARCH_ATTRIBUTES",
@@ -20,27 +20,13 @@ __all__ = [
     "BatchStatus",
     "BatchSummary",
     "BatchTotals",
-    "CancelInput",
-    "ClaimInput",
-    "FinalizeInput",
-    "HandlerInput",
-    "HandlerResult",
     "HandlerSpec",
     "HandlerState",
-    "IngestInput",
-    "IngestResult",
     "OutcomeCounts",
-    "PollInput",
-    "PollResult",
+    "ProviderBatchRef",
     "RedispatchResult",
-    "RoundInput",
-    "ShardPlan",
     "ShardState",
-    "StageInput",
-    "StageResult",
     "StatusQuery",
-    "SubmitInput",
-    "SubmitResult",
     "workflow_id_for",
 ]
 
@@ -92,21 +78,64 @@ class OutcomeCounts(_Model):
     pending: int = 0
 
 
-class ShardPlan(_Model):
-    shard: int
-    request_count: int
-    byte_size: int
+class ProviderBatchRef(_Model):
+    """Where a submitted provider batch lives: what every provider call about it needs. Small and
+    serialisable: the workflow keeps it in its shard state and hands it back to the activities."""
+
+    provider: str
+    provider_batch_id: str
+    input_file_id: str | None = None
+    extra: dict[str, str] = Field(default_factory=dict)
 
 
-class ShardState(_Model):
+def _ref_from_legacy_keys(data: Any) -> Any:
+    """Histories and continued runs recorded before the ref was one field hold it as flat keys
+    (and no provider name: nothing routes by a ref's provider, the activity's input names it)."""
+    if not isinstance(data, dict) or data.get("ref") is not None or not data.get("provider_batch_id"):
+        return data
+    data = dict(data)
+    data["ref"] = {
+        "provider": data.get("provider") or "",
+        "provider_batch_id": data["provider_batch_id"],
+        "input_file_id": data.get("input_file_id"),
+        "extra": data.get("ref_extra") or {},
+    }
+    return data
+
+
+class CarriesRef(_Model):
+    """A model holding one ProviderBatchRef; it also writes the ref's flat legacy keys so that a
+    worker of the previous release reads it during a rolling deploy."""
+
+    ref: ProviderBatchRef | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_ref(cls, data: Any) -> Any:
+        return _ref_from_legacy_keys(data)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def provider_batch_id(self) -> str | None:
+        return self.ref.provider_batch_id if self.ref else None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def input_file_id(self) -> str | None:
+        return self.ref.input_file_id if self.ref else None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def ref_extra(self) -> dict[str, str]:
+        return dict(self.ref.extra) if self.ref else {}
+
+
+class ShardState(CarriesRef):
     """One provider batch of one shard in one round."""
 
     shard: int
     round: int = 0
     request_count: int = 0
-    provider_batch_id: str | None = None
-    input_file_id: str | None = None
-    ref_extra: dict[str, str] = Field(default_factory=dict)
     provider_status: str | None = None
     state: str = "pending"
     succeeded: int = 0
@@ -125,12 +154,22 @@ class ShardState(_Model):
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float | None = None
+    #: the room this shard holds in its account's queue (durabatch/admission.py), until it ends
+    admission_key: str | None = None
+    #: while `state` is "waiting_admission": its place in line and the limit in the way
+    admission_reason: str | None = None
 
     def apply_poll(self, fresh: ShardState) -> None:
         """Take what a poll learnt about this provider batch (`poll_shards` returns updated copies)."""
         for name in _POLLED_FIELDS:
             setattr(self, name, getattr(fresh, name))
         self.not_found_polls = 0
+
+    def require_ref(self) -> ProviderBatchRef:
+        """The ref of a shard the workflow sent; asking for it before is a bug in the caller."""
+        if self.ref is None:
+            raise ValueError(f"shard {self.shard} (round {self.round}) has not been submitted")
+        return self.ref
 
 
 #: What `poll_shards` learns about a provider batch; everything else in ShardState is the workflow's.
@@ -167,6 +206,10 @@ class BatchState(_Model):
     request_count: int = 0
     shards: list[ShardState] = Field(default_factory=list)
     poll_count: int = 0
+    #: `provider_event` signals received (each makes the next poll come at once)
+    provider_events: int = 0
+    #: admission keys the account workflow granted (its `admission` signals)
+    admitted: list[str] = Field(default_factory=list)
     #: the poll count the schedule counts from (reset when a cancel is sent)
     schedule_origin: int = 0
     cancel_requested: bool = False
@@ -193,6 +236,12 @@ class BatchInput(_Model):
     metadata: dict[str, str] | None = None
     #: how long a batch whose handlers failed stays open for `redispatch_handlers`
     handler_grace_seconds: _StrictFloat | None = None
+    #: refuse the batch before anything is sent if its estimated cost (high end) is above this
+    max_cost_usd: _StrictFloat | None = None
+    #: Temporal task priority of every activity of the batch: 1 (first) to 5 (last), default 3
+    priority: _StrictInt | None = None
+    #: fairness key: batches of different tenants share the workers' task queues fairly
+    tenant: str | None = None
     #: set by the workflow itself when it continues as new; clients leave it out
     state: BatchState | None = None
 
@@ -249,130 +298,11 @@ class StatusQuery(_Model):
     cost_usd: float | None = None
     next_poll_at: datetime | None = None
     poll_count: int = 0
+    provider_events: int = 0
     cancel_requested: bool = False
     cancel_reason: str | None = None
     failure_reason: str | None = None
     handlers: list[HandlerState] = Field(default_factory=list)
-
-
-# ---- activity inputs and outputs -------------------------------------------------------------
-
-
-class ClaimInput(_Model):
-    """Claim a batch id for one workflow run chain before anything is staged or sent."""
-
-    batch_id: str
-    workflow_id: str
-    #: the first run id of the chain (continue-as-new keeps it)
-    owner_run_id: str
-    provider: str
-    endpoint: str
-    model: str | None = None
-    metadata: dict[str, str] = Field(default_factory=dict)
-
-
-class StageInput(_Model):
-    batch_id: str
-    workflow_id: str
-    provider: str
-    endpoint: str
-    model: str | None = None
-    requests: list[dict[str, Any]] | None = None
-    requests_uri: str | None = None
-    metadata: dict[str, str] = Field(default_factory=dict)
-
-
-class StageResult(_Model):
-    request_count: int
-    byte_size: int
-    model: str | None = None
-    shards: list[ShardPlan] = Field(default_factory=list)
-
-
-class SubmitInput(_Model):
-    batch_id: str
-    workflow_id: str
-    provider: str
-    endpoint: str
-    model: str | None = None
-    shard: int
-    round: int = 0
-
-
-class RoundInput(_Model):
-    """Move a shard's requests to a new round before submitting them again."""
-
-    batch_id: str
-    shard: int
-    from_round: int
-    to_round: int
-
-
-class SubmitResult(_Model):
-    provider_batch_id: str
-    input_file_id: str | None = None
-    ref_extra: dict[str, str] = Field(default_factory=dict)
-    reused: bool = False
-
-
-class PollInput(_Model):
-    batch_id: str
-    provider: str
-    shards: list[ShardState]
-
-
-class PollResult(_Model):
-    shards: list[ShardState]
-
-
-class IngestInput(_Model):
-    batch_id: str
-    provider: str
-    model: str | None = None
-    shard: ShardState
-    #: set when the batch is being expired: what the provider cancelled because of durabatch's
-    #: max-age cancel is recorded as `expired`, with this reason, not as a user's cancel
-    expiry_reason: str | None = None
-
-
-class IngestResult(_Model):
-    lines: int
-    succeeded: int
-    failed: int
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cached_tokens: int = 0
-    cost_usd: float | None = None
-
-
-class CancelInput(_Model):
-    batch_id: str
-    provider: str
-    shards: list[ShardState]
-
-
-class FinalizeInput(_Model):
-    batch_id: str
-    #: the outcome given to requests that have none: "failed" (missing from the provider's files),
-    #: "expired" (max age) or "cancelled"
-    unresolved_outcome: Literal["failed", "expired", "cancelled"] = "failed"
-    unresolved_reason: str = "missing from the provider's output"
-    status: BatchStatus
-    failure_reason: str | None = None
-    cancel_reason: str | None = None
-
-
-class HandlerInput(_Model):
-    batch_id: str
-    handler_index: int
-    handler: HandlerSpec
-    idempotency_key: str
-    summary: BatchSummary
-
-
-class HandlerResult(_Model):
-    status: Literal["succeeded", "skipped"]
-    detail: str | None = None
 
 
 class RedispatchResult(_Model):

@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from durabatch.estimate import CostEstimate
 from durabatch.providers.anthropic import ANTHROPIC_LIMITS
 from durabatch.providers.base import ProviderLimits
 from durabatch.providers.formats import InvalidRequestLine, check_endpoint, model_of, normalize_line
@@ -177,6 +178,8 @@ class RequestsValidator:
         self.planner = ShardPlanner(self.limits)
         self.count = 0
         self.total_bytes = 0
+        #: token totals for the cost guard and `--dry-run`, counted as the lines go by
+        self.estimate = CostEstimate()
         self._seen: set[str] = set()
 
     def feed(self, line_no: int, raw: Any) -> StagedRequest | None:
@@ -224,6 +227,7 @@ class RequestsValidator:
                 line_no, None, f"more than {MAX_BATCH_REQUESTS} requests; split the file into several batches"
             )
         self.total_bytes += size
+        self.estimate.add(self.provider, self.endpoint, body, size)
         shard = self.planner.assign(size)
         return StagedRequest(line.custom_id, line_no, shard, data, size)
 

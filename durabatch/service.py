@@ -33,6 +33,7 @@ from durabatch.telemetry.logs import configure_logging
 from durabatch.telemetry.metrics import DurabatchMetrics, runtime_with_metrics
 from durabatch.telemetry.traces import shutdown_tracing
 from durabatch.temporal import connect, ensure_search_attributes
+from workflows.account import AccountWorkflow
 from workflows.batch import BatchWorkflow
 from workflows.smoke import SmokeWorkflow
 
@@ -40,7 +41,7 @@ __all__ = ["WORKFLOWS", "database_url", "main", "open_store", "run_worker", "wor
 
 logger = logging.getLogger("durabatch.worker")
 
-WORKFLOWS: Sequence[type] = (BatchWorkflow, SmokeWorkflow)
+WORKFLOWS: Sequence[type] = (BatchWorkflow, AccountWorkflow, SmokeWorkflow)
 
 
 def database_url(settings: Settings) -> str:

@@ -53,6 +53,13 @@ class Settings(BaseSettings):
     openai_api_key: SecretStr | None = Field(None, validation_alias=_env("OPENAI_API_KEY"))
     anthropic_api_key: SecretStr | None = Field(None, validation_alias=_env("ANTHROPIC_API_KEY"))
     gemini_api_key: SecretStr | None = Field(None, validation_alias=_env("GEMINI_API_KEY"))
+    #: Standard Webhooks signing secrets (`whsec_...`) of the providers' webhooks (`durabatch hooks`)
+    openai_webhook_secret: SecretStr | None = Field(
+        None, validation_alias=_env("DURABATCH_OPENAI_WEBHOOK_SECRET")
+    )
+    gemini_webhook_secret: SecretStr | None = Field(
+        None, validation_alias=_env("DURABATCH_GEMINI_WEBHOOK_SECRET")
+    )
     #: Temporal Cloud API-key namespaces (implies TLS); read by the worker and CLI, never logged
     temporal_api_key: SecretStr | None = Field(None, validation_alias=_env("DURABATCH_TEMPORAL_API_KEY"))
     #: TLS to the Temporal frontend; implied by an API key or a client certificate
@@ -63,6 +70,32 @@ class Settings(BaseSettings):
     #: a private CA for a self-hosted cluster (PEM); the system roots otherwise
     temporal_tls_ca: Path | None = Field(None, validation_alias=_env("DURABATCH_TEMPORAL_TLS_CA"))
     prices_file: Path | None = Field(None, validation_alias=_env("DURABATCH_PRICES_FILE"))
+    #: each account's queue limits (durabatch/admission.py); JSON map model -> enqueued tokens
+    openai_queue_tokens: dict[str, int] = Field(
+        default_factory=dict, validation_alias=_env("DURABATCH_OPENAI_QUEUE_TOKENS")
+    )
+    openai_queue_requests: int | None = Field(None, validation_alias=_env("DURABATCH_OPENAI_QUEUE_REQUESTS"))
+    openai_max_concurrent_batches: int | None = Field(
+        None, validation_alias=_env("DURABATCH_OPENAI_MAX_CONCURRENT_BATCHES")
+    )
+    anthropic_queue_tokens: dict[str, int] = Field(
+        default_factory=dict, validation_alias=_env("DURABATCH_ANTHROPIC_QUEUE_TOKENS")
+    )
+    #: Anthropic's documented queue at the lowest tier: 100,000 requests per organisation
+    anthropic_queue_requests: int | None = Field(
+        100_000, validation_alias=_env("DURABATCH_ANTHROPIC_QUEUE_REQUESTS")
+    )
+    anthropic_max_concurrent_batches: int | None = Field(
+        None, validation_alias=_env("DURABATCH_ANTHROPIC_MAX_CONCURRENT_BATCHES")
+    )
+    gemini_queue_tokens: dict[str, int] = Field(
+        default_factory=dict, validation_alias=_env("DURABATCH_GEMINI_QUEUE_TOKENS")
+    )
+    gemini_queue_requests: int | None = Field(None, validation_alias=_env("DURABATCH_GEMINI_QUEUE_REQUESTS"))
+    #: Gemini's documented limit: about 100 concurrent batch jobs per project
+    gemini_max_concurrent_batches: int | None = Field(
+        100, validation_alias=_env("DURABATCH_GEMINI_MAX_CONCURRENT_BATCHES")
+    )
     otlp_endpoint: str = Field("", validation_alias=_env("DURABATCH_OTLP_ENDPOINT"))
     metrics_address: str = Field("", validation_alias=_env("DURABATCH_METRICS_ADDRESS"))
     log_level: str = Field("INFO", validation_alias=_env("DURABATCH_LOG_LEVEL"))
@@ -71,6 +104,14 @@ class Settings(BaseSettings):
     requests_roots: str = Field("", validation_alias=_env("DURABATCH_REQUESTS_ROOTS"))
     #: whether a worker may fetch an http(s) `requests_uri`
     requests_http: bool = Field(True, validation_alias=_env("DURABATCH_REQUESTS_HTTP"))
+
+    def account_limits(self, provider: str) -> dict[str, object]:
+        """The provider account's queue limits, as durabatch.admission.AccountLimits fields."""
+        return {
+            "queue_tokens": dict(getattr(self, f"{provider}_queue_tokens")),
+            "queue_requests": getattr(self, f"{provider}_queue_requests"),
+            "max_concurrent_batches": getattr(self, f"{provider}_max_concurrent_batches"),
+        }
 
     @field_validator("temporal_address", mode="after")
     @classmethod

@@ -21,10 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from durabatch.estimate import CostEstimate
 from durabatch.providers.base import ProviderLimits
 from durabatch.requests_file import PlannedShard, RequestsValidator, ShardPlanner, iter_lines
 from durabatch.store import batches, requests
-from durabatch.store.pool import Conn, Pool
+from durabatch.store.pool import Conn, Pool, transaction
 
 __all__ = [
     "STAGED_URI",
@@ -32,6 +33,7 @@ __all__ = [
     "StagedElsewhere",
     "StagingOutcome",
     "check_requests_uri",
+    "estimate_staged",
     "file_lines",
     "plan_of_staged",
     "stage_client_file",
@@ -55,6 +57,8 @@ class StagingOutcome:
     byte_size: int
     model: str | None
     shards: list[PlannedShard] = field(default_factory=list)
+    #: None for requests a client staged, unless `estimate_staged` filled it
+    estimate: CostEstimate | None = None
 
 
 async def file_lines(path: Path) -> AsyncIterator[tuple[int, bytes]]:
@@ -106,7 +110,7 @@ async def stage_lines(
             with contextlib.suppress(Exception):
                 await in_flight
     shards = validator.finish(source)
-    return StagingOutcome(validator.count, validator.total_bytes, validator.model, shards)
+    return StagingOutcome(validator.count, validator.total_bytes, validator.model, shards, validator.estimate)
 
 
 async def stage_client_file(
@@ -119,12 +123,14 @@ async def stage_client_file(
     model: str | None,
     metadata: dict[str, str],
     path: Path,
+    accept: Callable[[StagingOutcome], None] | None = None,
 ) -> StagingOutcome:
     """Stage a local file before its workflow starts: the batch row and every request in one
     transaction. A batch id whose row a run already owns (or has sent) raises StagedElsewhere; an
-    unowned row (a client that staged and then never started) is staged again."""
+    unowned row (a client that staged and then never started) is staged again. `accept` sees the
+    outcome before the commit: whatever it raises leaves nothing staged (the cost limit)."""
     validator = RequestsValidator(provider, endpoint, model)
-    async with pool.acquire() as conn, conn.transaction():
+    async with transaction(pool) as conn:
         if not await requests.clear_unstarted(conn, batch_id):
             raise StagedElsewhere(f"batch {batch_id!r} already exists")
         await batches.create_batch(
@@ -137,6 +143,8 @@ async def stage_client_file(
             metadata=metadata,
         )
         outcome = await stage_lines(conn, batch_id, validator, file_lines(path), source=str(path))
+        if accept is not None:
+            accept(outcome)
         await batches.set_status(
             conn, batch_id, "pending", model=outcome.model, request_count=outcome.request_count
         )
@@ -161,6 +169,18 @@ async def plan_of_staged(conn: Conn, batch_id: str, limits: ProviderLimits) -> S
         shards = planner.plans
     count = sum(s.request_count for s in shards)
     return StagingOutcome(count, sum(s.byte_size for s in shards), row["model"], shards)
+
+
+async def estimate_staged(
+    pool: Pool, batch_id: str, provider: str, endpoint: str, shards: list[PlannedShard]
+) -> CostEstimate:
+    """The cost estimate of requests a client staged, read back from the store (only a batch with
+    a cost limit needs it: it reads every body)."""
+    estimate = CostEstimate()
+    for shard in shards:
+        async for body, byte_size in requests.iter_sized_bodies(pool, batch_id, shard.shard, 0):
+            estimate.add(provider, endpoint, body, byte_size)
+    return estimate
 
 
 class RequestsUriRefused(ValueError):

@@ -129,6 +129,7 @@ async def worker_stack(
     config: EmulatorConfig | None = None,
     *,
     queue_prefix: str = "wf",
+    **settings_fields: Any,
 ) -> AsyncIterator[Stack]:
     """An emulator, settings pointed at it, and an in-process worker on a fresh task queue."""
     import uuid
@@ -142,6 +143,7 @@ async def worker_stack(
             gemini_base_url=emu.url,
             # tests write their request files under the temp dir (tmp_path)
             requests_roots=tempfile.gettempdir(),
+            **settings_fields,
         )
         deps = ActivityDeps(pool=pool, settings=settings, http=http, provider_factory=build_provider)
         async with worker_for(client, settings, deps):

@@ -8,6 +8,7 @@ import pytest
 
 from activities.errors import to_application_error
 from durabatch.providers import errors as perr
+from durabatch.store import errors as serr
 from workflows.options import NON_RETRYABLE
 
 
@@ -44,3 +45,25 @@ def test_permanent_errors_are_never_retried(error: perr.ProviderError, kind: str
     failure = to_application_error(error)
     assert failure.non_retryable and failure.type == kind and kind in NON_RETRYABLE
     assert error.message in failure.message, "the provider's own message is kept"
+
+
+def test_a_value_the_store_refuses_is_invalid_input_and_never_retried() -> None:
+    failure = to_application_error(
+        serr.StoreDataError("CharacterNotInRepertoireError: invalid byte sequence", sqlstate="22021")
+    )
+    assert failure.non_retryable and failure.type == "InvalidInput" and failure.type in NON_RETRYABLE
+    assert "invalid byte sequence" in failure.message
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        serr.StoreUnavailable("ConnectionDoesNotExistError: connection was closed", sqlstate="08003"),
+        serr.StoreUnavailable("DeadlockDetectedError: deadlock detected", sqlstate="40P01"),
+        serr.StoreConflict("UniqueViolationError: duplicate key", sqlstate="23505"),
+    ],
+)
+def test_other_store_errors_are_retried_under_their_own_type(error: serr.StoreError) -> None:
+    failure = to_application_error(error)
+    assert not failure.non_retryable and failure.type == type(error).__name__
+    assert failure.type not in NON_RETRYABLE and error.args[0] in failure.message

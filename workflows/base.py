@@ -12,23 +12,17 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from durabatch import activity_api as api
+    from durabatch.activity_api import AdmissionInput, CancelInput, ClaimInput, SubmitInput, SubmitResult
+    from durabatch.admission import REFUSED_SIGNAL, RELEASE_SIGNAL, account_workflow_id
     from durabatch.contract import (
         BATCH_FAILED,
         BATCH_ID_IN_USE,
         BatchConfig,
     )
-    from durabatch.models import (
-        BatchState,
-        BatchStatus,
-        BatchSummary,
-        CancelInput,
-        ClaimInput,
-        ShardState,
-        SubmitInput,
-        SubmitResult,
-    )
+    from durabatch.models import BatchState, BatchStatus, BatchSummary, ShardState
     from workflows import options
-    from workflows.calls import cause_message, cause_type, execute
+    from workflows.calls import cause_message, cause_type, execute, priority_of
     from workflows.schedule import poll_delay
     from workflows.views import (
         details_markdown,
@@ -63,6 +57,8 @@ PATCH_QUICK_POLL_AFTER_CANCEL = "quick-poll-after-cancel"
 #: unchanged values are not written again (one history event less per poll). A poll as a local
 #: activity halved the events again but stalls the time-skipping test server over long schedules.
 PATCH_LEAN_POLLS = "lean-polls"
+#: workflow.patched id: runs before it asked the provider account for queue room before a submit.
+PATCH_ADMISSION = "admission"
 #: After the provider cancel is sent, the next poll comes this soon (or the first delay if shorter).
 CANCEL_POLL_DELAY_SECONDS = 5.0
 #: Consecutive polls answered "not found" after which a provider batch counts as lost.
@@ -91,6 +87,8 @@ class BatchBase:
         self._expiring = False
         self._cancelled_through_temporal = False
         self._quick_poll_after_cancel = False
+        #: a provider said a batch ended (`provider_event`): poll now instead of at the next delay
+        self._poll_now = False
         #: the search attribute values last upserted in this run (deterministic: replay rebuilds it)
         self._published_attributes: tuple[tuple[str, object], ...] | None = None
 
@@ -101,7 +99,7 @@ class BatchBase:
         info = workflow.info()
         try:
             await execute(
-                "claim_batch",
+                api.claim_batch,
                 ClaimInput(
                     batch_id=cfg.batch_id,
                     workflow_id=info.workflow_id,
@@ -112,8 +110,8 @@ class BatchBase:
                     metadata=cfg.metadata,
                 ),
                 options.CLAIM,
-                None,
                 summary="claim the batch id",
+                priority=priority_of(cfg),
             )
         except ActivityError as err:
             # No finalize and no handlers: the rows in the store belong to the other run.
@@ -124,11 +122,15 @@ class BatchBase:
             raise ApplicationError(message, type=kind, non_retryable=True) from None
 
     async def _submit(self, shard: ShardState) -> bool:
+        """Submit one shard; False when it was not sent (a failure, or a cancel or max age while
+        it waited for queue room), and the caller stops submitting."""
         cfg = self._require_cfg()
+        if workflow.patched(PATCH_ADMISSION) and not await self._admit(shard):
+            return False
         shard.state = "submitting"
         try:
             result: SubmitResult = await execute(
-                "submit_shard",
+                api.submit_shard,
                 SubmitInput(
                     batch_id=cfg.batch_id,
                     workflow_id=workflow.info().workflow_id,
@@ -139,17 +141,82 @@ class BatchBase:
                     round=shard.round,
                 ),
                 options.SUBMIT,
-                SubmitResult,
                 summary=f"submit shard {shard.shard} to {cfg.provider}",
+                priority=priority_of(cfg),
             )
         except ActivityError as err:
             self._fail(f"submitting shard {shard.shard} failed: {cause_message(err)}")
+            await self._release(shard)
             return False
-        shard.provider_batch_id = result.provider_batch_id
-        shard.input_file_id = result.input_file_id
-        shard.ref_extra = result.ref_extra
+        shard.ref = result.ref
         shard.state = "submitted"
         return True
+
+    async def _admit(self, shard: ShardState) -> bool:
+        """Wait for room in the provider account's queue (durabatch/admission.py); False if the
+        batch was cancelled or reached max age meanwhile (the room is given back)."""
+        cfg = self._require_cfg()
+        st = self._state
+        if shard.admission_key is not None and shard.admission_key in st.admitted:
+            return True  # granted before this run continued as new
+        result = await execute(
+            api.request_admission,
+            AdmissionInput(
+                batch_id=cfg.batch_id,
+                workflow_id=workflow.info().workflow_id,
+                provider=cfg.provider,
+                model=st.model,
+                shard=shard.shard,
+                round=shard.round,
+                priority=cfg.priority,
+                tenant=cfg.tenant,
+            ),
+            options.CLAIM,
+            summary=f"ask {cfg.provider} account for room for shard {shard.shard}",
+            priority=priority_of(cfg),
+        )
+        if result.admitted:
+            return True
+        key = result.key
+        shard.admission_key, shard.state, shard.admission_reason = key, "waiting_admission", result.reason
+        self._publish()
+        try:
+            await workflow.wait_condition(
+                lambda: key in st.admitted or st.cancel_requested,
+                timeout=max(self._deadline() - workflow.now(), timedelta(milliseconds=1)),
+                timeout_summary=f"room for shard {shard.shard}",
+            )
+        except TimeoutError:
+            st.status = "expired"
+            st.failure_reason = "max age reached while waiting for room in the provider account's queue"
+        shard.admission_reason = None
+        if key in st.admitted and st.status != "expired":
+            return True
+        shard.state = "pending"
+        await self._release(shard)
+        return False
+
+    async def _release(self, shard: ShardState, *, refused_model: str | None = None) -> None:
+        """Give the shard's queue room back (or report that the provider refused it for room)."""
+        key = shard.admission_key
+        if key is None:
+            return
+        shard.admission_key = None
+        if key in self._state.admitted:
+            self._state.admitted.remove(key)
+        account = account_workflow_id(self._require_cfg().provider, workflow.info().task_queue)
+        signal, payload = (
+            (REFUSED_SIGNAL, {"key": key, "model": refused_model})
+            if refused_model
+            else (
+                RELEASE_SIGNAL,
+                {"key": key},
+            )
+        )
+        try:
+            await workflow.get_external_workflow_handle(account).signal(signal, payload)
+        except Exception as err:  # the account workflow is gone: there is no room to give back
+            workflow.logger.warning("giving back queue room failed (ignored): %s", err)
 
     async def _cancel_at_provider(self, *, include_submitting: bool = False) -> None:
         """Best effort: a failing provider cancel is logged and never blocks the batch."""
@@ -163,11 +230,11 @@ class BatchBase:
             return
         try:
             await execute(
-                "cancel_provider_batches",
+                api.cancel_provider_batches,
                 CancelInput(batch_id=cfg.batch_id, provider=cfg.provider, shards=shards),
                 options.CANCEL,
-                None,
                 summary=f"cancel at {cfg.provider}",
+                priority=priority_of(cfg),
             )
         except ActivityError as err:
             workflow.logger.warning("provider cancel failed (ignored): %s", cause_message(err))

@@ -21,6 +21,10 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, TemporalError
 
 with workflow.unsafe.imports_passed_through():
+    from durabatch import activity_api as api
+    from durabatch.activity_api import FinalizeInput, StageInput, StageResult
+    from durabatch.admission import GRANT_SIGNAL
+    from durabatch.budget import cost_refusal
     from durabatch.contract import (
         BATCH_FAILED,
         INVALID_INPUT,
@@ -32,16 +36,12 @@ with workflow.unsafe.imports_passed_through():
     from durabatch.models import (
         BatchInput,
         BatchSummary,
-        BatchTotals,
-        FinalizeInput,
         RedispatchResult,
         ShardState,
-        StageInput,
-        StageResult,
         StatusQuery,
     )
     from workflows import options
-    from workflows.calls import cause_message, cause_type, execute
+    from workflows.calls import cause_message, cause_type, execute, priority_of
     from workflows.handlers import initial_handler_states, run_handlers
     from workflows.views import status_of
 
@@ -187,6 +187,20 @@ class BatchWorkflow(BatchPolling):
         )
         self._request_cancel(_clean_reason(reason) if reason else "cancelled by request")
 
+    @workflow.signal(name="provider_event")
+    def provider_event(self, payload: Any = None) -> None:
+        # Any payload: the receiver (durabatch/hooks) sends what the provider's webhook named, but
+        # nothing in it is trusted; the poll it triggers asks the provider itself.
+        self._state.provider_events += 1
+        self._poll_now = True
+
+    @workflow.signal(name=GRANT_SIGNAL)
+    def admission(self, payload: Any = None) -> None:
+        # the account workflow granted queue room to one of this batch's shards
+        key = payload.get("key") if isinstance(payload, dict) else None
+        if isinstance(key, str) and key not in self._state.admitted:
+            self._state.admitted.append(key)
+
     @workflow.query(name="status")
     def status(self) -> StatusQuery:
         return status_of(self._require_cfg(), self._state, self._next_poll_at)
@@ -217,7 +231,7 @@ class BatchWorkflow(BatchPolling):
         if not st.staged:
             try:
                 staged: StageResult = await execute(
-                    "stage_requests",
+                    api.stage_requests,
                     StageInput(
                         batch_id=cfg.batch_id,
                         workflow_id=workflow.info().workflow_id,
@@ -227,10 +241,11 @@ class BatchWorkflow(BatchPolling):
                         requests=inp.requests,
                         requests_uri=inp.requests_uri,
                         metadata=cfg.metadata,
+                        estimate_cost=cfg.max_cost_usd is not None,
                     ),
                     options.STAGE,
-                    StageResult,
                     summary="stage requests into PostgreSQL",
+                    priority=priority_of(cfg),
                 )
             except ActivityError as err:
                 self._fail(f"staging failed: {cause_message(err)}")
@@ -240,6 +255,11 @@ class BatchWorkflow(BatchPolling):
             st.model = staged.model or st.model
             st.shards = [ShardState(shard=p.shard, request_count=p.request_count) for p in staged.shards]
             self._publish()
+            if cfg.max_cost_usd is not None:
+                refusal = cost_refusal(cfg.max_cost_usd, staged.cost_high_usd, st.model)
+                if refusal is not None:
+                    self._fail(refusal)
+                    return
         if st.cancel_requested and not any(s.provider_batch_id for s in st.shards):
             # Nothing known to be sent: cancel locally. A submit interrupted by Temporal's
             # cancellation may still have created a provider batch; the cancel activity finds it.
@@ -274,7 +294,7 @@ class BatchWorkflow(BatchPolling):
             }.get(st.status, "missing from the provider's output")
             try:
                 st.totals = await execute(
-                    "finalize_batch",
+                    api.finalize_batch,
                     FinalizeInput(
                         batch_id=cfg.batch_id,
                         unresolved_outcome=unresolved,
@@ -284,13 +304,15 @@ class BatchWorkflow(BatchPolling):
                         cancel_reason=st.cancel_reason,
                     ),
                     options.FINALIZE,
-                    BatchTotals,
                     summary="reconcile outcomes and totals",
+                    priority=priority_of(cfg),
                 )
             except ActivityError as err:
                 # Its retry budget is spent: the batch still ends (failed), handlers still run.
                 self._fail(f"recording the outcomes failed: {cause_message(err)}")
             self._publish()
+        for shard in st.shards:
+            await self._release(shard)  # whatever room is still held (a batch that failed early)
         if not st.handlers:
             st.handlers = initial_handler_states(cfg)
         await self._run_handlers(only_failed=False)

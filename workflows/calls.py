@@ -1,48 +1,52 @@
-"""How workflow code calls an activity: by name, with a named preset from workflows/options.py."""
+"""How workflow code calls an activity: through its typed stub, with a named preset from
+workflows/options.py."""
 
 from __future__ import annotations
 
-from typing import Any, TypeVar, overload
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from temporalio import workflow
+from temporalio.common import Priority
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
+    from durabatch.contract import BatchConfig
     from workflows import options
 
-__all__ = ["SUMMARY_MAX_CHARS", "cause_message", "cause_type", "execute", "execute_local", "short_summary"]
+__all__ = ["SUMMARY_MAX_CHARS", "cause_message", "cause_type", "execute", "priority_of", "short_summary"]
 
 
-T = TypeVar("T")
-
-
-@overload
-async def execute(
-    name: str, arg: Any, preset: options.Preset, result_type: type[T], *, summary: str
-) -> T: ...
-
-
-@overload
-async def execute(
-    name: str, arg: Any, preset: options.Preset, result_type: None, *, summary: str
-) -> None: ...
+ParamT = TypeVar("ParamT")
+ResultT = TypeVar("ResultT")
 
 
 async def execute(
-    name: str, arg: Any, preset: options.Preset, result_type: type[T] | None, *, summary: str
-) -> T | None:
-    """Run activity `name` with a preset; its result decoded as `result_type`, typed for mypy."""
-    result: T | None = await workflow.execute_activity(
-        name,
+    activity_stub: Callable[[ParamT], Awaitable[ResultT]],
+    arg: ParamT,
+    preset: options.Preset,
+    *,
+    summary: str,
+    priority: Priority,
+) -> ResultT:
+    """Run an activity (a stub of durabatch.activity_api) with a preset and the batch's priority;
+    its result is decoded as the stub's return type, which the type checker also sees."""
+    return await workflow.execute_activity(
+        activity_stub,
         arg,
         start_to_close_timeout=preset.start_to_close,
         schedule_to_close_timeout=preset.schedule_to_close,
         heartbeat_timeout=preset.heartbeat,
         retry_policy=preset.retry,
-        result_type=result_type,
         summary=short_summary(summary),
+        priority=priority,
     )
-    return result
+
+
+def priority_of(cfg: BatchConfig) -> Priority:
+    """The batch's task priority and fairness key, given to every activity it schedules (a batch
+    that sets neither gets Temporal's default, as before these settings existed)."""
+    return Priority(priority_key=cfg.priority, fairness_key=cfg.tenant)
 
 
 #: The server bounds user metadata; a summary naming a long user URL or name is cut well below it.
@@ -51,21 +55,6 @@ SUMMARY_MAX_CHARS = 200
 
 def short_summary(text: str) -> str:
     return text if len(text) <= SUMMARY_MAX_CHARS else text[: SUMMARY_MAX_CHARS - 1] + "…"
-
-
-async def execute_local(
-    name: str, arg: Any, preset: options.Preset, result_type: type | None, *, summary: str
-) -> Any:
-    """A short activity run by the worker that runs the workflow task, recorded as one marker event:
-    no activity task for the server to dispatch. For quick calls only (a poll), never for long ones."""
-    return await workflow.execute_local_activity(
-        name,
-        arg,
-        start_to_close_timeout=preset.start_to_close,
-        retry_policy=preset.retry,
-        result_type=result_type,
-        summary=short_summary(summary),
-    )
 
 
 def cause_message(err: BaseException) -> str:

@@ -10,13 +10,16 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from temporalio import workflow
+from temporalio.common import Priority
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
+    from durabatch import activity_api as api
+    from durabatch.activity_api import HandlerInput, HandlerResult
     from durabatch.contract import BatchConfig
-    from durabatch.models import BatchSummary, HandlerInput, HandlerResult, HandlerState
+    from durabatch.models import BatchSummary, HandlerState
     from workflows import options
-    from workflows.calls import cause_message, execute, short_summary
+    from workflows.calls import cause_message, execute, priority_of, short_summary
 
 __all__ = ["initial_handler_states", "run_handlers"]
 
@@ -53,14 +56,14 @@ async def run_handlers(
         try:
             if spec.type == "webhook":
                 await execute(
-                    "deliver_webhook",
+                    api.deliver_webhook,
                     handler_input,
                     options.handler_preset(spec.max_attempts),
-                    HandlerResult,
                     summary=f"POST webhook {state.target}",
+                    priority=priority_of(cfg),
                 )
             else:
-                await _custom_handler(handler_input, spec.name or "", spec.task_queue)
+                await _custom_handler(handler_input, spec.name or "", spec.task_queue, priority_of(cfg))
             state.status = "succeeded"
             state.error = None
         except ActivityError as err:
@@ -68,10 +71,12 @@ async def run_handlers(
             state.error = cause_message(err)
 
 
-async def _custom_handler(handler_input: HandlerInput, name: str, task_queue: str | None) -> None:
+async def _custom_handler(
+    handler_input: HandlerInput, name: str, task_queue: str | None, priority: Priority
+) -> None:
     """A user's activity, guarded by the store so it never runs again after a success."""
     claim: HandlerResult = await execute(
-        "claim_handler", handler_input, options.FINALIZE, HandlerResult, summary="check handler record"
+        api.claim_handler, handler_input, options.FINALIZE, summary="check handler record", priority=priority
     )
     if claim.status == "skipped":
         return
@@ -83,5 +88,12 @@ async def _custom_handler(handler_input: HandlerInput, name: str, task_queue: st
         schedule_to_close_timeout=options.HANDLER.schedule_to_close,
         retry_policy=options.handler_preset(handler_input.handler.max_attempts).retry,
         summary=short_summary(f"handler {name}"),
+        priority=priority,
     )
-    await execute("record_handler", handler_input, options.FINALIZE, None, summary="record handler success")
+    await execute(
+        api.record_handler,
+        handler_input,
+        options.FINALIZE,
+        summary="record handler success",
+        priority=priority,
+    )

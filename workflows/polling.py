@@ -12,21 +12,16 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from durabatch import activity_api as api
+    from durabatch.activity_api import IngestInput, IngestResult, PollInput, PollResult, RoundInput
     from durabatch.contract import (
         PROVIDER_LOST_BATCH,
         PROVIDER_TERMINAL_STATES,
         TERMINAL_BATCH_STATUSES,
     )
-    from durabatch.models import (
-        IngestInput,
-        IngestResult,
-        PollInput,
-        PollResult,
-        RoundInput,
-        ShardState,
-    )
+    from durabatch.models import ShardState
     from workflows import options
-    from workflows.calls import cause_message, execute
+    from workflows.calls import cause_message, execute, priority_of
     from workflows.schedule import poll_delay
 
 from workflows.base import (
@@ -70,13 +65,16 @@ class BatchPolling(BatchBase):
             cancel_seen = st.cancel_requested
             try:
                 await workflow.wait_condition(
-                    lambda seen=cancel_seen: st.cancel_requested != seen,  # type: ignore[misc]
+                    lambda seen=cancel_seen: st.cancel_requested != seen or self._poll_now,  # type: ignore[misc]
                     timeout=timedelta(seconds=max(delay, 0.001)),
                     timeout_summary=f"poll #{st.poll_count + 1}",
                 )
-                continue  # woken by a cancel request: send it now
+                if st.cancel_requested != cancel_seen:
+                    continue  # woken by a cancel request: send it now
+                # woken by a provider event: poll at once (a lost event is what the schedule is for)
             except TimeoutError:
                 pass
+            self._poll_now = False
             self._next_poll_at = None
             st.poll_count += 1
             await self._poll_and_ingest()
@@ -92,11 +90,11 @@ class BatchPolling(BatchBase):
         active = self._shards_awaiting_results()
         try:
             polled: PollResult = await execute(
-                "poll_shards",
+                api.poll_shards,
                 PollInput(batch_id=cfg.batch_id, provider=cfg.provider, shards=active),
                 options.POLL,
-                PollResult,
                 summary=f"poll {cfg.provider}",
+                priority=priority_of(cfg),
             )
         except (ActivityError, ApplicationError) as err:
             # A provider outage: keep the batch and poll again on the schedule. (A local activity's
@@ -114,6 +112,10 @@ class BatchPolling(BatchBase):
             shard.not_found_polls += 1
             if shard.not_found_polls >= NOT_FOUND_POLLS_LIMIT:
                 self._lose(shard)
+        for shard in st.shards:
+            if shard.admission_key is not None and shard.state in PROVIDER_TERMINAL_STATES:
+                # ended at the provider: its queue room is free (or it was refused for lack of it)
+                await self._release(shard, refused_model=st.model if shard.retry_later else None)
         if any(s.state in ("in_progress", "finalizing") for s in st.shards) and st.status == "submitted":
             st.status = "in_progress"
         for shard in st.shards:
@@ -172,16 +174,16 @@ class BatchPolling(BatchBase):
         if workflow.now() >= self._deadline():
             return
         await execute(
-            "start_round",
+            api.start_round,
             RoundInput(
                 batch_id=cfg.batch_id, shard=shard.shard, from_round=shard.round, to_round=shard.round + 1
             ),
             options.FINALIZE,
-            int,
             summary=f"start round {shard.round + 1} of shard {shard.shard}",
+            priority=priority_of(cfg),
         )
         shard.round += 1
-        shard.provider_batch_id = None
+        shard.ref = None
         shard.provider_status = None
         shard.retry_later = False
         shard.failure_code = shard.failure_message = None
@@ -191,7 +193,7 @@ class BatchPolling(BatchBase):
         cfg = self._require_cfg()
         try:
             ingested: IngestResult = await execute(
-                "ingest_results",
+                api.ingest_results,
                 IngestInput(
                     batch_id=cfg.batch_id,
                     provider=cfg.provider,
@@ -200,8 +202,8 @@ class BatchPolling(BatchBase):
                     expiry_reason=self._state.failure_reason if self._expiring else None,
                 ),
                 options.INGEST,
-                IngestResult,
                 summary=f"ingest results of shard {shard.shard}",
+                priority=priority_of(cfg),
             )
             shard.input_tokens = ingested.input_tokens
             shard.output_tokens = ingested.output_tokens

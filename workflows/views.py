@@ -117,6 +117,7 @@ def status_of(cfg: BatchConfig, st: BatchState, next_poll_at: datetime | None) -
         cost_usd=cost,
         next_poll_at=next_poll_at,
         poll_count=st.poll_count,
+        provider_events=st.provider_events,
         cancel_requested=st.cancel_requested,
         cancel_reason=st.cancel_reason,
         failure_reason=st.failure_reason,

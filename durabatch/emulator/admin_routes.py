@@ -11,7 +11,8 @@ from pydantic import ValidationError
 from durabatch.emulator.batches import Batch
 from durabatch.emulator.config import EmulatorConfig
 from durabatch.emulator.faults import Fault, FaultSpec
-from durabatch.emulator.state import STATE_KEY, EmulatorState
+from durabatch.emulator.route_helpers import batch_route, state_of
+from durabatch.emulator.state import EmulatorState
 from durabatch.emulator.timeline import Phase
 from durabatch.emulator.wire import json_ok, read_json
 
@@ -36,10 +37,6 @@ TARGETS: dict[str, Phase] = {
 }
 
 
-def _state(request: web.Request) -> EmulatorState:
-    return request.app[STATE_KEY]
-
-
 def _problem(status: int, message: str) -> web.Response:
     return json_ok({"error": message}, status=status)
 
@@ -54,30 +51,30 @@ async def add_fault(request: web.Request) -> web.Response:
         spec = FaultSpec.model_validate(body)
     except ValidationError as exc:
         return _problem(400, str(exc))
-    return json_ok(_fault_json(_state(request).faults.add(spec)), status=201)
+    return json_ok(_fault_json(state_of(request).faults.add(spec)), status=201)
 
 
 async def list_faults(request: web.Request) -> web.Response:
-    return json_ok({"faults": [_fault_json(f) for f in _state(request).faults.all()]})
+    return json_ok({"faults": [_fault_json(f) for f in state_of(request).faults.all()]})
 
 
 async def clear_faults(request: web.Request) -> web.Response:
-    _state(request).faults.clear()
+    state_of(request).faults.clear()
     return json_ok({"deleted": True})
 
 
 async def delete_fault(request: web.Request) -> web.Response:
-    if not _state(request).faults.remove(request.match_info["fault_id"]):
+    if not state_of(request).faults.remove(request.match_info["fault_id"]):
         return _problem(404, "no such fault")
     return json_ok({"deleted": True})
 
 
 async def stats(request: web.Request) -> web.Response:
-    return json_ok(_state(request).stats.as_json())
+    return json_ok(state_of(request).stats.as_json())
 
 
 async def reset(request: web.Request) -> web.Response:
-    _state(request).reset()
+    state_of(request).reset()
     return json_ok({"reset": True})
 
 
@@ -86,16 +83,17 @@ async def advance_clock(request: web.Request) -> web.Response:
     seconds = body.get("seconds") if isinstance(body, dict) else None
     if not isinstance(seconds, int | float) or seconds < 0:
         return _problem(400, 'body must be {"seconds": <non-negative number>}')
-    state = _state(request)
+    state = state_of(request)
     state.clock.advance(float(seconds))
     return json_ok({"offset_seconds": state.clock.offset})
 
 
-def _batch(request: web.Request) -> Batch | web.Response:
-    b = _state(request).batches.get(request.match_info["batch_id"])
-    if b is None:
-        return _problem(404, "no such batch")
-    return b
+def _no_batch(request: web.Request, batch_id: str) -> web.Response:
+    return _problem(404, "no such batch")
+
+
+#: admin routes address any provider's batch, deleted ones too
+_batch_route = batch_route(_no_batch)
 
 
 def batch_view(b: Batch, state: EmulatorState) -> dict[str, Any]:
@@ -114,36 +112,28 @@ def batch_view(b: Batch, state: EmulatorState) -> dict[str, Any]:
     }
 
 
-async def get_batch(request: web.Request) -> web.Response:
-    b = _batch(request)
-    if isinstance(b, web.Response):
-        return b
-    return json_ok(batch_view(b, _state(request)))
+@_batch_route
+async def get_batch(request: web.Request, b: Batch) -> web.Response:
+    return json_ok(batch_view(b, state_of(request)))
 
 
-async def hold(request: web.Request) -> web.Response:
-    b = _batch(request)
-    if isinstance(b, web.Response):
-        return b
-    state = _state(request)
+@_batch_route
+async def hold(request: web.Request, b: Batch) -> web.Response:
+    state = state_of(request)
     b.timeline.hold(state.now())
     return json_ok(batch_view(b, state))
 
 
-async def release(request: web.Request) -> web.Response:
-    b = _batch(request)
-    if isinstance(b, web.Response):
-        return b
-    state = _state(request)
+@_batch_route
+async def release(request: web.Request, b: Batch) -> web.Response:
+    state = state_of(request)
     b.timeline.release(state.now())
     return json_ok(batch_view(b, state))
 
 
-async def advance(request: web.Request) -> web.Response:
-    b = _batch(request)
-    if isinstance(b, web.Response):
-        return b
-    state = _state(request)
+@_batch_route
+async def advance(request: web.Request, b: Batch) -> web.Response:
+    state = state_of(request)
     body = await read_json(request)
     if not isinstance(body, dict) or ("to" not in body and "seconds" not in body):
         return _problem(400, 'body must be {"to": <state>} or {"seconds": <number>}')
@@ -172,7 +162,7 @@ _TUNABLE = {f.name for f in fields(EmulatorConfig)} - {"api_keys"}
 async def patch_config(request: web.Request) -> web.Response:
     """Change config fields at run time (timings, limits, padding); later batches see them."""
     body = await read_json(request)
-    cfg = _state(request).config
+    cfg = state_of(request).config
     if not isinstance(body, dict) or not set(body) <= _TUNABLE:
         return _problem(400, f"body must be an object with keys among {sorted(_TUNABLE)}")
     for key, value in body.items():

@@ -12,17 +12,21 @@ from durabatch.emulator.content import expected_chat_response
 from durabatch.emulator.errors import error_response
 from durabatch.emulator.files import StoredFile, stream_file
 from durabatch.emulator.results import anthropic_result_lines
-from durabatch.emulator.state import STATE_KEY, EmulatorState, new_id
+from durabatch.emulator.route_helpers import (
+    batch_route,
+    create_response_lost,
+    int_query,
+    items_after,
+    state_of,
+    truncation,
+)
+from durabatch.emulator.state import EmulatorState, new_id
 from durabatch.emulator.timeline import Phase
 from durabatch.emulator.wire import base_url, drop_connection, json_ok, read_json, rfc3339
 
 __all__ = ["message_batch_json", "register"]
 
 CUSTOM_ID = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
-
-
-def _state(request: web.Request) -> EmulatorState:
-    return request.app[STATE_KEY]
 
 
 def _params_error(params: dict[str, Any]) -> RequestError | None:
@@ -82,7 +86,7 @@ def _bad(request: web.Request, message: str, status: int = 400) -> web.Response:
 
 
 async def create_batch(request: web.Request) -> web.Response:
-    state = _state(request)
+    state = state_of(request)
     if (request.content_length or 0) > state.config.anthropic_max_body_bytes:
         return error_response(request, 413, "Request exceeds the maximum allowed number of bytes.")
     body = await read_json(request)
@@ -136,39 +140,32 @@ async def create_batch(request: web.Request) -> web.Response:
         state.stats.faults_fired[s.fault] += 1
     batch.apply_faults([s for s in specs if s.fault != "token_limit_exceeded"])
     state.add_batch(batch, [])
-    if state.faults.take(frozenset({"lose_create_response"}), "anthropic", "batches.create"):
-        state.stats.faults_fired["lose_create_response"] += 1
+    if create_response_lost(request):
         return drop_connection(request)
     return json_ok(message_batch_json(batch, state, base_url(request)))
 
 
-def _lookup(request: web.Request) -> Batch | web.Response:
-    batch = _state(request).get_batch("anthropic", request.match_info["batch_id"])
-    if batch is None:
-        return error_response(request, 404, "The requested resource could not be found.")
-    return batch
+def _no_batch(request: web.Request, batch_id: str) -> web.Response:
+    return error_response(request, 404, "The requested resource could not be found.")
 
 
-async def retrieve_batch(request: web.Request) -> web.Response:
-    batch = _lookup(request)
-    if isinstance(batch, web.Response):
-        return batch
-    return json_ok(message_batch_json(batch, _state(request), base_url(request)))
+_batch_route = batch_route(_no_batch, provider="anthropic")
+
+
+@_batch_route
+async def retrieve_batch(request: web.Request, batch: Batch) -> web.Response:
+    return json_ok(message_batch_json(batch, state_of(request), base_url(request)))
 
 
 async def list_batches(request: web.Request) -> web.Response:
-    state = _state(request)
+    state = state_of(request)
     q = request.query
     ids = state.listing("anthropic")
-    try:
-        limit = int(q.get("limit", "20"))
-    except ValueError:
-        limit = 0
-    if not 1 <= limit <= 1000:
+    limit = int_query(request, "limit", 20)
+    if limit is None or not 1 <= limit <= 1000:
         return _bad(request, "limit: Input should be between 1 and 1000")
     if "after_id" in q:
-        after = q["after_id"]
-        rest = ids[ids.index(after) + 1 :] if after in ids else []
+        rest = items_after(ids, q["after_id"], str)
         page, has_more = rest[:limit], len(rest) > limit
     elif "before_id" in q:
         before = q["before_id"]
@@ -187,21 +184,17 @@ async def list_batches(request: web.Request) -> web.Response:
     )
 
 
-async def cancel_batch(request: web.Request) -> web.Response:
-    state = _state(request)
-    batch = _lookup(request)
-    if isinstance(batch, web.Response):
-        return batch
+@_batch_route
+async def cancel_batch(request: web.Request, batch: Batch) -> web.Response:
+    state = state_of(request)
     if not batch.timeline.cancel(state.now()):
         return _bad(request, f"Batch {batch.id} has already ended and cannot be canceled.")
     return json_ok(message_batch_json(batch, state, base_url(request)))
 
 
-async def delete_batch(request: web.Request) -> web.Response:
-    state = _state(request)
-    batch = _lookup(request)
-    if isinstance(batch, web.Response):
-        return batch
+@_batch_route
+async def delete_batch(request: web.Request, batch: Batch) -> web.Response:
+    state = state_of(request)
     batch.timeline.refresh(state.now())
     if not batch.timeline.terminal:
         return _bad(
@@ -211,11 +204,9 @@ async def delete_batch(request: web.Request) -> web.Response:
     return json_ok({"id": batch.id, "type": "message_batch_deleted"})
 
 
-async def batch_results(request: web.Request) -> web.StreamResponse:
-    state = _state(request)
-    batch = _lookup(request)
-    if isinstance(batch, web.Response):
-        return batch
+@_batch_route
+async def batch_results(request: web.Request, batch: Batch) -> web.StreamResponse:
+    state = state_of(request)
     phase, k = batch.progress(state.now())
     if not batch.timeline.terminal:
         return _bad(request, f"Batch {batch.id} has not ended yet; results are not available.")
@@ -231,12 +222,9 @@ async def batch_results(request: web.Request) -> web.StreamResponse:
         )
         batch.extra["results_file"] = f
     state.stats.downloads["anthropic"] += 1
-    cut = None
-    fault = state.faults.take(frozenset({"truncate_download"}), "anthropic", "batches.results")
-    if fault is not None:
-        state.stats.faults_fired["truncate_download"] += 1
-        cut = fault.spec.after_bytes if fault.spec.after_bytes is not None else f.size // 2
-    return await stream_file(request, f, content_type="application/x-jsonl", honour_range=True, cut_after=cut)
+    return await stream_file(
+        request, f, content_type="application/x-jsonl", honour_range=True, cut_after=truncation(request, f)
+    )
 
 
 async def messages(request: web.Request) -> web.Response:

@@ -9,7 +9,14 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from durabatch.emulator import admin_routes, anthropic_routes, gemini_routes, openai_files, openai_routes
+from durabatch.emulator import (
+    admin_routes,
+    anthropic_routes,
+    gemini_files,
+    gemini_routes,
+    openai_files,
+    openai_routes,
+)
 from durabatch.emulator.errors import (
     anthropic_request_id,
     error_response,
@@ -19,6 +26,7 @@ from durabatch.emulator.errors import (
 )
 from durabatch.emulator.faults import Fault
 from durabatch.emulator.state import STATE_KEY, EmulatorState
+from durabatch.emulator.webhooks_out import webhook_watcher
 from durabatch.emulator.wire import OPERATION, PROVIDER, REQUEST_ID, drop_connection
 
 __all__ = ["build_app"]
@@ -140,14 +148,14 @@ DUAL_ROUTES: list[tuple[str, str, str, Handler, Handler]] = [
         "/v1/files/{file_id:[^/:]+}",
         "files.retrieve",
         openai_files.retrieve_file,
-        gemini_routes.get_file,
+        gemini_files.get_file,
     ),
     (
         "DELETE",
         "/v1/files/{file_id:[^/:]+}",
         "files.delete",
         openai_files.delete_file,
-        gemini_routes.delete_file,
+        gemini_files.delete_file,
     ),
 ]
 
@@ -207,6 +215,7 @@ def build_app(state: EmulatorState) -> web.Application:
     app = web.Application(middlewares=[_emulator_middleware], client_max_size=2**31)
     app[STATE_KEY] = state
     app.on_response_prepare.append(_add_request_id)
+    app.cleanup_ctx.append(webhook_watcher)
     # Gemini first: its `:download`/`:cancel` paths must win over OpenAI's `{id}` patterns.
     gemini_routes.register(app)
     for method, path, operation, openai_handler, gemini_handler in DUAL_ROUTES:

@@ -42,3 +42,11 @@ class EmulatorConfig:
     #: Extra bytes added to every output/result line (a top-level `x_emulator_padding` string), so a
     #: benchmark can produce a very large output file from a modest batch.
     output_padding_bytes: int = 0
+    #: Send signed batch-ended webhooks (Standard Webhooks, OpenAI and Gemini shapes) here
+    webhook_url: str | None = None
+    #: the signing secret (`whsec_<base64>`); required with webhook_url
+    webhook_secret: str | None = None
+    #: hostile delivery: never send (the receiver must rely on polls), send late, send copies
+    webhook_drop: bool = False
+    webhook_delay_seconds: float = 0.0
+    webhook_duplicates: int = 0

@@ -1,5 +1,5 @@
-"""Gemini Developer API: batch mode (Operations), the Files API as batch uses it, and
-generateContent."""
+"""Gemini Developer API: batch mode (Operations) and generateContent. The Files API as batch
+uses it is in `gemini_files`."""
 
 from __future__ import annotations
 
@@ -8,12 +8,20 @@ from typing import Any
 
 from aiohttp import web
 
+from durabatch.emulator import gemini_files
 from durabatch.emulator.batches import Batch, RequestError, batch_markers, item_from_marker
 from durabatch.emulator.content import expected_chat_response
-from durabatch.emulator.errors import error_response
-from durabatch.emulator.files import StoredFile, stream_file
+from durabatch.emulator.files import StoredFile
 from durabatch.emulator.results import gemini_inline_responses, gemini_result_lines
-from durabatch.emulator.state import STATE_KEY, EmulatorState, new_id
+from durabatch.emulator.route_helpers import (
+    batch_route,
+    create_response_lost,
+    gemini_error,
+    int_query,
+    page_after,
+    state_of,
+)
+from durabatch.emulator.state import EmulatorState, new_id
 from durabatch.emulator.timeline import Phase
 from durabatch.emulator.wire import base_url, drop_connection, json_ok, read_json, rfc3339
 
@@ -31,17 +39,6 @@ _STATES = {
     Phase.EXPIRED: "BATCH_STATE_EXPIRED",
     Phase.CANCELLED: "BATCH_STATE_CANCELLED",
 }
-#: the real API refuses `files.get` for names longer than this (js-genai#1227)
-MAX_FILE_ID = 40
-FILE_TTL = 48 * 3600
-
-
-def _state(request: web.Request) -> EmulatorState:
-    return request.app[STATE_KEY]
-
-
-def _err(request: web.Request, status: int, message: str, status_name: str | None = None) -> web.Response:
-    return error_response(request, status, message, type_=status_name)
 
 
 def _stats(batch: Batch, phase: Phase, k: int) -> dict[str, str]:
@@ -117,10 +114,10 @@ def _request_error(req: Any) -> RequestError | None:
 
 
 async def create_batch(request: web.Request) -> web.Response:
-    state = _state(request)
+    state = state_of(request)
     model = "models/" + request.match_info["model"]
     if (request.content_length or 0) > state.config.gemini_max_inline_bytes:
-        return _err(
+        return gemini_error(
             request,
             400,
             f"Request payload size exceeds the limit: {state.config.gemini_max_inline_bytes} bytes.",
@@ -128,7 +125,7 @@ async def create_batch(request: web.Request) -> web.Response:
     body = await read_json(request)
     spec = body.get("batch") if isinstance(body, dict) else None
     if not isinstance(spec, dict) or not isinstance(spec.get("inputConfig"), dict):
-        return _err(request, 400, "* GenerateContentBatch.input_config: input_config is required")
+        return gemini_error(request, 400, "* GenerateContentBatch.input_config: input_config is required")
     cfg = spec["inputConfig"]
     created = state.now()
     batch = Batch(
@@ -154,10 +151,10 @@ async def create_batch(request: web.Request) -> web.Response:
     elif "fileName" in cfg:
         f = state.gemini_files.get(str(cfg["fileName"]).removeprefix("files/"))
         if f is None or f.data is None:
-            return _err(request, 404, f"File {cfg['fileName']} not found.", "NOT_FOUND")
+            return gemini_error(request, 404, f"File {cfg['fileName']} not found.", "NOT_FOUND")
         _parse_file(batch, f.data)
     else:
-        return _err(
+        return gemini_error(
             request, 400, "* GenerateContentBatch.input_config: one of file_name or requests is required"
         )
     batch.timeline.n = batch.n
@@ -172,8 +169,7 @@ async def create_batch(request: web.Request) -> web.Response:
             }
     batch.apply_faults([s for s in specs if s.fault != "token_limit_exceeded"])
     state.add_batch(batch, [batch.extra["display_name"]])
-    if state.faults.take(frozenset({"lose_create_response"}), "gemini", "batches.create"):
-        state.stats.faults_fired["lose_create_response"] += 1
+    if create_response_lost(request):
         return drop_connection(request)
     return json_ok(operation_json(batch, state, base_url(request)))
 
@@ -197,170 +193,56 @@ def _parse_file(batch: Batch, data: bytes) -> None:
         batch.items.append(item_from_marker(key, req if isinstance(req, dict) else {}, _request_error(req)))
 
 
-def _lookup(request: web.Request) -> Batch | web.Response:
-    name = "batches/" + request.match_info["batch_id"]
-    batch = _state(request).get_batch("gemini", name)
-    if batch is None:
-        return _err(request, 404, f"Batch {name} not found.", "NOT_FOUND")
-    return batch
+def _no_batch(request: web.Request, name: str) -> web.Response:
+    return gemini_error(request, 404, f"Batch {name} not found.", "NOT_FOUND")
 
 
-async def get_batch(request: web.Request) -> web.Response:
-    batch = _lookup(request)
-    if isinstance(batch, web.Response):
-        return batch
-    return json_ok(operation_json(batch, _state(request), base_url(request)))
+#: a batch's name is `batches/{batch_id}`
+_batch_route = batch_route(_no_batch, provider="gemini", prefix="batches/")
+
+
+@_batch_route
+async def get_batch(request: web.Request, batch: Batch) -> web.Response:
+    return json_ok(operation_json(batch, state_of(request), base_url(request)))
 
 
 async def list_batches(request: web.Request) -> web.Response:
-    state = _state(request)
-    ids = state.listing("gemini")
-    try:
-        size = int(request.query.get("pageSize", "50"))
-    except ValueError:
-        size = 50
-    size = max(1, min(1000, size))
-    token = request.query.get("pageToken")
-    if token:
-        ids = ids[ids.index(token) + 1 :] if token in ids else []
-    page = ids[:size]
+    state = state_of(request)
+    size = int_query(request, "pageSize", 50)
+    size = max(1, min(1000, 50 if size is None else size))
+    page, has_more = page_after(state.listing("gemini"), request.query.get("pageToken"), size)
     origin = base_url(request)
     body: dict[str, Any] = {"operations": [operation_json(state.batches[i], state, origin) for i in page]}
-    if len(ids) > size:
+    if has_more:
         body["nextPageToken"] = page[-1]
     return json_ok(body)
 
 
-async def cancel_batch(request: web.Request) -> web.Response:
-    state = _state(request)
-    batch = _lookup(request)
-    if isinstance(batch, web.Response):
-        return batch
+@_batch_route
+async def cancel_batch(request: web.Request, batch: Batch) -> web.Response:
+    state = state_of(request)
     if not batch.timeline.cancel_now(state.now()):
-        return _err(request, 400, f"Batch {batch.id} is already in a terminal state.", "FAILED_PRECONDITION")
+        return gemini_error(
+            request, 400, f"Batch {batch.id} is already in a terminal state.", "FAILED_PRECONDITION"
+        )
     return json_ok({})
 
 
-async def delete_batch(request: web.Request) -> web.Response:
-    state = _state(request)
-    batch = _lookup(request)
-    if isinstance(batch, web.Response):
-        return batch
+@_batch_route
+async def delete_batch(request: web.Request, batch: Batch) -> web.Response:
+    state = state_of(request)
     batch.timeline.cancel_now(state.now())
     batch.extra["deleted"] = True
     return json_ok({})
 
 
-# ---------------------------------------------------------------- files
-
-
-def file_json(f: StoredFile, origin: str) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "name": "files/" + f.id,
-        "displayName": f.display_name or f.filename,
-        "mimeType": f.mime_type,
-        "sizeBytes": str(f.size),
-        "createTime": rfc3339(f.created_at),
-        "updateTime": rfc3339(f.created_at),
-        "expirationTime": rfc3339(f.created_at + FILE_TTL),
-        "uri": f"{origin}/v1beta/files/{f.id}",
-        "state": "ACTIVE",
-        "source": "GENERATED" if f.purpose == "GENERATED" else "UPLOADED",
-    }
-    if f.purpose == "GENERATED":
-        body["downloadUri"] = f"{origin}/v1beta/files/{f.id}:download?alt=media"
-    return body
-
-
-async def upload(request: web.Request) -> web.Response:
-    state = _state(request)
-    command = request.headers.get("X-Goog-Upload-Command", "").lower()
-    upload_id = request.query.get("upload_id")
-    if upload_id is None:
-        if "start" not in command:
-            return _err(request, 400, "Only resumable uploads are supported (X-Goog-Upload-Command: start).")
-        meta = await read_json(request)
-        file_meta = meta.get("file", {}) if isinstance(meta, dict) else {}
-        file_meta.setdefault(
-            "mimeType", request.headers.get("X-Goog-Upload-Header-Content-Type", "application/jsonl")
-        )
-        upload_id = new_id("gemini_file")
-        state.uploads[upload_id] = (file_meta, bytearray())
-        url = f"{base_url(request)}{request.path}?upload_id={upload_id}&upload_protocol=resumable"
-        return web.Response(status=200, headers={"X-Goog-Upload-URL": url, "X-Goog-Upload-Status": "active"})
-    session = state.uploads.get(upload_id)
-    if session is None:
-        return _err(request, 404, "Upload session not found.", "NOT_FOUND")
-    file_meta, buf = session
-    offset = int(request.headers.get("X-Goog-Upload-Offset", len(buf)))
-    del buf[offset:]
-    buf.extend(await request.read())
-    if "finalize" not in command:
-        return web.Response(status=200, headers={"X-Goog-Upload-Status": "active"})
-    del state.uploads[upload_id]
-    name = str(file_meta.get("name") or "").removeprefix("files/") or upload_id
-    f = StoredFile(
-        name,
-        str(file_meta.get("displayName") or name),
-        "UPLOADED",
-        state.now(),
-        mime_type=str(file_meta.get("mimeType")),
-        data=bytes(buf),
-        display_name=file_meta.get("displayName"),
-    )
-    state.gemini_files.add(f)
-    resp = json_ok({"file": file_json(f, base_url(request))})
-    resp.headers["X-Goog-Upload-Status"] = "final"
-    return resp
-
-
-async def get_file(request: web.Request) -> web.Response:
-    file_id = request.match_info["file_id"]
-    if len(file_id) > MAX_FILE_ID:
-        return _err(
-            request,
-            400,
-            f"File ID {file_id} cannot be more than {MAX_FILE_ID} characters.",
-            "INVALID_ARGUMENT",
-        )
-    f = _state(request).gemini_files.get(file_id)
-    if f is None:
-        return _err(
-            request,
-            403,
-            f"You do not have permission to access the File {file_id} or it may not exist.",
-            "PERMISSION_DENIED",
-        )
-    return json_ok(file_json(f, base_url(request)))
-
-
-async def delete_file(request: web.Request) -> web.Response:
-    if not _state(request).gemini_files.delete(request.match_info["file_id"]):
-        return _err(request, 404, "File not found.", "NOT_FOUND")
-    return json_ok({})
-
-
-async def download_file(request: web.Request) -> web.StreamResponse:
-    state = _state(request)
-    f = state.gemini_files.get(request.match_info["file_id"])
-    if f is None or f.purpose != "GENERATED":
-        return _err(request, 404, "File not found or not downloadable.", "NOT_FOUND")
-    state.stats.downloads["gemini"] += 1
-    cut = None
-    fault = state.faults.take(frozenset({"truncate_download"}), "gemini", "files.download")
-    if fault is not None:
-        state.stats.faults_fired["truncate_download"] += 1
-        cut = fault.spec.after_bytes if fault.spec.after_bytes is not None else f.size // 2
-    return await stream_file(request, f, content_type="application/jsonl", honour_range=True, cut_after=cut)
-
-
 async def generate_content(request: web.Request) -> web.Response:
     body = await read_json(request)
     if not isinstance(body, dict):
-        return _err(request, 400, "Invalid JSON payload received.")
+        return gemini_error(request, 400, "Invalid JSON payload received.")
     err = _request_error(body)
     if err is not None:
-        return _err(request, 400, err.message)
+        return gemini_error(request, 400, err.message)
     model = "models/" + request.match_info["model"]
     return json_ok(expected_chat_response("gemini", "", body, model=model))
 
@@ -368,19 +250,15 @@ async def generate_content(request: web.Request) -> web.Response:
 def register(app: web.Application) -> None:
     """Gemini routes under `/v1beta` and, where OpenAI does not use the same path, `/v1` (the
     google-genai SDK's default version); app.DUAL_ROUTES holds the shared `/v1` paths."""
+    gemini_files.register(app)
     r = app.router
-    seg, bid, fid = "{model:[^/:]+}", "{batch_id:[^/:]+}", "{file_id:[^/:]+}"
+    seg, bid = "{model:[^/:]+}", "{batch_id:[^/:]+}"
     for v in ("v1beta", "v1"):
         r.add_post(f"/{v}/models/{seg}:batchGenerateContent", create_batch, name=f"gemini:batches.create:{v}")
         r.add_post(
             f"/{v}/models/{seg}:generateContent", generate_content, name=f"gemini:models.generateContent:{v}"
         )
         r.add_post(f"/{v}/batches/{bid}:cancel", cancel_batch, name=f"gemini:batches.cancel:{v}")
-        r.add_post(f"/upload/{v}/files", upload, name=f"gemini:files.upload:{v}")
-        r.add_get(f"/{v}/files/{fid}:download", download_file, name=f"gemini:files.download:{v}")
-        r.add_get(f"/download/{v}/files/{fid}:download", download_file, name=f"gemini:files.download:dl-{v}")
     r.add_get("/v1beta/batches", list_batches, name="gemini:batches.list")
     r.add_get(f"/v1beta/batches/{bid}", get_batch, name="gemini:batches.retrieve")
     r.add_delete(f"/v1beta/batches/{bid}", delete_batch, name="gemini:batches.delete")
-    r.add_get(f"/v1beta/files/{fid}", get_file, name="gemini:files.retrieve")
-    r.add_delete(f"/v1beta/files/{fid}", delete_file, name="gemini:files.delete")

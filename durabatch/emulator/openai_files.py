@@ -9,27 +9,14 @@ from aiohttp import BodyPartReader, web
 
 from durabatch.emulator.errors import error_response
 from durabatch.emulator.files import StoredFile, stream_file
-from durabatch.emulator.state import STATE_KEY, EmulatorState, new_id
-from durabatch.emulator.wire import OPERATION, PROVIDER, json_ok
+from durabatch.emulator.route_helpers import items_after, missing_parameter, state_of, truncation
+from durabatch.emulator.state import new_id
+from durabatch.emulator.wire import json_ok
 
 __all__ = ["create_file", "delete_file", "file_content", "file_json", "list_files", "retrieve_file"]
 
 FILE_PURPOSES = frozenset({"assistants", "batch", "fine-tune", "vision", "user_data", "evals"})
 DEFAULT_FILE_TTL = 30 * 86400
-
-
-def _state(request: web.Request) -> EmulatorState:
-    return request.app[STATE_KEY]
-
-
-def _missing(request: web.Request, param: str) -> web.Response:
-    return error_response(
-        request,
-        400,
-        f"Missing required parameter: '{param}'.",
-        param=param,
-        code="missing_required_parameter",
-    )
 
 
 def file_json(f: StoredFile) -> dict[str, Any]:
@@ -52,7 +39,7 @@ def _no_file(request: web.Request, file_id: str) -> web.Response:
 
 
 async def create_file(request: web.Request) -> web.Response:
-    state = _state(request)
+    current = state_of(request)
     if not request.content_type.startswith("multipart/"):
         return error_response(request, 400, "Expected a multipart/form-data request.")
     reader = await request.multipart()
@@ -68,25 +55,25 @@ async def create_file(request: web.Request) -> web.Response:
         elif part.name:
             fields[part.name] = await part.text()
     if data is None:
-        return _missing(request, "file")
+        return missing_parameter(request, "file")
     purpose = fields.get("purpose")
     if not purpose:
-        return _missing(request, "purpose")
+        return missing_parameter(request, "purpose")
     if purpose not in FILE_PURPOSES:
         return error_response(
             request, 400, f"Invalid value for 'purpose': '{purpose}'.", param="purpose", code="invalid_value"
         )
-    if len(data) > state.config.openai_max_upload_bytes:
+    if len(data) > current.config.openai_max_upload_bytes:
         return error_response(request, 400, "File is too large.")
     if purpose == "batch" and not filename.endswith(".jsonl"):
         return error_response(request, 400, "Invalid file format for Batch API. Must be .jsonl")
-    f = StoredFile(new_id("openai_file"), filename, purpose, state.now(), data=data)
-    state.openai_files.add(f)
+    f = StoredFile(new_id("openai_file"), filename, purpose, current.now(), data=data)
+    current.openai_files.add(f)
     return json_ok(file_json(f))
 
 
 async def retrieve_file(request: web.Request) -> web.Response:
-    f = _state(request).openai_files.get(request.match_info["file_id"])
+    f = state_of(request).openai_files.get(request.match_info["file_id"])
     if f is None:
         return _no_file(request, request.match_info["file_id"])
     # A generated file's size means generating it once: keep that off the event loop.
@@ -95,16 +82,14 @@ async def retrieve_file(request: web.Request) -> web.Response:
 
 
 async def list_files(request: web.Request) -> web.Response:
-    state = _state(request)
     q = request.query
-    files = sorted(state.openai_files.files.values(), key=lambda f: f.created_at)
+    files = sorted(state_of(request).openai_files.files.values(), key=lambda f: f.created_at)
     if q.get("order", "desc") == "desc":
         files.reverse()
     if "purpose" in q:
         files = [f for f in files if f.purpose == q["purpose"]]
     if "after" in q:
-        ids = [f.id for f in files]
-        files = files[ids.index(q["after"]) + 1 :] if q["after"] in ids else []
+        files = items_after(files, q["after"], lambda f: f.id)
     limit = max(1, min(10_000, int(q.get("limit", "10000"))))
     page = files[:limit]
     data = await asyncio.to_thread(lambda: [file_json(f) for f in page])
@@ -121,28 +106,22 @@ async def list_files(request: web.Request) -> web.Response:
 
 async def delete_file(request: web.Request) -> web.Response:
     file_id = request.match_info["file_id"]
-    if not _state(request).openai_files.delete(file_id):
+    if not state_of(request).openai_files.delete(file_id):
         return _no_file(request, file_id)
     return json_ok({"id": file_id, "object": "file", "deleted": True})
 
 
 async def file_content(request: web.Request) -> web.StreamResponse:
-    state = _state(request)
+    current = state_of(request)
     file_id = request.match_info["file_id"]
-    f = state.openai_files.get(file_id)
+    f = current.openai_files.get(file_id)
     if f is None:
         return _no_file(request, file_id)
-    state.stats.downloads["openai"] += 1
-    cut = _truncation(request, f)
+    current.stats.downloads["openai"] += 1
     return await stream_file(
-        request, f, content_type="application/octet-stream", honour_range=True, cut_after=cut
+        request,
+        f,
+        content_type="application/octet-stream",
+        honour_range=True,
+        cut_after=truncation(request, f),
     )
-
-
-def _truncation(request: web.Request, f: StoredFile) -> int | None:
-    state = _state(request)
-    fault = state.faults.take(frozenset({"truncate_download"}), request[PROVIDER], request[OPERATION])
-    if fault is None:
-        return None
-    state.stats.faults_fired["truncate_download"] += 1
-    return fault.spec.after_bytes if fault.spec.after_bytes is not None else f.size // 2

@@ -15,9 +15,17 @@ from durabatch.emulator.faults import FaultSpec
 from durabatch.emulator.files import StoredFile
 from durabatch.emulator.openai_input import parse_input
 from durabatch.emulator.results import openai_error_lines, openai_output_lines
-from durabatch.emulator.state import STATE_KEY, EmulatorState, new_id
+from durabatch.emulator.route_helpers import (
+    batch_route,
+    create_response_lost,
+    int_query,
+    missing_parameter,
+    page_after,
+    state_of,
+)
+from durabatch.emulator.state import EmulatorState, new_id
 from durabatch.emulator.timeline import TERMINAL, Phase
-from durabatch.emulator.wire import PROVIDER, drop_connection, json_ok, read_json
+from durabatch.emulator.wire import drop_connection, json_ok, read_json
 
 __all__ = ["batch_json", "register"]
 
@@ -33,20 +41,6 @@ ENDPOINTS = frozenset(
         "/v1/videos",
     }
 )
-
-
-def _state(request: web.Request) -> EmulatorState:
-    return request.app[STATE_KEY]
-
-
-def _missing(request: web.Request, param: str) -> web.Response:
-    return error_response(
-        request,
-        400,
-        f"Missing required parameter: '{param}'.",
-        param=param,
-        code="missing_required_parameter",
-    )
 
 
 # ---------------------------------------------------------------- batches
@@ -172,13 +166,13 @@ def _over_token_limit(batch: Batch, state: EmulatorState) -> bool:
 
 
 async def create_batch(request: web.Request) -> web.Response:
-    state = _state(request)
+    state = state_of(request)
     body = await read_json(request)
     if not isinstance(body, dict):
         return error_response(request, 400, "We could not parse the JSON body of your request.")
     for param in ("input_file_id", "endpoint", "completion_window"):
         if not body.get(param):
-            return _missing(request, param)
+            return missing_parameter(request, param)
     if body["completion_window"] != "24h":
         return error_response(
             request,
@@ -234,36 +228,23 @@ async def create_batch(request: web.Request) -> web.Response:
         if _over_token_limit(batch, state):
             batch.apply_faults([FaultSpec(fault="token_limit_exceeded")])
     state.add_batch(batch, list((metadata or {}).values()))
-    if _lose_response(request, state):
+    if create_response_lost(request):
         return drop_connection(request)
     return json_ok(batch_json(batch, state))
-
-
-def _lose_response(request: web.Request, state: EmulatorState) -> bool:
-    fault = state.faults.take(frozenset({"lose_create_response"}), request[PROVIDER], "batches.create")
-    if fault is None:
-        return False
-    state.stats.faults_fired["lose_create_response"] += 1
-    return True
 
 
 def _no_batch(request: web.Request, batch_id: str) -> web.Response:
     return error_response(request, 404, f"No batch found with id '{batch_id}'.")
 
 
-async def retrieve_batch(request: web.Request) -> web.Response:
-    state = _state(request)
-    batch = state.get_batch("openai", request.match_info["batch_id"])
-    if batch is None:
-        return _no_batch(request, request.match_info["batch_id"])
-    return json_ok(batch_json(batch, state))
+@batch_route(_no_batch, provider="openai")
+async def retrieve_batch(request: web.Request, batch: Batch) -> web.Response:
+    return json_ok(batch_json(batch, state_of(request)))
 
 
-async def cancel_batch(request: web.Request) -> web.Response:
-    state = _state(request)
-    batch = state.get_batch("openai", request.match_info["batch_id"])
-    if batch is None:
-        return _no_batch(request, request.match_info["batch_id"])
+@batch_route(_no_batch, provider="openai")
+async def cancel_batch(request: web.Request, batch: Batch) -> web.Response:
+    state = state_of(request)
     if not batch.timeline.cancel(state.now()):
         return error_response(
             request, 409, f"Cannot cancel a batch with status '{batch.timeline.phase.value}'."
@@ -272,27 +253,20 @@ async def cancel_batch(request: web.Request) -> web.Response:
 
 
 async def list_batches(request: web.Request) -> web.Response:
-    state = _state(request)
-    ids = state.listing("openai")
-    after = request.query.get("after")
-    if after:
-        ids = ids[ids.index(after) + 1 :] if after in ids else []
-    try:
-        limit = int(request.query.get("limit", "20"))
-    except ValueError:
-        limit = 0
-    if not 1 <= limit <= 100:
+    state = state_of(request)
+    limit = int_query(request, "limit", 20)
+    if limit is None or not 1 <= limit <= 100:
         return error_response(
             request, 400, "Invalid 'limit': must be between 1 and 100.", param="limit", code="invalid_value"
         )
-    page = ids[:limit]
+    page, has_more = page_after(state.listing("openai"), request.query.get("after"), limit)
     return json_ok(
         {
             "object": "list",
             "data": [batch_json(state.batches[i], state) for i in page],
             "first_id": page[0] if page else None,
             "last_id": page[-1] if page else None,
-            "has_more": len(ids) > limit,
+            "has_more": has_more,
         }
     )
 
@@ -314,7 +288,7 @@ async def _realtime(request: web.Request, endpoint: str, needed: str) -> web.Res
         return error_response(request, 400, "We could not parse the JSON body of your request.")
     for param in ("model", needed):
         if param not in body:
-            return _missing(request, param)
+            return missing_parameter(request, param)
     if body.get("stream"):
         return error_response(request, 400, "Streaming is not supported by the emulator.", param="stream")
     item: Item = item_from_marker(str(body.get("user") or ""), body)

@@ -2,7 +2,8 @@
 
 Public surface: the interface types (`base`), the error tree (`errors`), request-line formats
 (`formats`), prices (`prices`) and `build_provider` (`registry`). Clients live in `openai`,
-`anthropic` and `gemini`; `http` and `jsonl` are shared plumbing.
+`anthropic` and `gemini`, on the shared base in `client_base`; `http` and `jsonl` are shared
+plumbing.
 """
 
 from durabatch.providers.base import (

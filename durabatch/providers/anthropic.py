@@ -18,11 +18,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import Any
 from urllib.parse import urlparse
-
-import httpx
 
 from durabatch.providers.base import (
     ProviderBatchRef,
@@ -36,11 +35,11 @@ from durabatch.providers.base import (
     ShardSubmission,
     token_count,
 )
+from durabatch.providers.client_base import ProviderClient, chunked
 from durabatch.providers.errors import NotFound, ProviderError, ProviderUnavailable
 from durabatch.providers.formats import ANTHROPIC_ENDPOINT, check_endpoint
-from durabatch.providers.http import ProviderHttp
 from durabatch.providers.jsonl import dumps_line
-from durabatch.providers.wire import as_dict, parse_timestamp, unparsed_result
+from durabatch.providers.wire import as_dict, parse_timestamp
 
 __all__ = [
     "ANTHROPIC_LIMITS",
@@ -77,66 +76,35 @@ _RESULT_OUTCOMES: dict[str, ResultOutcome] = {
 }
 #: tolerated difference between our clock and Anthropic's when matching created_at
 _CLOCK_SKEW_SECONDS = 120
-_FIND_MAX_PAGES = 50
 #: how long after create a 404 on the batch is treated as retryable
 _FRESH_404_SECONDS = 120
-_CHUNK = 256 * 1024
 
 
-class AnthropicProvider:
+class AnthropicProvider(ProviderClient):
     """`BatchProvider` for Anthropic's Message Batches API."""
 
-    def __init__(
-        self,
-        http: httpx.AsyncClient,
-        base_url: str,
-        api_key: Callable[[], str],
-        *,
-        name: str = "anthropic",
-        limits: ProviderLimits = ANTHROPIC_LIMITS,
-        download_attempts: int = 5,
-        retry_delay: float = 0.2,
-    ) -> None:
-        self.name = name
-        self.limits = limits
-        self._api_key = api_key
-        self._http = ProviderHttp(
-            name, http, base_url, self._auth, download_attempts=download_attempts, retry_delay=retry_delay
-        )
+    default_name = "anthropic"
+    default_limits = ANTHROPIC_LIMITS
 
-    def _auth(self) -> dict[str, str]:
-        return {"x-api-key": self._api_key(), "anthropic-version": ANTHROPIC_VERSION}
+    def _auth_headers(self, key: str) -> dict[str, str]:
+        return {"x-api-key": key, "anthropic-version": ANTHROPIC_VERSION}
 
     async def submit(self, shard: ShardSubmission) -> ProviderBatchRef:
         check_endpoint("anthropic", shard.endpoint)
 
-        async def body() -> AsyncIterator[bytes]:
-            buffer = bytearray(b'{"requests":[')
-            first = True
+        async def entries() -> AsyncIterator[bytes]:
             async for request in shard.requests():
-                if not first:
-                    buffer += b","
-                first = False
-                buffer += dumps_line({"custom_id": request.custom_id, "params": request.body})[:-1]
-                if len(buffer) >= _CHUNK:
-                    yield bytes(buffer)
-                    buffer.clear()
-            buffer += b"]}"
-            yield bytes(buffer)
+                yield dumps_line({"custom_id": request.custom_id, "params": request.body})[:-1]
 
+        body = chunked(entries(), head=b'{"requests":[', separator=b",", tail=b"]}")
         batch = await self._http.json(
             "POST",
             "/v1/messages/batches",
-            content=body(),
+            content=body,
             headers={"Content-Type": "application/json"},
             context="create message batch",
         )
-        log.info(
-            "anthropic batch %s created for %s",
-            batch.get("id"),
-            shard.tag,
-            extra={"action": "provider_submit", "batch_id": shard.batch_id, "provider": self.name},
-        )
+        self._log_created(batch.get("id"), shard)
         return ProviderBatchRef(
             provider=self.name,
             provider_batch_id=str(batch["id"]),
@@ -147,28 +115,25 @@ class AnthropicProvider:
         not_before = shard.attempt_started_at - _CLOCK_SKEW_SECONDS if shard.attempt_started_at else None
         excluded = shard.exclude_batch_ids
         candidates: list[tuple[float, str]] = []
-        after: str | None = None
-        for _ in range(_FIND_MAX_PAGES):
-            params: dict[str, str | int] = {"limit": 100}
-            if after:
-                params["after_id"] = after
-            page = await self._http.json("GET", "/v1/messages/batches", params=params, context="list batches")
-            data = [b for b in page.get("data") or [] if isinstance(b, dict)]
-            older_than_window = False
-            for batch in data:
-                created = parse_timestamp(batch.get("created_at")) or 0.0
-                if not_before is not None and created < not_before:
-                    older_than_window = True  # newest first: everything after this is older still
+        pages = self._list_pages(
+            "/v1/messages/batches", items="data", params={"limit": 100}, next_page=_next_page
+        )
+        async with aclosing(pages):
+            async for data in pages:
+                older_than_window = False
+                for batch in data:
+                    created = parse_timestamp(batch.get("created_at")) or 0.0
+                    if not_before is not None and created < not_before:
+                        older_than_window = True  # newest first: everything after this is older still
+                        break
+                    if str(batch.get("id")) in excluded:
+                        continue
+                    if _total(
+                        batch.get("request_counts") or {}
+                    ) == shard.request_count and await self._may_own(batch, shard):
+                        candidates.append((created, str(batch["id"])))
+                if older_than_window:
                     break
-                if str(batch.get("id")) in excluded:
-                    continue
-                if _total(batch.get("request_counts") or {}) == shard.request_count and await self._may_own(
-                    batch, shard
-                ):
-                    candidates.append((created, str(batch["id"])))
-            if older_than_window or not data or not page.get("has_more"):
-                break
-            after = str(page.get("last_id") or data[-1].get("id"))
         if not candidates:
             return None
         candidates.sort()
@@ -255,22 +220,14 @@ class AnthropicProvider:
                     f"batch {ref.provider_batch_id} ended without results_url", provider=self.name
                 )
             return
-        async for item in self._http.stream_lines(
+        async for line in self._result_lines(
             self._results_url(url, ref),
-            start_offset=start.offset,
-            start_lines=start.lines,
+            part=0,
+            start=start,
+            parse=anthropic_result,
             headers={"Accept": "application/binary"},
             what=f"results of {ref.provider_batch_id}",
         ):
-            if item.record is None:
-                line = unparsed_result(item)
-            else:
-                line = anthropic_result(item.record)
-                if line is not None:
-                    line.raw = item.raw
-            if line is None:
-                continue
-            line.cursor = ResultCursor(part=0, offset=item.offset, lines=item.lines)
             yield line
 
     def _results_url(self, url: str, ref: ProviderBatchRef) -> str:
@@ -283,19 +240,20 @@ class AnthropicProvider:
             return target.path or f"/v1/messages/batches/{ref.provider_batch_id}/results"
         return url
 
-    async def cancel(self, ref: ProviderBatchRef) -> None:
-        response = await self._http.request(
-            "POST",
-            f"/v1/messages/batches/{ref.provider_batch_id}/cancel",
-            allow=(400, 409),
-            context="cancel batch",
-        )
-        if not response.is_success:
-            log.info("anthropic batch %s already ended; cancel ignored", ref.provider_batch_id)
+    def _cancel_path(self, ref: ProviderBatchRef) -> str:
+        return f"/v1/messages/batches/{ref.provider_batch_id}/cancel"
 
     async def realtime(self, endpoint: str, body: dict[str, Any]) -> dict[str, Any]:
         check_endpoint("anthropic", endpoint)
         return await self._http.json("POST", endpoint, json_body=body, context=endpoint)
+
+
+def _next_page(page: dict[str, Any], data: list[dict[str, Any]]) -> dict[str, str] | None:
+    return (
+        {"after_id": str(page.get("last_id") or data[-1].get("id"))}
+        if data and page.get("has_more")
+        else None
+    )
 
 
 def _total(counts: dict[str, Any]) -> int:

@@ -13,6 +13,11 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field
 
+from durabatch.contract import PROVIDER_TERMINAL_STATES
+
+# The ref travels in workflow state, so it is one of the shared models; providers speak it.
+from durabatch.models import ProviderBatchRef
+
 __all__ = [
     "TERMINAL_STATES",
     "BatchProvider",
@@ -33,7 +38,8 @@ __all__ = [
 ProviderState = Literal[
     "submitted", "in_progress", "finalizing", "completed", "failed", "expired", "cancelled"
 ]
-TERMINAL_STATES: frozenset[str] = frozenset({"completed", "failed", "expired", "cancelled"})
+#: the states in which a provider batch has ended: the contract's set, under the name providers use
+TERMINAL_STATES: frozenset[str] = PROVIDER_TERMINAL_STATES
 
 ResultOutcome = Literal["succeeded", "failed", "expired", "cancelled"]
 
@@ -89,15 +95,6 @@ class ShardSubmission:
     #: awaited with the file id right after an upload, before the create call: the caller records it
     #: so that a retry after a failed create reuses the file
     on_uploaded: Callable[[str], Awaitable[None]] | None = None
-
-
-class ProviderBatchRef(BaseModel):
-    """Where a submitted provider batch lives. Small and serialisable: it goes into workflow state."""
-
-    provider: str
-    provider_batch_id: str
-    input_file_id: str | None = None
-    extra: dict[str, str] = Field(default_factory=dict)
 
 
 class RequestCounts(BaseModel):

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing
 from typing import Any
 
 import httpx
@@ -33,6 +34,7 @@ from durabatch.providers.base import (
     ResultLine,
     ShardSubmission,
 )
+from durabatch.providers.client_base import ProviderClient, chunked
 from durabatch.providers.errors import BadRequest, ProviderUnavailable
 from durabatch.providers.formats import GEMINI_ENDPOINT, check_endpoint, model_of
 from durabatch.providers.gemini_wire import (
@@ -42,9 +44,8 @@ from durabatch.providers.gemini_wire import (
     gemini_status,
     inline_responses,
 )
-from durabatch.providers.http import ProviderHttp
 from durabatch.providers.jsonl import dumps_line
-from durabatch.providers.wire import as_dict, parse_timestamp, unparsed_result
+from durabatch.providers.wire import as_dict, parse_timestamp
 
 __all__ = ["GEMINI_LIMITS", "INLINE_MAX_BYTES", "GeminiProvider"]
 
@@ -62,13 +63,14 @@ GEMINI_LIMITS = ProviderLimits(
 #: shards smaller than this are sent inline (the documented inline limit is 20 MB)
 INLINE_MAX_BYTES = 10_000_000
 _FIND_SKEW_SECONDS = 300
-_FIND_MAX_PAGES = 50
-_CHUNK = 256 * 1024
 _UPLOAD_MIME = "application/jsonl"
 
 
-class GeminiProvider:
+class GeminiProvider(ProviderClient):
     """`BatchProvider` for the Gemini Developer API's batch mode."""
+
+    default_name = "gemini"
+    default_limits = GEMINI_LIMITS
 
     def __init__(
         self,
@@ -82,16 +84,19 @@ class GeminiProvider:
         download_attempts: int = 5,
         retry_delay: float = 0.2,
     ) -> None:
-        self.name = name
-        self.limits = limits
-        self.inline_max_bytes = inline_max_bytes
-        self._api_key = api_key
-        self._http = ProviderHttp(
-            name, http, base_url, self._auth, download_attempts=download_attempts, retry_delay=retry_delay
+        super().__init__(
+            http,
+            base_url,
+            api_key,
+            name=name,
+            limits=limits,
+            download_attempts=download_attempts,
+            retry_delay=retry_delay,
         )
+        self.inline_max_bytes = inline_max_bytes
 
-    def _auth(self) -> dict[str, str]:
-        return {"x-goog-api-key": self._api_key()}
+    def _auth_headers(self, key: str) -> dict[str, str]:
+        return {"x-goog-api-key": key}
 
     # -- submit ------------------------------------------------------------------------------
 
@@ -120,12 +125,7 @@ class GeminiProvider:
             context="create batch",
         )
         name = str(operation.get("name") or (operation.get("metadata") or {}).get("name"))
-        log.info(
-            "gemini batch %s created for %s",
-            name,
-            shard.tag,
-            extra={"action": "provider_submit", "batch_id": shard.batch_id, "provider": self.name},
-        )
+        self._log_created(name, shard)
         return ProviderBatchRef(provider=self.name, provider_batch_id=name, extra={"model": model})
 
     async def _first_model(self, shard: ShardSubmission) -> str | None:
@@ -133,30 +133,25 @@ class GeminiProvider:
             return model_of("gemini", request.body)
         return None
 
-    async def _inline_body(self, shard: ShardSubmission) -> AsyncIterator[bytes]:
-        head = dumps_line({"displayName": shard.tag})[:-2]  # drop "}\n": the object continues
-        buffer = bytearray(b'{"batch":' + head + b',"inputConfig":{"requests":{"requests":[')
-        first = True
-        async for request in shard.requests():
-            if not first:
-                buffer += b","
-            first = False
-            buffer += dumps_line({"request": request.body, "metadata": {"key": request.custom_id}})[:-1]
-            if len(buffer) >= _CHUNK:
-                yield bytes(buffer)
-                buffer.clear()
-        buffer += b"]}}}}"
-        yield bytes(buffer)
+    def _inline_body(self, shard: ShardSubmission) -> AsyncIterator[bytes]:
+        async def entries() -> AsyncIterator[bytes]:
+            async for request in shard.requests():
+                yield dumps_line({"request": request.body, "metadata": {"key": request.custom_id}})[:-1]
 
-    async def _file_lines(self, shard: ShardSubmission) -> AsyncIterator[bytes]:
-        buffer = bytearray()
-        async for request in shard.requests():
-            buffer += dumps_line({"key": request.custom_id, "request": request.body})
-            if len(buffer) >= _CHUNK:
-                yield bytes(buffer)
-                buffer.clear()
-        if buffer:
-            yield bytes(buffer)
+        head = dumps_line({"displayName": shard.tag})[:-2]  # drop "}\n": the object continues
+        return chunked(
+            entries(),
+            head=b'{"batch":' + head + b',"inputConfig":{"requests":{"requests":[',
+            separator=b",",
+            tail=b"]}}}}",
+        )
+
+    def _file_lines(self, shard: ShardSubmission) -> AsyncIterator[bytes]:
+        async def lines() -> AsyncIterator[bytes]:
+            async for request in shard.requests():
+                yield dumps_line({"key": request.custom_id, "request": request.body})
+
+        return chunked(lines())
 
     async def delete_input_file(self, file_id: str) -> None:
         """Remove an uploaded input file (`files/...`) whose batch was never created."""
@@ -209,30 +204,27 @@ class GeminiProvider:
 
     async def find_submitted(self, shard: ShardSubmission) -> ProviderBatchRef | None:
         not_before = shard.attempt_started_at - _FIND_SKEW_SECONDS if shard.attempt_started_at else None
-        token: str | None = None
-        for _ in range(_FIND_MAX_PAGES):
-            params: dict[str, str | int] = {"pageSize": 100}
-            if token:
-                params["pageToken"] = token
-            page = await self._http.json("GET", "/v1beta/batches", params=params, context="list batches")
-            operations = [op for op in page.get("operations") or [] if isinstance(op, dict)]
-            older = False
-            for op in operations:
-                meta = op.get("metadata") or {}
-                if meta.get("displayName") == shard.tag:
-                    model = str(meta.get("model") or "").removeprefix("models/")
-                    return ProviderBatchRef(
-                        provider=self.name,
-                        provider_batch_id=str(op.get("name") or meta.get("name")),
-                        extra={"model": model} if model else {},
-                    )
-                created = parse_timestamp(meta.get("createTime"))
-                if not_before is not None and created is not None and created < not_before:
-                    older = True
-            token = page.get("nextPageToken") or None
-            # list order is not documented, so stop only once a whole page predates the window
-            if not token or (older and all(batch_created_at(op) < (not_before or 0) for op in operations)):
-                return None
+        pages = self._list_pages(
+            "/v1beta/batches", items="operations", params={"pageSize": 100}, next_page=_next_page
+        )
+        async with aclosing(pages):
+            async for operations in pages:
+                older = False
+                for op in operations:
+                    meta = op.get("metadata") or {}
+                    if meta.get("displayName") == shard.tag:
+                        model = str(meta.get("model") or "").removeprefix("models/")
+                        return ProviderBatchRef(
+                            provider=self.name,
+                            provider_batch_id=str(op.get("name") or meta.get("name")),
+                            extra={"model": model} if model else {},
+                        )
+                    created = parse_timestamp(meta.get("createTime"))
+                    if not_before is not None and created is not None and created < not_before:
+                        older = True
+                # list order is not documented, so stop only once a whole page predates the window
+                if older and all(batch_created_at(op) < (not_before or 0) for op in operations):
+                    return None
         return None
 
     async def status(self, ref: ProviderBatchRef) -> ProviderStatus:
@@ -259,32 +251,20 @@ class GeminiProvider:
                     yield line
             return
         file_id = location.removeprefix("files/")
-        async for downloaded in self._http.stream_lines(
+        async for line in self._result_lines(
             f"/v1beta/files/{file_id}:download?alt=media",
-            start_offset=start.offset,
-            start_lines=start.lines,
+            part=0,
+            start=start,
+            parse=_file_result,
+            id_field="key",
             what=f"responses file {location}",
         ):
-            record = downloaded.record
-            if record is None:
-                line = unparsed_result(downloaded, "key")
-            else:
-                line = gemini_result(record, record.get("key") if isinstance(record, dict) else None)
-                if line is not None:
-                    line.raw = downloaded.raw
-            if line is None:
-                continue
-            line.cursor = ResultCursor(part=0, offset=downloaded.offset, lines=downloaded.lines)
             yield line
 
     # -- cancel / realtime -------------------------------------------------------------------
 
-    async def cancel(self, ref: ProviderBatchRef) -> None:
-        response = await self._http.request(
-            "POST", f"/v1beta/{ref.provider_batch_id}:cancel", allow=(400, 409), context="cancel batch"
-        )
-        if not response.is_success:
-            log.info("gemini batch %s already ended; cancel ignored", ref.provider_batch_id)
+    def _cancel_path(self, ref: ProviderBatchRef) -> str:
+        return f"/v1beta/{ref.provider_batch_id}:cancel"
 
     async def realtime(self, endpoint: str, body: dict[str, Any]) -> dict[str, Any]:
         check_endpoint("gemini", endpoint)
@@ -295,6 +275,16 @@ class GeminiProvider:
         return await self._http.json(
             "POST", f"/v1beta/models/{model}:generateContent", json_body=payload, context=endpoint
         )
+
+
+def _next_page(page: dict[str, Any], operations: list[dict[str, Any]]) -> dict[str, str] | None:
+    token = page.get("nextPageToken")
+    return {"pageToken": str(token)} if token else None
+
+
+def _file_result(record: Any) -> ResultLine | None:
+    # a responses file line is {"key": custom_id, "response" | "error": ...}
+    return gemini_result(record, record.get("key") if isinstance(record, dict) else None)
 
 
 async def _once(data: bytes) -> AsyncIterator[bytes]:

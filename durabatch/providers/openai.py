@@ -23,6 +23,7 @@ import logging
 import re
 import secrets
 from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing
 from typing import Any
 from urllib.parse import urlparse
 
@@ -36,12 +37,11 @@ from durabatch.providers.base import (
     ResultLine,
     ShardSubmission,
 )
+from durabatch.providers.client_base import ProviderClient, chunked
 from durabatch.providers.errors import BadRequest, ProviderUnavailable
 from durabatch.providers.formats import OPENAI_ENDPOINTS, check_endpoint
-from durabatch.providers.http import ProviderHttp
 from durabatch.providers.jsonl import dumps_line
 from durabatch.providers.openai_wire import openai_result, openai_status, unwrap_batch
-from durabatch.providers.wire import unparsed_result
 
 __all__ = ["OPENAI_LIMITS", "OpenAIProvider"]
 
@@ -56,14 +56,15 @@ OPENAI_LIMITS = ProviderLimits(
 )
 
 _FIND_SKEW_SECONDS = 300
-_FIND_MAX_PAGES = 50
-_UPLOAD_CHUNK = 256 * 1024
 #: how long Azure may take to process an uploaded input file before the submit is retried
 _FILE_PROCESSING_TIMEOUT = 600.0
 
 
-class OpenAIProvider:
+class OpenAIProvider(ProviderClient):
     """`BatchProvider` for OpenAI and OpenAI-compatible APIs."""
+
+    default_name = "openai"
+    default_limits = OPENAI_LIMITS
 
     def __init__(
         self,
@@ -77,18 +78,20 @@ class OpenAIProvider:
         download_attempts: int = 5,
         retry_delay: float = 0.2,
     ) -> None:
-        self.name = name
-        self.limits = limits
+        super().__init__(
+            http,
+            base_url,
+            api_key,
+            name=name,
+            limits=limits,
+            download_attempts=download_attempts,
+            retry_delay=retry_delay,
+        )
         if azure is None:
             azure = (urlparse(base_url).hostname or "").endswith(".openai.azure.com")
         self._azure = azure
-        self._api_key = api_key
-        self._http = ProviderHttp(
-            name, http, base_url, self._auth, download_attempts=download_attempts, retry_delay=retry_delay
-        )
 
-    def _auth(self) -> dict[str, str]:
-        key = self._api_key()
+    def _auth_headers(self, key: str) -> dict[str, str]:
         return {"api-key": key} if self._azure else {"Authorization": f"Bearer {key}"}
 
     # -- submit ------------------------------------------------------------------------------
@@ -111,28 +114,16 @@ class OpenAIProvider:
             },
             context="create batch",
         )
-        log.info(
-            "openai batch %s created for %s",
-            batch.get("id"),
-            shard.tag,
-            extra={"action": "provider_submit", "batch_id": shard.batch_id, "provider": self.name},
-        )
+        self._log_created(batch.get("id"), shard)
         return self._ref(batch)
 
     async def _upload(self, shard: ShardSubmission) -> str:
         boundary = secrets.token_hex(16)
         filename = re.sub(r"[^A-Za-z0-9_.-]", "_", shard.tag)[:100] + ".jsonl"
 
-        async def body() -> AsyncIterator[bytes]:
-            # multipart/form-data written by hand so the file part can be streamed from the store.
-            yield (
-                f'--{boundary}\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nbatch\r\n'
-                f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
-                "Content-Type: application/jsonl\r\n\r\n"
-            ).encode()
-            buffer = bytearray()
+        async def lines() -> AsyncIterator[bytes]:
             async for request in shard.requests():
-                buffer += dumps_line(
+                yield dumps_line(
                     {
                         "custom_id": request.custom_id,
                         "method": "POST",
@@ -140,17 +131,19 @@ class OpenAIProvider:
                         "body": request.body,
                     }
                 )
-                if len(buffer) >= _UPLOAD_CHUNK:
-                    yield bytes(buffer)
-                    buffer.clear()
-            if buffer:
-                yield bytes(buffer)
-            yield f"\r\n--{boundary}--\r\n".encode()
+
+        # multipart/form-data written by hand so the file part can be streamed from the store.
+        head = (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nbatch\r\n'
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
+            "Content-Type: application/jsonl\r\n\r\n"
+        ).encode()
+        body = chunked(lines(), head=head, tail=f"\r\n--{boundary}--\r\n".encode())
 
         uploaded = await self._http.json(
             "POST",
             "/files",
-            content=body(),
+            content=body,
             headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
             context="upload batch input file",
         )
@@ -192,24 +185,16 @@ class OpenAIProvider:
         """Newest-first scan of ``GET /batches`` for ``metadata.durabatch_tag == shard.tag``, stopping
         at batches created well before the first attempt."""
         not_before = shard.attempt_started_at - _FIND_SKEW_SECONDS if shard.attempt_started_at else None
-        after: str | None = None
-        for _ in range(_FIND_MAX_PAGES):
-            params: dict[str, str | int] = {"limit": 100}
-            if after:
-                params["after"] = after
-            page = await self._http.json("GET", "/batches", params=params, context="list batches")
-            data = [b for b in page.get("data") or [] if isinstance(b, dict)]
-            for batch in data:
-                metadata = batch.get("metadata") or {}
-                if isinstance(metadata, dict) and metadata.get("durabatch_tag") == shard.tag:
-                    return self._ref(batch)
-            if not data or not page.get("has_more"):
-                return None
-            oldest = data[-1].get("created_at")
-            if not_before is not None and isinstance(oldest, int | float) and oldest < not_before:
-                return None
-            after = str(data[-1].get("id"))
-        log.warning("openai find_submitted gave up after %d pages for %s", _FIND_MAX_PAGES, shard.tag)
+        pages = self._list_pages("/batches", items="data", params={"limit": 100}, next_page=_next_page)
+        async with aclosing(pages):
+            async for data in pages:
+                for batch in data:
+                    metadata = batch.get("metadata") or {}
+                    if isinstance(metadata, dict) and metadata.get("durabatch_tag") == shard.tag:
+                        return self._ref(batch)
+                oldest = data[-1].get("created_at") if data else None
+                if not_before is not None and isinstance(oldest, int | float) and oldest < not_before:
+                    return None
         return None
 
     def _ref(self, batch: dict[str, Any]) -> ProviderBatchRef:
@@ -236,43 +221,29 @@ class OpenAIProvider:
         for part, file_id in enumerate(parts):
             if part < start.part or not file_id:
                 continue
-            offset, lines = (start.offset, start.lines) if part == start.part else (0, 0)
-            async for item in self._http.stream_lines(
+            async for line in self._result_lines(
                 f"/files/{file_id}/content",
-                start_offset=offset,
-                start_lines=lines,
+                part=part,
+                start=start,
+                parse=openai_result,
                 headers={"Accept": "application/binary"},
                 what=f"{'output' if part == 0 else 'error'} file {file_id}",
             ):
-                if item.record is None:
-                    line = unparsed_result(item)
-                else:
-                    line = openai_result(item.record)
-                    if line is not None:
-                        line.raw = item.raw
-                if line is None:
-                    continue
-                line.cursor = ResultCursor(part=part, offset=item.offset, lines=item.lines)
                 yield line
 
     # -- cancel / realtime -------------------------------------------------------------------
 
-    async def cancel(self, ref: ProviderBatchRef) -> None:
-        response = await self._http.request(
-            "POST", f"/batches/{ref.provider_batch_id}/cancel", allow=(400, 409), context="cancel batch"
-        )
-        if not response.is_success:
-            log.info(
-                "openai batch %s already ended; cancel ignored (HTTP %d)",
-                ref.provider_batch_id,
-                response.status_code,
-                extra={"action": "provider_cancel", "provider": self.name},
-            )
+    def _cancel_path(self, ref: ProviderBatchRef) -> str:
+        return f"/batches/{ref.provider_batch_id}/cancel"
 
     async def realtime(self, endpoint: str, body: dict[str, Any]) -> dict[str, Any]:
         check_endpoint("openai", endpoint)
         # base URL already ends in /v1; endpoints are named with it
         return await self._http.json("POST", endpoint.removeprefix("/v1"), json_body=body, context=endpoint)
+
+
+def _next_page(page: dict[str, Any], data: list[dict[str, Any]]) -> dict[str, str] | None:
+    return {"after": str(data[-1].get("id"))} if data and page.get("has_more") else None
 
 
 def _metadata(shard: ShardSubmission) -> dict[str, str]:

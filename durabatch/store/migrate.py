@@ -13,7 +13,7 @@ from importlib import resources
 
 import asyncpg
 
-from durabatch.store.errors import MigrationError
+from durabatch.store.errors import MigrationError, store_errors
 from durabatch.store.pool import Conn
 
 __all__ = ["MIGRATION_LOCK_KEY", "Migration", "available_migrations", "migrate"]
@@ -48,7 +48,13 @@ def available_migrations() -> list[Migration]:
 
 
 async def migrate(conn: Conn) -> list[str]:
-    """Apply every pending migration; returns the names applied by this call (empty if none)."""
+    """Apply every pending migration; returns the names applied by this call (empty if none).
+    A migration that fails raises MigrationError; losing the database raises StoreUnavailable."""
+    with store_errors():
+        return await _migrate(conn)
+
+
+async def _migrate(conn: Conn) -> list[str]:
     applied_now: list[str] = []
     await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_KEY)
     try:

@@ -1,16 +1,23 @@
-"""The asyncpg connection pool, with JSON codecs so jsonb columns read and write Python objects."""
+"""The asyncpg connection pool, with JSON codecs so jsonb columns read and write Python objects.
+
+Callers borrow connections through `connection(pool)` or `transaction(pool)` rather than
+`pool.acquire()`: acquiring, beginning and committing then raise the store's errors
+(durabatch.store.errors), like every query function does, so no caller needs the driver's types.
+"""
 
 from __future__ import annotations
 
 import json
+from types import TracebackType
 from typing import Any
 
 import asyncpg
-from asyncpg.pool import PoolConnectionProxy
+from asyncpg.pool import PoolAcquireContext, PoolConnectionProxy
+from asyncpg.transaction import Transaction
 
-from durabatch.store.errors import StoreUnavailable
+from durabatch.store.errors import StoreUnavailable, store_errors, translate
 
-__all__ = ["Conn", "Executor", "Pool", "RawJSON", "create_pool"]
+__all__ = ["Conn", "Executor", "Pool", "RawJSON", "connection", "create_pool", "transaction"]
 
 Pool = asyncpg.Pool
 
@@ -46,10 +53,62 @@ async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10, **kwar
         pool = await asyncpg.create_pool(
             dsn, min_size=min_size, max_size=max_size, init=_init_connection, **kwargs
         )
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+    except Exception as exc:
+        if translate(exc) is None:
+            raise
+        # whatever the driver's reason (refused, bad password, no such database), nothing is stored
+        # until it is fixed: the caller reports "unavailable", naming the host, never the password
         raise StoreUnavailable(f"cannot connect to PostgreSQL ({_redact(dsn)}): {exc}") from exc
     assert pool is not None
     return pool
+
+
+class _Borrowed:
+    """`async with` a pooled connection (in a transaction if asked), with the driver's errors from
+    acquiring, beginning, committing and releasing translated. Errors of the block itself pass
+    untouched: the block may read files or call providers, whose errors are not the store's."""
+
+    def __init__(self, pool: Pool, *, in_transaction: bool, readonly: bool = False) -> None:
+        self._pool = pool
+        self._in_transaction = in_transaction
+        self._readonly = readonly
+        self._acquired: PoolAcquireContext | None = None
+        self._transaction: Transaction | None = None
+
+    async def __aenter__(self) -> Conn:
+        with store_errors():
+            self._acquired = self._pool.acquire()
+            conn: Conn = await self._acquired.__aenter__()
+            if self._in_transaction:
+                self._transaction = conn.transaction(readonly=self._readonly)
+                try:
+                    await self._transaction.start()
+                except BaseException:
+                    await self._acquired.__aexit__(None, None, None)
+                    raise
+            return conn
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        assert self._acquired is not None
+        with store_errors():
+            try:
+                if self._transaction is not None:
+                    await self._transaction.__aexit__(kind, exc, tb)
+            finally:
+                await self._acquired.__aexit__(kind, exc, tb)
+
+
+def connection(pool: Pool) -> _Borrowed:
+    """`async with connection(pool) as conn:` a connection borrowed from the pool."""
+    return _Borrowed(pool, in_transaction=False)
+
+
+def transaction(pool: Pool, *, readonly: bool = False) -> _Borrowed:
+    """`async with transaction(pool) as conn:` a borrowed connection inside one transaction,
+    committed when the block ends and rolled back when it raises."""
+    return _Borrowed(pool, in_transaction=True, readonly=readonly)
 
 
 def _redact(dsn: str) -> str:

@@ -16,6 +16,7 @@ __all__ = [
     "copy_requests",
     "delete_requests",
     "iter_shard",
+    "iter_sized_bodies",
     "line_sizes",
     "mark_submitted",
     "move_to_round",
@@ -59,11 +60,26 @@ async def iter_shard(
         last = rows[-1]["line_no"]
 
 
+async def iter_sized_bodies(
+    pool: asyncpg.Pool, batch_id: str, shard: int, round_: int, *, chunk: int = 2000
+) -> AsyncIterator[tuple[dict[str, Any], int]]:
+    """Yield (body, byte_size) of one shard in line order, as `iter_shard` pages through it."""
+    last = -1
+    while True:
+        with query_span("requests.iter_sized_bodies", batch_id):
+            rows = await _fetch_shard_chunk(pool, batch_id, shard, round_, last, chunk)
+        if not rows:
+            return
+        for row in rows:
+            yield row["body"], row["byte_size"]
+        last = rows[-1]["line_no"]
+
+
 async def _fetch_shard_chunk(
     pool: asyncpg.Pool, batch_id: str, shard: int, round_: int, last: int, chunk: int
 ) -> list[asyncpg.Record]:
     return await pool.fetch(
-        """SELECT line_no, custom_id, body FROM requests
+        """SELECT line_no, custom_id, body, byte_size FROM requests
                 WHERE batch_id = $1 AND shard = $2 AND round = $3 AND line_no > $4
                 ORDER BY line_no LIMIT $5""",
         batch_id,

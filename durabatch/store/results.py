@@ -15,7 +15,8 @@ from typing import Any
 
 import asyncpg
 
-from durabatch.store.pool import Conn, Executor
+from durabatch.store.errors import store_errors
+from durabatch.store.pool import Conn, Executor, transaction
 from durabatch.store.tracing import query_span, traced
 
 __all__ = [
@@ -99,7 +100,7 @@ async def write_results(conn: Conn, batch_id: str, records: Sequence[tuple[Any, 
     `results` in one statement, so a chunk is written whole or not at all.
 
     The caller offers only rows of requests that `shard_progress` reported pending, each once; a
-    row already present fails the whole COPY on the unique key (asyncpg.UniqueViolationError),
+    row already present fails the whole COPY on the unique key (StoreConflict),
     which the activity retries from a fresh `shard_progress`. `batch_id` names the span.
     """
     await conn.copy_records_to_table("results", records=records, columns=list(RESULT_COLUMNS))
@@ -117,19 +118,20 @@ async def iter_results(
     same reason as in `shard_totals`: without statistics the planner's nested loop scans every
     result of the batch for each request.
     """
-    async with pool.acquire() as conn, conn.transaction(readonly=True):
-        await conn.execute("SET LOCAL enable_nestloop = off")
-        cursor = await conn.cursor(
-            """SELECT r.line_no, r.custom_id, x.round, x.outcome, x.status_code, x.body, x.line, x.error,
-                      x.input_tokens, x.output_tokens, x.cached_tokens, x.cost_usd
-                 FROM requests r
-                 JOIN results x ON x.batch_id = r.batch_id AND x.custom_id = r.custom_id
-                               AND x.round = r.round
-                WHERE r.batch_id = $1 AND x.batch_id = $1 AND ($2::text IS NULL OR x.outcome = $2)
-                ORDER BY r.line_no""",
-            batch_id,
-            outcome,
-        )
+    async with transaction(pool, readonly=True) as conn:
+        with store_errors():
+            await conn.execute("SET LOCAL enable_nestloop = off")
+            cursor = await conn.cursor(
+                """SELECT r.line_no, r.custom_id, x.round, x.outcome, x.status_code, x.body, x.line, x.error,
+                          x.input_tokens, x.output_tokens, x.cached_tokens, x.cost_usd
+                     FROM requests r
+                     JOIN results x ON x.batch_id = r.batch_id AND x.custom_id = r.custom_id
+                                   AND x.round = r.round
+                    WHERE r.batch_id = $1 AND x.batch_id = $1 AND ($2::text IS NULL OR x.outcome = $2)
+                    ORDER BY r.line_no""",
+                batch_id,
+                outcome,
+            )
         while True:
             # one span per fetch, closed before yielding: a span open across a yield would leak
             # its context into the consumer

@@ -15,9 +15,9 @@ import pytest
 from temporalio.testing import ActivityEnvironment
 
 from activities import ActivityDeps
+from durabatch.activity_api import ClaimInput, StageInput
 from durabatch.emulator import run_emulator
 from durabatch.emulator.server import RunningEmulator
-from durabatch.models import ClaimInput, StageInput
 from durabatch.providers.registry import build_provider
 from durabatch.settings import Settings
 from durabatch.store.pool import Pool

@@ -12,16 +12,8 @@ from activities.handlers import HandlerActivities
 from activities.ingest import IngestActivities
 from activities.staging import StagingActivities
 from activities.submission import SubmissionActivities
-from durabatch.models import (
-    BatchSummary,
-    FinalizeInput,
-    HandlerInput,
-    HandlerSpec,
-    IngestInput,
-    PollInput,
-    ShardState,
-    SubmitInput,
-)
+from durabatch.activity_api import FinalizeInput, HandlerInput, IngestInput, PollInput, SubmitInput
+from durabatch.models import BatchSummary, HandlerSpec, ShardState
 from durabatch.webhook_receiver import WebhookReceiver
 from tests.activities.conftest import Rig, new_id, stage_input
 from tests.helpers import eventually
@@ -47,7 +39,7 @@ async def staged_and_submitted(rig: Rig, env: ActivityEnvironment, n: int) -> tu
     batch_id = new_id()
     await env.run(StagingActivities(rig.deps).stage_requests, stage_input(batch_id, n))
     sent = await env.run(SubmissionActivities(rig.deps).submit_shard, submit_input(batch_id))
-    return batch_id, ShardState(shard=0, request_count=n, provider_batch_id=sent.provider_batch_id)
+    return batch_id, ShardState(shard=0, request_count=n, ref=sent.ref)
 
 
 async def test_submit_twice_creates_one_provider_batch(rig: Rig, env: ActivityEnvironment) -> None:

@@ -8,7 +8,6 @@ import io
 import json
 import signal
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -110,15 +109,12 @@ def test_submit_wait_shows_progress_and_summary_then_status_list_results(
     assert details is not None and "requests: " in details and "(12 requests)" in details, details
 
     # visibility is eventually consistent
-    deadline = time.monotonic() + 10
-    while True:
+    def listed() -> list[dict[str, Any]]:
         r = run_cli("list", "--status", "completed", "--provider", "openai", "--json", env=dev.env)
         assert r.returncode == 0, r.stderr
-        rows = [json.loads(line) for line in r.stdout.splitlines()]
-        if any(row["batch_id"] == batch_id for row in rows):
-            break
-        assert time.monotonic() < deadline, rows
-        time.sleep(0.5)
+        return [json.loads(line) for line in r.stdout.splitlines()]
+
+    rows = eventually_sync(listed, lambda rows: any(row["batch_id"] == batch_id for row in rows), 10)
     [row] = [row for row in rows if row["batch_id"] == batch_id]
     assert (row["status"], row["provider"], row["requests"]) == ("completed", "openai", 12)
     r = run_cli("list", "--status", "completed", env=dev.env)

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import json
 
-import asyncpg
 import pytest
 
-from durabatch.store import batches, requests, results
+from durabatch.store import StoreConflict, batches, requests, results
 from durabatch.store.pool import Pool
 
 
@@ -40,7 +39,7 @@ async def test_result_writes_are_exactly_once_by_the_unique_key(pool: Pool) -> N
     async with pool.acquire() as conn:
         first = await results.write_results(conn, "copy2", [_result("copy2", f"r{i}") for i in range(6)])
         # a chunk that repeats one stored row (a zombie attempt) is refused whole, writing nothing
-        with pytest.raises(asyncpg.UniqueViolationError):
+        with pytest.raises(StoreConflict):
             await results.write_results(conn, "copy2", [_result("copy2", "r7"), _result("copy2", "r1")])
         after = await results.shard_progress(conn, "copy2", 0, 0)
         resolved = await batches.reconcile(

@@ -18,7 +18,8 @@ from temporalio.testing import ActivityEnvironment
 
 from activities import ActivityDeps
 from activities.ingest import IngestActivities
-from durabatch.models import IngestInput, ShardState
+from durabatch.activity_api import IngestInput
+from durabatch.models import ProviderBatchRef, ShardState
 from durabatch.providers.base import ResultCursor
 from durabatch.providers.registry import build_provider
 from tests.stack import API_KEY, Stack, assert_one_outcome_each, chat_requests, write_jsonl
@@ -82,7 +83,11 @@ async def test_resume_from_an_old_heartbeat_writes_each_result_once(
     env.info = dataclasses.replace(env.info, heartbeat_details=[cursor.model_dump()])
     beats: list[Any] = []
     env.on_heartbeat = lambda *details: beats.append(details[0])
-    shard = ShardState(shard=0, provider_batch_id=summary.provider_batch_ids[0], state="completed")
+    shard = ShardState(
+        shard=0,
+        ref=ProviderBatchRef(provider="openai", provider_batch_id=summary.provider_batch_ids[0]),
+        state="completed",
+    )
     result = await env.run(
         IngestActivities(deps).ingest_results,
         IngestInput(batch_id=batch_id, provider="openai", model="gpt-4o-mini", shard=shard),

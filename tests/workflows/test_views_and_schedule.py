@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from durabatch.client import start_summary
-from durabatch.models import BatchState, BatchTotals, ShardState
+from durabatch.models import BatchState, BatchTotals, ProviderBatchRef, ShardState
 from workflows.schedule import JITTER_FRACTION, poll_delay
 from workflows.validate import BatchConfig
 from workflows.views import details_markdown, dollars, relative_time, status_of, summary_of, usage_so_far
@@ -77,7 +77,12 @@ def test_details_name_the_counts_the_provider_batches_and_a_failure() -> None:
         request_count=10,
         poll_count=3,
         shards=[
-            ShardState(shard=0, provider_batch_id="batch_abc", provider_status="in_progress", succeeded=4)
+            ShardState(
+                shard=0,
+                ref=ProviderBatchRef(provider="openai", provider_batch_id="batch_abc"),
+                provider_status="in_progress",
+                succeeded=4,
+            )
         ],
         failure_reason="max age reached",
     )

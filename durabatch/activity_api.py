@@ -1,0 +1,292 @@
+"""The activities' interface: every activity's name, input and result, written once.
+
+The workflow calls activities through the stubs at the bottom of this module, so the type checker
+ties each call's input to its result and a reader can follow a call across Temporal; the worker
+registers the implementations in `activities/`, which take their names from these stubs
+(`tests/test_activity_api.py` checks that each implementation has its stub's types). The stubs are
+never registered and never run.
+
+Like durabatch.models, these shapes travel in Temporal payloads and history: small (ids, counts,
+statuses), and tolerant of extra keys so that fields can be added without breaking running batches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal, NoReturn
+
+from pydantic import BaseModel, ConfigDict, Field
+from temporalio import activity
+
+from durabatch.models import BatchStatus, BatchSummary, BatchTotals, CarriesRef, HandlerSpec, ShardState
+
+__all__ = [
+    "AdmissionInput",
+    "AdmissionResult",
+    "CancelInput",
+    "ClaimInput",
+    "FinalizeInput",
+    "HandlerInput",
+    "HandlerResult",
+    "IngestInput",
+    "IngestResult",
+    "PollInput",
+    "PollResult",
+    "RoundInput",
+    "ShardPlan",
+    "StageInput",
+    "StageResult",
+    "SubmitInput",
+    "SubmitResult",
+    "activity_name",
+    "cancel_provider_batches",
+    "claim_batch",
+    "claim_handler",
+    "deliver_webhook",
+    "finalize_batch",
+    "ingest_results",
+    "poll_shards",
+    "record_handler",
+    "request_admission",
+    "stage_requests",
+    "start_round",
+    "submit_shard",
+]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class ShardPlan(_Model):
+    shard: int
+    request_count: int
+    byte_size: int
+
+
+class ClaimInput(_Model):
+    """Claim a batch id for one workflow run chain before anything is staged or sent."""
+
+    batch_id: str
+    workflow_id: str
+    #: the first run id of the chain (continue-as-new keeps it)
+    owner_run_id: str
+    provider: str
+    endpoint: str
+    model: str | None = None
+    metadata: dict[str, str] = Field(default_factory=dict)
+
+
+class StageInput(_Model):
+    batch_id: str
+    workflow_id: str
+    provider: str
+    endpoint: str
+    model: str | None = None
+    requests: list[dict[str, Any]] | None = None
+    requests_uri: str | None = None
+    metadata: dict[str, str] = Field(default_factory=dict)
+    #: the batch has a cost limit: estimate its cost even for requests a client staged
+    estimate_cost: bool = False
+
+
+class StageResult(_Model):
+    request_count: int
+    byte_size: int
+    model: str | None = None
+    shards: list[ShardPlan] = Field(default_factory=list)
+    #: the cost estimate (durabatch/estimate.py); None where none was made or no price is known
+    estimated_input_tokens: int | None = None
+    max_output_tokens: int | None = None
+    cost_low_usd: float | None = None
+    cost_high_usd: float | None = None
+
+
+class SubmitInput(_Model):
+    batch_id: str
+    workflow_id: str
+    provider: str
+    endpoint: str
+    model: str | None = None
+    shard: int
+    round: int = 0
+
+
+class RoundInput(_Model):
+    """Move a shard's requests to a new round before submitting them again."""
+
+    batch_id: str
+    shard: int
+    from_round: int
+    to_round: int
+
+
+class SubmitResult(CarriesRef):
+    """The provider batch a shard became (`ref` is always set), and whether it already existed."""
+
+    reused: bool = False
+
+
+class PollInput(_Model):
+    batch_id: str
+    provider: str
+    shards: list[ShardState]
+
+
+class PollResult(_Model):
+    shards: list[ShardState]
+
+
+class IngestInput(_Model):
+    batch_id: str
+    provider: str
+    model: str | None = None
+    shard: ShardState
+    #: set when the batch is being expired: what the provider cancelled because of durabatch's
+    #: max-age cancel is recorded as `expired`, with this reason, not as a user's cancel
+    expiry_reason: str | None = None
+
+
+class IngestResult(_Model):
+    lines: int
+    succeeded: int
+    failed: int
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    cost_usd: float | None = None
+
+
+class CancelInput(_Model):
+    batch_id: str
+    provider: str
+    shards: list[ShardState]
+
+
+class FinalizeInput(_Model):
+    batch_id: str
+    #: the outcome given to requests that have none: "failed" (missing from the provider's files),
+    #: "expired" (max age) or "cancelled"
+    unresolved_outcome: Literal["failed", "expired", "cancelled"] = "failed"
+    unresolved_reason: str = "missing from the provider's output"
+    status: BatchStatus
+    failure_reason: str | None = None
+    cancel_reason: str | None = None
+
+
+class HandlerInput(_Model):
+    batch_id: str
+    handler_index: int
+    handler: HandlerSpec
+    idempotency_key: str
+    summary: BatchSummary
+
+
+class HandlerResult(_Model):
+    status: Literal["succeeded", "skipped"]
+    detail: str | None = None
+
+
+class AdmissionInput(_Model):
+    """Ask the provider account for room for one shard (durabatch/admission.py)."""
+
+    batch_id: str
+    workflow_id: str
+    provider: str
+    model: str | None = None
+    shard: int
+    round: int = 0
+    priority: int | None = None
+    tenant: str | None = None
+
+
+class AdmissionResult(_Model):
+    #: True: submit now (no limit applies, or room was free); False: wait for the `admission` signal
+    admitted: bool
+    key: str | None = None
+    account_workflow_id: str | None = None
+    reason: str | None = None
+
+
+# ---- the stubs: names and types; the implementations live in activities/ ----------------------
+
+
+def _stub(name: str) -> NoReturn:
+    raise NotImplementedError(f"{name} is an interface stub; the worker runs activities/' implementation")
+
+
+@activity.defn
+async def claim_batch(inp: ClaimInput) -> None:
+    """Own a batch id for one run chain; refused (BatchIdInUse) if another chain holds it."""
+    _stub("claim_batch")
+
+
+@activity.defn
+async def stage_requests(inp: StageInput) -> StageResult:
+    """Validate and store a batch's requests, planned into shards."""
+    _stub("stage_requests")
+
+
+@activity.defn
+async def request_admission(inp: AdmissionInput) -> AdmissionResult:
+    """Ask the account workflow for queue room for a shard (signal-with-start)."""
+    _stub("request_admission")
+
+
+@activity.defn
+async def submit_shard(inp: SubmitInput) -> SubmitResult:
+    """Upload a shard and create its provider batch, at most once per shard and round."""
+    _stub("submit_shard")
+
+
+@activity.defn
+async def poll_shards(inp: PollInput) -> PollResult:
+    """Ask the provider where each sent shard stands."""
+    _stub("poll_shards")
+
+
+@activity.defn
+async def start_round(inp: RoundInput) -> int:
+    """Move a shard's requests to a new round before they are submitted again."""
+    _stub("start_round")
+
+
+@activity.defn
+async def cancel_provider_batches(inp: CancelInput) -> None:
+    """Best-effort cancel of a batch's provider batches."""
+    _stub("cancel_provider_batches")
+
+
+@activity.defn
+async def ingest_results(inp: IngestInput) -> IngestResult:
+    """Stream an ended provider batch's result files into the store."""
+    _stub("ingest_results")
+
+
+@activity.defn
+async def finalize_batch(inp: FinalizeInput) -> BatchTotals:
+    """Give every request exactly one outcome and compute the batch's totals."""
+    _stub("finalize_batch")
+
+
+@activity.defn
+async def deliver_webhook(inp: HandlerInput) -> HandlerResult:
+    """POST the signed summary to a webhook handler."""
+    _stub("deliver_webhook")
+
+
+@activity.defn
+async def claim_handler(inp: HandlerInput) -> HandlerResult:
+    """Whether a handler already succeeded (then it is skipped)."""
+    _stub("claim_handler")
+
+
+@activity.defn
+async def record_handler(inp: HandlerInput) -> None:
+    """Record that a handler succeeded, so it never runs again."""
+    _stub("record_handler")
+
+
+def activity_name(stub: Callable[..., Awaitable[Any]]) -> str:
+    """The activity's name (its stub's function name): the implementations register under it."""
+    return stub.__name__

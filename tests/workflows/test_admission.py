@@ -1,0 +1,110 @@
+"""Shards wait for room in their provider account's queue, in priority order, and give it back
+when their provider batch ends; a cancel while waiting sends nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from temporalio.client import Client, WorkflowHandle
+
+from durabatch.models import BatchSummary, StatusQuery
+from durabatch.store.pool import Pool
+from tests.helpers import eventually
+from tests.stack import Stack, chat_requests, worker_stack
+
+
+@pytest.fixture(scope="module")
+async def one_batch_account(
+    temporal_client: Client, pool: Pool, database_url: str, api_keys: None
+) -> AsyncIterator[Stack]:
+    async with worker_stack(
+        temporal_client, pool, database_url, queue_prefix="adm", openai_max_concurrent_batches=1
+    ) as stack:
+        yield stack
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex[:10]
+
+
+async def status_of(handle: WorkflowHandle[Any, Any]) -> StatusQuery:
+    return await handle.query("status", result_type=StatusQuery)
+
+
+async def until(handle: WorkflowHandle[Any, Any], check: Any, timeout: float = 30) -> StatusQuery:
+    return await eventually(lambda: status_of(handle), check, timeout, what="batch status")
+
+
+async def start(stack: Stack, **fields: Any) -> WorkflowHandle[Any, BatchSummary]:
+    return await stack.start(
+        batch_id=new_id(),
+        provider="openai",
+        endpoint="/v1/chat/completions",
+        requests=chat_requests(2),
+        **fields,
+    )
+
+
+async def held_first(stack: Stack) -> tuple[WorkflowHandle[Any, BatchSummary], str]:
+    """A batch whose provider batch is held running: it holds the account's only slot."""
+    first = await start(stack)
+    st = await until(first, lambda s: bool(s.shards and s.shards[0].provider_batch_id))
+    provider_batch_id = st.shards[0].provider_batch_id
+    assert provider_batch_id
+    await stack.admin("POST", f"/batches/{provider_batch_id}/hold")
+    return first, provider_batch_id
+
+
+async def test_a_shard_waits_for_room_and_is_sent_when_the_first_batch_ends(one_batch_account: Stack) -> None:
+    stack = one_batch_account
+    first, held = await held_first(stack)
+    created = (await stack.admin("GET", "/stats"))["batches_created"]["openai"]
+    second = await start(stack)
+    st = await until(second, lambda s: bool(s.shards) and s.shards[0].state == "waiting_admission")
+    assert "1 of 1 concurrent batches running" in (st.shards[0].admission_reason or "")
+    await asyncio.sleep(1.5)  # several polls of the first batch: the second still waits
+    assert (await stack.admin("GET", "/stats"))["batches_created"]["openai"] == created
+    await stack.admin("POST", f"/batches/{held}/release")
+    for handle in (first, second):
+        summary = await asyncio.wait_for(handle.result(), 60)
+        assert summary.status == "completed" and summary.counts.succeeded == 2
+    assert (await stack.admin("GET", "/stats"))["batches_created"]["openai"] == created + 1
+
+
+async def test_higher_priority_is_admitted_first(one_batch_account: Stack) -> None:
+    stack = one_batch_account
+    first, held = await held_first(stack)
+    low = await start(stack, priority=5)
+    await until(low, lambda s: bool(s.shards) and s.shards[0].state == "waiting_admission")
+    high = await start(stack, priority=1)
+    st = await until(high, lambda s: bool(s.shards) and s.shards[0].state == "waiting_admission")
+    assert "waiting for admission" in (st.shards[0].admission_reason or "")
+    await stack.admin("POST", f"/batches/{held}/release")
+    # the high-priority batch gets the slot first; the low one is sent only after it ends
+    high_sent = await until(high, lambda s: bool(s.shards[0].provider_batch_id))
+    low_now = await status_of(low)
+    assert low_now.shards[0].state == "waiting_admission", (high_sent, low_now)
+    for handle in (first, high, low):
+        assert (await asyncio.wait_for(handle.result(), 60)).status == "completed"
+
+
+async def test_a_cancel_while_waiting_sends_nothing_and_frees_the_place(one_batch_account: Stack) -> None:
+    stack = one_batch_account
+    first, held = await held_first(stack)
+    waiting = await start(stack)
+    await until(waiting, lambda s: bool(s.shards) and s.shards[0].state == "waiting_admission")
+    created = (await stack.admin("GET", "/stats"))["batches_created"]["openai"]
+    await waiting.signal("cancel", {"reason": "changed my mind"})
+    summary = await asyncio.wait_for(waiting.result(), 30)
+    assert (
+        summary.status == "cancelled" and summary.counts.cancelled == 2 and summary.provider_batch_ids == []
+    )
+    await stack.admin("POST", f"/batches/{held}/release")
+    assert (await asyncio.wait_for(first.result(), 60)).status == "completed"
+    after = await start(stack)  # the cancelled one holds no room: the next batch runs at once
+    assert (await asyncio.wait_for(after.result(), 60)).status == "completed"
+    assert (await stack.admin("GET", "/stats"))["batches_created"]["openai"] == created + 1
