@@ -11,9 +11,11 @@ from activities.finalize import FinalizeActivities
 from activities.handlers import HandlerActivities
 from activities.identity import IdentityActivities
 from activities.ingest import IngestActivities
+from activities.rounds import RoundActivities
 from activities.smoke import SmokeActivities
 from activities.staging import StagingActivities
 from activities.submission import SubmissionActivities
+from activities.sweep import SweepActivities
 
 __all__ = ["ActivityDeps", "all_activities"]
 
@@ -27,7 +29,9 @@ def all_activities(deps: ActivityDeps) -> list[Callable[..., Any]]:
     handler = HandlerActivities(deps)
     smoke = SmokeActivities(deps.pool)
     identity = IdentityActivities(deps)
+    sweep = SweepActivities(deps)
     admission = AdmissionActivities(deps)
+    rounds = RoundActivities(deps)
     return [
         identity.claim_batch,
         staging.stage_requests,
@@ -35,11 +39,13 @@ def all_activities(deps: ActivityDeps) -> list[Callable[..., Any]]:
         submission.submit_shard,
         submission.poll_shards,
         submission.start_round,
+        rounds.start_retry_round,
         submission.cancel_provider_batches,
         ingest.ingest_results,
         finalize.finalize_batch,
         handler.deliver_webhook,
         handler.claim_handler,
         handler.record_handler,
+        sweep.sweep_account,
         smoke.write_and_read,
     ]

@@ -58,6 +58,7 @@ class FinalizeActivities:
                 failed=sums["failed"],
                 expired=sums["expired"],
                 cancelled=sums["cancelled"],
+                retried=sums["retried"],
             ),
             input_tokens=sums["input_tokens"],
             output_tokens=sums["output_tokens"],

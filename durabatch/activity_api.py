@@ -32,12 +32,16 @@ __all__ = [
     "IngestResult",
     "PollInput",
     "PollResult",
+    "RetryRoundInput",
+    "RetryRoundResult",
     "RoundInput",
     "ShardPlan",
     "StageInput",
     "StageResult",
     "SubmitInput",
     "SubmitResult",
+    "SweepInput",
+    "SweepResult",
     "activity_name",
     "cancel_provider_batches",
     "claim_batch",
@@ -49,8 +53,10 @@ __all__ = [
     "record_handler",
     "request_admission",
     "stage_requests",
+    "start_retry_round",
     "start_round",
     "submit_shard",
+    "sweep_account",
 ]
 
 
@@ -208,6 +214,38 @@ class AdmissionResult(_Model):
     reason: str | None = None
 
 
+class RetryRoundInput(_Model):
+    """Move the requests that failed retryably into round `to_round`, planned into shards."""
+
+    batch_id: str
+    provider: str
+    to_round: int
+
+
+class RetryRoundResult(_Model):
+    #: the new round's shards (empty: nothing to retry)
+    shards: list[ShardPlan] = Field(default_factory=list)
+
+
+class SweepInput(_Model):
+    """One status sweep of a provider account (the account sweep workflow)."""
+
+    provider: str
+    #: at most this many pages of the provider's batch list per sweep
+    max_pages: int = 50
+
+
+class SweepResult(_Model):
+    """Counts only: a sweep of thousands of batches leaves three numbers in history."""
+
+    #: batches the provider listed in the sweep's window (ours or not)
+    listed: int = 0
+    #: of those, ours whose status changed since the last sweep
+    changed: int = 0
+    #: batch workflows that got `provider_event` (a closed workflow is not counted)
+    signalled: int = 0
+
+
 # ---- the stubs: names and types; the implementations live in activities/ ----------------------
 
 
@@ -252,6 +290,12 @@ async def start_round(inp: RoundInput) -> int:
 
 
 @activity.defn
+async def start_retry_round(inp: RetryRoundInput) -> RetryRoundResult:
+    """Move what failed retryably (429, 5xx, expired by the provider, missing) to a new round."""
+    _stub("start_retry_round")
+
+
+@activity.defn
 async def cancel_provider_batches(inp: CancelInput) -> None:
     """Best-effort cancel of a batch's provider batches."""
     _stub("cancel_provider_batches")
@@ -285,6 +329,12 @@ async def claim_handler(inp: HandlerInput) -> HandlerResult:
 async def record_handler(inp: HandlerInput) -> None:
     """Record that a handler succeeded, so it never runs again."""
     _stub("record_handler")
+
+
+@activity.defn
+async def sweep_account(inp: SweepInput) -> SweepResult:
+    """List a provider account's batches and wake the batches of ours whose status changed."""
+    _stub("sweep_account")
 
 
 def activity_name(stub: Callable[..., Awaitable[Any]]) -> str:

@@ -13,48 +13,41 @@ Exit codes (scripts rely on them):
 from __future__ import annotations
 
 import contextlib
-import csv
 import json
 import os
 import sys
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
-from rich.table import Table
-
-from durabatch.console import (
-    handler_line,
-    status_table,
-    summary_table,
-    wait_with_progress,
-)
-from durabatch.contract import BATCH_ID_RE, PROVIDERS
-
-if TYPE_CHECKING:
-    pass
 
 from durabatch.cli_common import (
     EXIT_HANDLER_FAILED,
     EXIT_NOT_COMPLETED,
     EXIT_NOT_FOUND,
     EXIT_OK,
-    EXIT_UNREACHABLE,
     EXIT_USAGE,
-    OUTCOMES,
     app,
     cli_settings,
-    database_url,
     err,
     fail,
     follow,
     open_client,
     out,
     run,
+    run_app,
 )
+from durabatch.console import (
+    batches_table,
+    handler_line,
+    status_table,
+    summary_table,
+    wait_with_progress,
+)
+from durabatch.contract import BATCH_ID_RE, BATCH_STATUSES, PROVIDERS
 
-__all__ = ["EXIT_USAGE", "app", "cli_stack", "main", "summary_table", "wait_with_progress"]
+__all__ = ["EXIT_USAGE", "app", "cli_results", "cli_stack", "main", "summary_table", "wait_with_progress"]
 
 
 @app.command()
@@ -76,9 +69,23 @@ def submit(
     webhook_secret_env: Annotated[
         str | None, typer.Option(help="Worker env var holding the webhook signing secret.")
     ] = None,
+    webhook_attempts: Annotated[
+        int | None, typer.Option(help="Delivery attempts per webhook before it counts as failed (default 5).")
+    ] = None,
     poll: Annotated[str | None, typer.Option(help="Poll schedule in seconds, e.g. 30,60,300.")] = None,
     max_age: Annotated[float | None, typer.Option(help="Seconds before the batch is expired.")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Show live progress until the batch ends.")] = False,
+    max_cost: Annotated[
+        float | None, typer.Option(help="Refuse the batch if its estimated cost (USD) is above this.")
+    ] = None,
+    max_rounds: Annotated[
+        int | None, typer.Option(help="Rounds in all, retries of retryable failures included (default 2).")
+    ] = None,
+    priority: Annotated[int | None, typer.Option(help="1 (first) to 5 (last); default 3.")] = None,
+    tenant: Annotated[str | None, typer.Option(help="Fairness key shared by a team's batches.")] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Validate and estimate the file, print it, send nothing.")
+    ] = False,
 ) -> None:
     """Start a batch from a JSONL file; prints the batch id (exit 0), or with --wait follows it to the end.
 
@@ -89,6 +96,10 @@ def submit(
     With --wait the exit code is 0 only if the batch completed (1 if it failed, expired or was
     cancelled; 5 if it completed but a completion handler failed, as soon as every handler has
     run); Ctrl-C stops watching and leaves the batch running (exit 130).
+
+    With --dry-run nothing is sent and neither Temporal nor PostgreSQL is needed: it prints the
+    requests, provider batches, estimated input tokens, maximum output tokens and the cost range
+    at batch prices (exit 2 if --max-cost would refuse the file).
 
     Example: durabatch submit reqs.jsonl --provider openai --endpoint /v1/chat/completions --model gpt-4o-mini --wait
     """
@@ -109,7 +120,12 @@ def submit(
             raise fail(f"--webhook must be an http(s) URL, got {url!r}", EXIT_USAGE)
     if not file.is_file():
         raise fail(f"{file.resolve()}: no such file", EXIT_USAGE)
-    handlers = [{"type": "webhook", "url": u, "secret_env": webhook_secret_env} for u in webhook or []]
+    if dry_run:
+        raise typer.Exit(print_dry_run(file, provider, endpoint, model, max_cost))
+    handlers = [
+        {"type": "webhook", "url": u, "secret_env": webhook_secret_env, "max_attempts": webhook_attempts}
+        for u in webhook or []
+    ]
     inp = BatchInput(
         batch_id=batch_id or uuid.uuid4().hex[:12],
         provider=provider,
@@ -118,10 +134,14 @@ def submit(
         poll_schedule_seconds=schedule,
         max_age_seconds=max_age,
         handlers=handlers,
+        max_cost_usd=max_cost,
+        max_rounds=max_rounds,
+        priority=priority,
+        tenant=tenant,
     )
 
     async def go() -> int:
-        from durabatch.client import BatchAlreadyExists, InvalidRequestsFile
+        from durabatch.client import BatchAlreadyExists, CostLimitExceeded, InvalidRequestsFile
         from durabatch.contract import InvalidBatchInput
 
         async with await open_client(require_store=True) as client:
@@ -130,7 +150,7 @@ def submit(
                 handle = await client.start(inp, requests_path=file)
             except BatchAlreadyExists as exc:
                 raise fail(f"{exc}; batch ids are never reused", EXIT_USAGE) from None
-            except (InvalidRequestsFile, InvalidBatchInput) as exc:
+            except (InvalidRequestsFile, InvalidBatchInput, CostLimitExceeded) as exc:
                 raise fail(f"{exc} (nothing was started)", EXIT_USAGE) from None
             out.print(f"started batch [bold]{handle.batch_id}[/] (workflow {handle.workflow_id})")
             if not wait:
@@ -139,6 +159,29 @@ def submit(
             return await follow(handle)
 
     run(go)
+
+
+def print_dry_run(file: Path, provider: str, endpoint: str, model: str | None, max_cost: float | None) -> int:
+    """`submit --dry-run`: the report (durabatch/dry_run.py), exit 0, or 2 if the file or the cost
+    limit refuses it."""
+    from durabatch.dry_run import dry_run
+    from durabatch.requests_file import InvalidRequestLine, InvalidRequests, located
+
+    settings = cli_settings()
+    try:
+        report = dry_run(
+            file,
+            provider=provider,
+            endpoint=endpoint,
+            model=model,
+            max_cost_usd=max_cost,
+            prices_file=settings.prices_file,
+        )
+    except (InvalidRequestLine, InvalidRequests) as exc:
+        raise fail(f"{located(file.resolve(), exc)} (nothing was sent)", EXIT_USAGE) from None
+    for line in report.lines():
+        out.print(line, highlight=False, markup=False)
+    return EXIT_USAGE if report.refusal else EXIT_OK
 
 
 @app.command()
@@ -177,9 +220,11 @@ def status(
 @app.command(name="list")
 def list_batches(
     status: Annotated[
-        str | None, typer.Option(help="Only batches in this status (e.g. in_progress, completed).")
+        str | None, typer.Option(help=f"Only batches in this status: {', '.join(BATCH_STATUSES)}.")
     ] = None,
-    provider: Annotated[str | None, typer.Option(help="Only this provider's batches.")] = None,
+    provider: Annotated[
+        str | None, typer.Option(help=f"Only this provider's batches: {', '.join(PROVIDERS)}.")
+    ] = None,
     limit: Annotated[int, typer.Option(help="At most this many.")] = 100,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per line.")] = False,
 ) -> None:
@@ -190,6 +235,13 @@ def list_batches(
     Example: durabatch list --status completed --provider openai
     """
 
+    if status is not None and status not in BATCH_STATUSES:
+        raise fail(f"--status must be one of {', '.join(BATCH_STATUSES)}, got {status!r}", EXIT_USAGE)
+    if provider is not None and provider not in PROVIDERS:
+        raise fail(f"--provider must be one of {', '.join(PROVIDERS)}, got {provider!r}", EXIT_USAGE)
+    if limit < 1:
+        raise fail(f"--limit must be at least 1, got {limit}", EXIT_USAGE)
+
     async def go() -> int:
         async with await open_client() as client:
             rows = await client.list(status=status, provider=provider, limit=limit)
@@ -198,18 +250,7 @@ def list_batches(
                 line = {**r.__dict__, "start_time": r.start_time.isoformat() if r.start_time else None}
                 sys.stdout.write(json.dumps(line) + "\n")
             return EXIT_OK
-        table = Table("batch", "status", "provider", "model", "requests", "workflow", "started")
-        for r in rows:
-            table.add_row(
-                r.batch_id,
-                r.status,
-                r.provider,
-                r.model,
-                str(r.requests),
-                r.workflow_status,
-                str(r.start_time)[:19],
-            )
-        out.print(table)
+        out.print(batches_table(rows, out.width), soft_wrap=True, highlight=False)
         return EXIT_OK
 
     run(go)
@@ -286,12 +327,17 @@ def redispatch(
                 if exc.status != RPCStatusCode.NOT_FOUND:
                     raise
                 try:
-                    await handle.status()
+                    st = await handle.status()
                 except BatchNotFound as missing:
                     raise fail(str(missing), EXIT_NOT_FOUND) from None
+                # A closed workflow either ran every handler successfully or outlived its grace.
+                why = (
+                    "its handler grace is over"
+                    if any(h.status == "failed" for h in st.handlers)
+                    else "no handler failed"
+                )
                 raise fail(
-                    f"batch {batch_id!r} has closed (its handler grace is over); nothing to redispatch",
-                    EXIT_NOT_COMPLETED,
+                    f"batch {batch_id!r} has closed ({why}); nothing to redispatch", EXIT_NOT_COMPLETED
                 ) from None
         result = raw if isinstance(raw, RedispatchResult) else RedispatchResult.model_validate(raw)
         for h in result.handlers:
@@ -301,75 +347,8 @@ def redispatch(
     run(go)
 
 
-@app.command()
-def results(
-    batch_id: Annotated[str, typer.Argument(help="The batch id given at submit.")],
-    format: Annotated[
-        str, typer.Option("--format", help="jsonl (the provider's output line shape) or csv.")
-    ] = "jsonl",
-    out_file: Annotated[Path | None, typer.Option("--out", help="Write here instead of stdout.")] = None,
-    outcome: Annotated[
-        str | None, typer.Option(help="Only succeeded, failed, expired or cancelled results.")
-    ] = None,
-) -> None:
-    """Stream a batch's results from PostgreSQL, in input order (needs the database, not Temporal).
-
-    jsonl lines have the provider's own output file shape (OpenAI batch output lines, Anthropic
-    results lines, Gemini responses lines), so existing parsers read them unchanged.
-
-    Example: durabatch results b1 --format csv --out results.csv --outcome failed
-    """
-    if format not in ("jsonl", "csv"):
-        raise fail("--format must be jsonl or csv", EXIT_USAGE)
-    if outcome and outcome not in OUTCOMES:
-        raise fail(f"--outcome must be one of {', '.join(OUTCOMES)}", EXIT_USAGE)
-    settings = cli_settings()
-    url = database_url(settings)
-    assert url is not None
-
-    async def go() -> int:
-        from durabatch.client_errors import BatchNotFound
-        from durabatch.results_format import CSV_COLUMNS, csv_row, provider_line
-        from durabatch.results_reader import open_results
-        from durabatch.store import StoreUnavailable, create_pool
-
-        try:
-            pool = await create_pool(url, min_size=1, max_size=2)
-        except StoreUnavailable as exc:
-            raise fail(str(exc), EXIT_UNREACHABLE) from None
-        try:
-            try:
-                found = await open_results(pool, batch_id, outcome)
-            except BatchNotFound as exc:
-                raise fail(str(exc), EXIT_NOT_FOUND) from None
-            sink = out_file.open("w", newline="", encoding="utf-8") if out_file else sys.stdout
-            try:
-                writer = csv.writer(sink) if format == "csv" else None
-                if writer:
-                    writer.writerow(CSV_COLUMNS)
-                count = 0
-                async for row in found.rows:
-                    if writer:
-                        writer.writerow(csv_row(found.provider, row))
-                    else:
-                        sink.write(provider_line(found.provider, row) + "\n")
-                    count += 1
-            finally:
-                if out_file:
-                    sink.close()
-                else:
-                    sink.flush()
-            if out_file:
-                err.print(f"wrote {count} results to {out_file}", highlight=False)
-            return EXIT_OK
-        finally:
-            await pool.close()
-
-    run(go)
-
-
-# After the batch commands, so that `--help` lists them first.
-from durabatch import cli_stack  # noqa: E402  (registers worker, emulator, dev and db on `app`)
+# After the batch commands, so that `--help` lists them first: results, then worker, emulator, dev, db.
+from durabatch import cli_results, cli_stack  # noqa: E402
 
 
 def main() -> None:
@@ -382,8 +361,7 @@ def main() -> None:
     """
     code: int
     try:
-        app()
-        code = EXIT_OK
+        code = run_app()
     except SystemExit as exc:
         code = (
             exc.code if isinstance(exc.code, int) else (EXIT_OK if exc.code is None else EXIT_NOT_COMPLETED)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import typer
 from rich.console import Console
+from typer.exceptions import TyperException
 
 from durabatch.console import (
     Detached,
@@ -42,6 +43,7 @@ __all__ = [
     "open_client",
     "out",
     "run",
+    "run_app",
     "unreachable_temporal",
 ]
 
@@ -60,6 +62,8 @@ EXIT_HANDLER_FAILED = 5
 #: Lines of a requests file checked before submitting (the worker validates every line anyway).
 OUTCOMES = ("succeeded", "failed", "expired", "cancelled")
 
+# Plain help (rich_markup_mode=None): flags show as flags, not as `<bool>` options, and nothing is
+# drawn in boxes. Usage errors are printed by `exit_code_of` as one `error:` line.
 app = typer.Typer(
     name="durabatch",
     help="Run LLM provider batch jobs durably on Temporal.\n\n"
@@ -67,8 +71,11 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
-db_app = typer.Typer(help="Database commands.\n\nExample: durabatch db migrate", no_args_is_help=True)
+db_app = typer.Typer(
+    help="Database commands.\n\nExample: durabatch db migrate", no_args_is_help=True, rich_markup_mode=None
+)
 app.add_typer(db_app, name="db")
 
 out = Console()
@@ -78,6 +85,28 @@ err = Console(stderr=True)
 def fail(message: str, code: int) -> typer.Exit:
     err.print(f"[bold red]error:[/] {message}", highlight=False, markup=True, soft_wrap=True)
     return typer.Exit(code)
+
+
+def run_app(args: list[str] | None = None) -> int:
+    """Run the Typer app and return its exit code; a usage error (unknown option, missing argument,
+    bad value) is printed as one `error: ... (see `durabatch CMD --help`)` line and exits 2."""
+    from typer._click.exceptions import NoArgsIsHelpError  # typer's own copy of click
+
+    try:
+        # standalone_mode=False: click raises its errors here instead of printing them its way.
+        result = app(args=args, standalone_mode=False)
+    except NoArgsIsHelpError as exc:
+        err.print(exc.format_message(), highlight=False, markup=False)
+        return EXIT_USAGE
+    except TyperException as exc:
+        message = " ".join(exc.format_message().split()).removesuffix(".")
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+        err.print(f"error: {message}{hint}", highlight=False, markup=False, soft_wrap=True)
+        return int(getattr(exc, "exit_code", EXIT_USAGE))
+    except typer.Abort:  # end of input or Ctrl-C at a prompt
+        return EXIT_INTERRUPTED
+    return result if isinstance(result, int) else EXIT_OK
 
 
 def cli_settings() -> Settings:

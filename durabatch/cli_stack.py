@@ -1,4 +1,4 @@
-"""The `durabatch` commands that run parts of the stack: worker, emulator, dev, db migrate."""
+"""The `durabatch` commands that run parts of the stack: worker, emulator, hooks, dev, db migrate."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from durabatch.cli_common import (
     unreachable_temporal,
 )
 
-__all__ = ["db_migrate", "dev", "emulator", "worker"]
+__all__ = ["db_migrate", "dev", "emulator", "hooks", "worker"]
 
 
 @app.command()
@@ -66,12 +66,33 @@ def emulator(
     ms_per_request: Annotated[float, typer.Option(help="Milliseconds per request processed.")] = 1.0,
     finalizing_seconds: Annotated[float, typer.Option(help="Seconds a batch finalizes.")] = 0.5,
     expire_after_seconds: Annotated[float, typer.Option(help="Seconds until a batch expires.")] = 86400.0,
+    state_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Keep batches and files in this directory across restarts (default: in memory only)."
+        ),
+    ] = None,
+    webhook_url: Annotated[
+        str | None,
+        typer.Option(help="POST signed batch-ended webhooks here ({provider} becomes openai or gemini)."),
+    ] = None,
+    webhook_secret: Annotated[
+        str | None, typer.Option(help="Signing secret (whsec_...) for --webhook-url.")
+    ] = None,
+    webhook_drop: Annotated[bool, typer.Option("--webhook-drop", help="Never send the webhooks.")] = False,
+    webhook_delay: Annotated[float, typer.Option(help="Seconds to hold each webhook back.")] = 0.0,
+    webhook_duplicates: Annotated[int, typer.Option(help="Extra copies of every webhook.")] = 0,
 ) -> None:
     """Run the provider emulator (OpenAI, Anthropic and Gemini batch APIs on one port).
 
-    Example: durabatch emulator --port 8089 --api-key test-key
+    With --state-dir, a restarted emulator carries on the batches it held, as if it had not stopped.
+
+    Example: durabatch emulator --port 8089 --api-key test-key --state-dir .durabatch/emulator
     """
     from durabatch.emulator import serve_forever
+
+    if webhook_url and not webhook_secret:
+        raise fail("--webhook-url needs --webhook-secret to sign the webhooks with", EXIT_USAGE)
 
     serve_forever(
         host=host,
@@ -81,6 +102,12 @@ def emulator(
         ms_per_request=ms_per_request,
         finalizing_seconds=finalizing_seconds,
         expire_after_seconds=expire_after_seconds,
+        state_dir=state_dir,
+        webhook_url=webhook_url,
+        webhook_secret=webhook_secret,
+        webhook_drop=webhook_drop,
+        webhook_delay_seconds=webhook_delay,
+        webhook_duplicates=webhook_duplicates,
     )
 
 
@@ -126,8 +153,10 @@ def dev(
             await stack.stop()
             raise fail(f"the dev stack did not start: {exc}", EXIT_NOT_COMPLETED) from None
         out.print("[bold green]durabatch dev stack is up[/]")
-        out.print(stack.describe(), highlight=False)
-        out.print("\nPoint the CLI or a worker at it from another shell:", highlight=False)
+        # soft_wrap: lines are never broken by us, so a URL wider than the terminal stays whole
+        # (the terminal folds it, and copying it gives the URL back).
+        out.print(stack.describe(), highlight=False, soft_wrap=True)
+        out.print("\nPoint the CLI or a worker at it from another shell:", highlight=False, soft_wrap=True)
         out.print(
             f"  export DURABATCH_TEMPORAL_ADDRESS={stack.temporal_address}\n"
             f"  export DURABATCH_DATABASE_URL='{stack.database_url}'",
@@ -152,6 +181,42 @@ def dev(
         asyncio.run(go())
     except KeyboardInterrupt:  # Ctrl-C during start-up
         raise typer.Exit(EXIT_INTERRUPTED) from None
+
+
+@app.command()
+def hooks(
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8090,
+) -> None:
+    """Receive provider webhooks (POST /hooks/openai, /hooks/gemini) and wake their batches.
+
+    Verifies each delivery with DURABATCH_OPENAI_WEBHOOK_SECRET / DURABATCH_GEMINI_WEBHOOK_SECRET
+    (Standard Webhooks), finds its batch in the store and signals it to poll now (docs/webhooks.md).
+    Needs the worker's database and Temporal settings. Runs until SIGINT/SIGTERM.
+
+    Example: DURABATCH_OPENAI_WEBHOOK_SECRET=whsec_... durabatch hooks --host 0.0.0.0 --port 8090
+    """
+    from durabatch.hooks import create_hooks_app
+    from durabatch.hooks.server import serve_hooks
+
+    settings = cli_settings()
+    if settings.openai_webhook_secret is None and settings.gemini_webhook_secret is None:
+        raise fail(
+            "no webhook secret is set: set DURABATCH_OPENAI_WEBHOOK_SECRET and/or DURABATCH_GEMINI_WEBHOOK_SECRET",
+            EXIT_USAGE,
+        )
+    database_url(settings)  # fails with exit 4 when there is no store to find batches in
+
+    async def go() -> int:
+        try:
+            async with serve_hooks(create_hooks_app(settings), host, port) as url:
+                out.print(f"receiving webhooks at {url}/hooks/openai and {url}/hooks/gemini", highlight=False)
+                await asyncio.Event().wait()
+        except (OSError, RuntimeError) as exc:
+            raise fail(f"the webhook receiver did not start: {exc}", EXIT_UNREACHABLE) from None
+        return EXIT_OK
+
+    run(go)
 
 
 @db_app.command("migrate")

@@ -96,7 +96,8 @@ class BatchRow:
     batch_id: str
     status: str
     provider: str
-    model: str
+    #: None when the batch names no model (its lines do, or the provider's default applies)
+    model: str | None
     requests: int
     workflow_status: str
     start_time: Any
@@ -212,7 +213,7 @@ class BatchClient:
     async def _stage_file(self, inp: BatchConfig, path: Path) -> tuple[int, str | None]:
         """Validate `path` and COPY it into the store for `inp`'s batch; returns the request count
         and the model (the batch's, or the one the lines name)."""
-        from durabatch.requests_file import InvalidRequestLine, InvalidRequests
+        from durabatch.requests_file import InvalidRequestLine, InvalidRequests, located
         from durabatch.staging import StagedElsewhere, stage_client_file
 
         if not path.is_file():
@@ -233,9 +234,9 @@ class BatchClient:
                 accept=functools.partial(self._within_budget, inp),
             )
         except InvalidRequestLine as exc:
-            raise InvalidRequestsFile(f"{path}:{exc.line_no}: {_line_detail(exc)}", exc.line_no) from None
+            raise InvalidRequestsFile(located(path, exc), exc.line_no) from None
         except InvalidRequests as exc:
-            raise InvalidRequestsFile(f"{path}: {exc}") from None
+            raise InvalidRequestsFile(located(path, exc)) from None
         except StagedElsewhere as exc:
             raise BatchAlreadyExists(str(exc)) from None
         except OSError as exc:
@@ -300,7 +301,7 @@ class BatchClient:
                     batch_id=wf.id.removeprefix("batch-"),
                     status=str((attrs.get("DurabatchStatus") or ["?"])[0]),
                     provider=str((attrs.get("DurabatchProvider") or ["?"])[0]),
-                    model=str((attrs.get("DurabatchModel") or ["-"])[0]),
+                    model=str(attrs["DurabatchModel"][0]) if attrs.get("DurabatchModel") else None,
                     requests=int((attrs.get("DurabatchRequests") or [0])[0]),  # type: ignore[arg-type]
                     workflow_status=wf.status.name if wf.status else "?",
                     start_time=wf.start_time,
@@ -343,12 +344,6 @@ def _quote(value: str) -> str:
 
 def _is_local_path(uri: str) -> bool:
     return "://" not in uri and not uri.startswith("store:")
-
-
-def _line_detail(exc: Any) -> str:
-    """An InvalidRequestLine's message without its "line N" prefix (the caller writes FILE:N)."""
-    field = f"field {exc.field!r}: " if exc.field else ""
-    return f"{field}{exc.reason}"
 
 
 def start_summary(provider: str, batch_id: str, model: str | None, count: int | None) -> str:

@@ -11,19 +11,22 @@ import contextlib
 import signal
 from collections.abc import Iterator
 
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Column, Table
+from rich.text import Text
 
 from durabatch.cli_format import human_when, or_dash
-from durabatch.client import BatchHandle, is_terminal
+from durabatch.client import BatchHandle, BatchRow, is_terminal
 from durabatch.models import BatchSummary, HandlerState, StatusQuery
 
 __all__ = [
     "Detached",
     "HandlersFailed",
+    "batches_table",
     "handler_line",
     "handlers_failed",
+    "progress_label",
     "progress_line",
     "status_table",
     "summary_table",
@@ -82,6 +85,19 @@ def progress_line(status: StatusQuery) -> str:
     return " · ".join(parts)
 
 
+#: What the progress line needs besides its label: bar (20), counts (up to 15), elapsed (8), gaps (4)
+#: and at least 10 for the detail.
+_PROGRESS_FIXED = 57
+
+
+def progress_label(batch_id: str, width: int) -> str:
+    """`batch ID`, cut with an ellipsis when the line would leave the counts no room (rich crops
+    the widest cells of a too-wide line, and the counts are what the line is for)."""
+    label = f"batch {batch_id}"
+    room = max(12, width - _PROGRESS_FIXED)
+    return label if len(label) <= room else label[: room - 1] + "…"
+
+
 def _done(status: StatusQuery) -> int:
     c = status.counts
     return c.succeeded + c.failed + c.expired + c.cancelled
@@ -125,7 +141,9 @@ async def wait_with_progress(
         transient=False,
         expand=True,
     )
-    task: TaskID = progress.add_task(f"batch {handle.batch_id}", total=None, detail="starting")
+    task: TaskID = progress.add_task(
+        progress_label(handle.batch_id, console.width), total=None, detail="starting"
+    )
 
     settled: list[StatusQuery] = []
     handlers_done = asyncio.Event()
@@ -222,6 +240,11 @@ def status_table(st: StatusQuery) -> Table:
         ("tokens in / out", f"{st.input_tokens} / {st.output_tokens}"),
         ("cost (USD)", "-" if st.cost_usd is None else f"{st.cost_usd:.6f}"),
     ]
+    if st.retry_rounds:
+        rows.append(("retry rounds", f"{st.retry_rounds} of {(st.max_rounds or 1) - 1}"))
+    for s in st.shards:
+        if s.state == "waiting_admission":
+            rows.append((f"shard {s.shard}", s.admission_reason or "waiting for admission"))
     if st.failure_reason:
         rows.append(("failure", st.failure_reason))
     if st.cancel_reason:
@@ -230,4 +253,41 @@ def status_table(st: StatusQuery) -> Table:
         rows.append((f"handler {h.index} ({h.type} {or_dash(h.target)})", handler_line(h)))
     for key, value in rows:
         table.add_row(key, value)
+    return table
+
+
+#: `durabatch list` columns, most wanted first: on a narrow terminal the last ones are dropped.
+_LIST_COLUMNS = ("batch", "status", "requests", "provider", "model", "started", "workflow")
+
+
+def batches_table(rows: list[BatchRow], width: int) -> RenderableType:
+    """`durabatch list`: the batch id is always whole and on one line (it is what the other
+    commands take), so the columns that do not fit in `width` are left out instead. Print it with
+    `soft_wrap=True`: an id longer than the terminal itself then comes as plain `id  status` lines
+    that the terminal wraps, never cut."""
+    cells = [
+        {
+            "batch": r.batch_id,
+            "status": r.status,
+            "requests": str(r.requests),
+            "provider": r.provider,
+            "model": or_dash(r.model),
+            "started": str(r.start_time)[:19] if r.start_time else "-",
+            "workflow": r.workflow_status,
+        }
+        for r in rows
+    ]
+    natural = {c: max([len(c), *(len(row[c]) for row in cells)]) for c in _LIST_COLUMNS}
+    shown = list(_LIST_COLUMNS)
+
+    def needed() -> int:  # a rich table with borders spends 3 characters per column, plus 1
+        return sum(natural[c] + 3 for c in shown) + 1
+
+    while len(shown) > 2 and needed() > width:
+        shown.pop()
+    if needed() > width:
+        return Text("\n".join(f"{row['batch']}  {row['status']}" for row in cells))
+    table = Table(*(Column(c, no_wrap=True) for c in shown))
+    for row in cells:
+        table.add_row(*(row[c] for c in shown))
     return table

@@ -22,7 +22,12 @@ from urllib.parse import urlsplit
 from pydantic import ValidationError
 
 from durabatch.budget import MAX_COST_USD
-from durabatch.models import BatchInput, BatchState, BatchSummary, HandlerSpec
+from durabatch.contract_checks import InvalidBatchInput
+from durabatch.contract_checks import fail as _fail
+from durabatch.contract_checks import seconds as _seconds
+from durabatch.contract_checks import text as _text
+from durabatch.failures import summary_from_failure
+from durabatch.models import BatchInput, BatchState, HandlerSpec, RealtimeLimits
 
 __all__ = [
     "AUTHENTICATION_FAILED",
@@ -30,10 +35,12 @@ __all__ = [
     "BATCH_ID_IN_USE",
     "BATCH_ID_PATTERN",
     "BATCH_ID_RE",
+    "BATCH_STATUSES",
     "COST_LIMIT_EXCEEDED",
     "DEFAULT_HANDLER_ATTEMPTS",
     "DEFAULT_HANDLER_GRACE_SECONDS",
     "DEFAULT_MAX_AGE_SECONDS",
+    "DEFAULT_MAX_ROUNDS",
     "DEFAULT_POLL_SCHEDULE",
     "INLINE_REQUESTS_MAX_BYTES",
     "INVALID_INPUT",
@@ -43,10 +50,12 @@ __all__ = [
     "MAX_HANDLER_GRACE_SECONDS",
     "MAX_POLL_DELAY_SECONDS",
     "MAX_POLL_SCHEDULE_LEN",
+    "MAX_ROUNDS",
     "METADATA_MAX_BYTES",
     "METADATA_MAX_KEYS",
     "METADATA_MAX_KEY_CHARS",
     "METADATA_MAX_VALUE_CHARS",
+    "MODES",
     "NON_RETRYABLE_ERRORS",
     "PRIORITY_RANGE",
     "PROVIDERS",
@@ -65,34 +74,24 @@ __all__ = [
     "validate_input",
 ]
 
-# ---- vocabularies ------------------------------------------------------------------------------
+# ---- vocabularies (defined in durabatch.vocabulary) -----------------------------------------
 
-PROVIDERS = ("openai", "anthropic", "gemini")
-#: A batch in one of these has ended; its outcome is final.
-TERMINAL_BATCH_STATUSES = frozenset({"completed", "cancelled", "expired", "failed"})
-#: A provider batch in one of these (as mapped by durabatch.providers) has ended at the provider.
-PROVIDER_TERMINAL_STATES = frozenset({"completed", "failed", "expired", "cancelled"})
-
-#: `ApplicationError.type` names, matched by retry policies and read by clients.
-INVALID_INPUT = "InvalidInput"
-BATCH_FAILED = "BatchFailed"
-BATCH_ID_IN_USE = "BatchIdInUse"
-PROVIDER_REJECTED = "ProviderRejected"
-AUTHENTICATION_FAILED = "AuthenticationFailed"
-QUOTA_EXCEEDED = "QuotaExceeded"
-WEBHOOK_FAILED = "WebhookFailed"
-#: the estimated cost of a batch is above its `max_cost_usd` (or its model has no known price)
-COST_LIMIT_EXCEEDED = "CostLimitExceeded"
-#: Failures a retry cannot fix: activities raise them non-retryable and presets never retry them.
-NON_RETRYABLE_ERRORS = (
-    INVALID_INPUT,
-    BATCH_ID_IN_USE,
-    PROVIDER_REJECTED,
+from durabatch.vocabulary import (
     AUTHENTICATION_FAILED,
+    BATCH_FAILED,
+    BATCH_ID_IN_USE,
+    BATCH_STATUSES,
+    COST_LIMIT_EXCEEDED,
+    INVALID_INPUT,
+    NON_RETRYABLE_ERRORS,
+    PROVIDER_LOST_BATCH,
+    PROVIDER_REJECTED,
+    PROVIDER_TERMINAL_STATES,
+    PROVIDERS,
     QUOTA_EXCEEDED,
+    TERMINAL_BATCH_STATUSES,
+    WEBHOOK_FAILED,
 )
-#: `ShardState.failure_code` of a provider batch the provider no longer knows.
-PROVIDER_LOST_BATCH = "provider_lost_batch"
 
 # ---- bounds ------------------------------------------------------------------------------------
 
@@ -112,6 +111,12 @@ MAX_POLL_SCHEDULE_LEN = 100
 MAX_HANDLER_GRACE_SECONDS = 7 * 24 * 3600.0
 #: Temporal's task priorities durabatch uses: 1 runs first; unset means 3 (the middle).
 PRIORITY_RANGE = (1, 5)
+DEFAULT_MAX_ROUNDS = 2
+MAX_ROUNDS = 10
+MODES = ("batch", "realtime")
+#: requests in flight at once in real time, and the rates it may be given
+MAX_REALTIME_CONCURRENCY = 256
+MAX_REALTIME_RATE = 100_000_000
 TENANT_MAX_CHARS = 64
 MAX_HANDLER_ATTEMPTS = 100
 MAX_HANDLERS = 20
@@ -127,10 +132,7 @@ _URL_MAX_CHARS = 2048
 
 _INPUT_FIELDS = frozenset(BatchInput.model_fields)
 _HANDLER_FIELDS = frozenset(HandlerSpec.model_fields)
-
-
-class InvalidBatchInput(ValueError):
-    """A `BatchInput` that breaks the contract; the message names the field."""
+_REALTIME_FIELDS = frozenset(RealtimeLimits.model_fields)
 
 
 @dataclass(frozen=True)
@@ -149,12 +151,10 @@ class BatchConfig:
     max_cost_usd: float | None = None
     priority: int | None = None
     tenant: str | None = None
-
-
-def _fail(field_name: str, message: str) -> InvalidBatchInput:
-    text = f"invalid BatchInput field {field_name!r}: {message}"
-    # A lone surrogate in the message would make the failure itself impossible to encode.
-    return InvalidBatchInput(text.encode("utf-8", "backslashreplace").decode("utf-8"))
+    max_rounds: int = DEFAULT_MAX_ROUNDS
+    mode: str = "batch"
+    realtime: RealtimeLimits = field(default_factory=RealtimeLimits)
+    deadline_seconds: float | None = None
 
 
 def validate_batch_id(batch_id: object) -> str:
@@ -180,50 +180,21 @@ def decode_input(raw: object, *, strict: bool = True) -> BatchInput:
         unknown = sorted(str(k) for k in raw if k not in _INPUT_FIELDS)
         if unknown:
             raise _fail(unknown[0], f"unknown field (known: {', '.join(sorted(_INPUT_FIELDS - {'state'}))})")
+        realtime = raw.get("realtime")
+        extra = (
+            sorted(str(k) for k in realtime if k not in _REALTIME_FIELDS)
+            if isinstance(realtime, dict)
+            else []
+        )
+        if extra:
+            raise _fail(
+                f"realtime.{extra[0]}", f"unknown field (known: {', '.join(sorted(_REALTIME_FIELDS))})"
+            )
     try:
         return BatchInput.model_validate(raw)
     except ValidationError as exc:
         err = exc.errors()[0]
         raise _fail(".".join(str(part) for part in err["loc"]) or "?", err["msg"]) from None
-
-
-def _seconds(name: str, value: Any, *, low: float, high: float, low_open: bool) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise _fail(name, f"must be a finite number of seconds, got {value!r}")
-    if (value <= low if low_open else value < low) or value > high:
-        bracket = "(" if low_open else "["
-        raise _fail(
-            name, f"must be in {bracket}{low:g}, {high:.0f}] seconds (up to {_span(high)}), got {value:g}"
-        )
-    return float(value)
-
-
-def _span(seconds: float) -> str:
-    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
-        if seconds >= size and seconds % size == 0:
-            count = int(seconds // size)
-            return f"{count} {unit}{'s' if count != 1 else ''}"
-    return f"{seconds:g} seconds"
-
-
-def _text(name: str, value: str | None, limit: int) -> str | None:
-    if value is not None and len(value) > limit:
-        raise _fail(name, f"at most {limit} characters, got {len(value)}")
-    if value is not None and "\x00" in value:
-        # PostgreSQL text and jsonb cannot hold NUL: the batch row could never be written.
-        raise _fail(name, "must not contain NUL (\\u0000)")
-    if value is not None and not _encodable(value):
-        raise _fail(name, "must be valid Unicode (it holds a lone surrogate such as \\ud800)")
-    return value
-
-
-def _encodable(value: str) -> bool:
-    """Payloads are UTF-8 JSON: a lone surrogate decodes from JSON but can never be sent on."""
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _webhook_url(name: str, url: str | None) -> str:
@@ -359,7 +330,41 @@ def validate_input(inp: BatchInput, workflow_id: str, *, continued: bool = False
         max_cost_usd=_max_cost(inp.max_cost_usd),
         priority=_priority(inp.priority),
         tenant=_tenant(inp.tenant),
+        max_rounds=_max_rounds(inp.max_rounds),
+        mode=_mode(inp.mode),
+        realtime=_realtime(inp.realtime),
+        deadline_seconds=_deadline(inp.deadline_seconds, max_age),
     )
+
+
+def _mode(value: str | None) -> str:
+    if value is not None and value not in MODES:
+        raise _fail("mode", f"must be one of {', '.join(MODES)}, got {value!r}")
+    return value or "batch"
+
+
+def _realtime(value: RealtimeLimits | None) -> RealtimeLimits:
+    limits = value or RealtimeLimits()
+    for name, high in (
+        ("concurrency", MAX_REALTIME_CONCURRENCY),
+        ("rpm", MAX_REALTIME_RATE),
+        ("tpm", MAX_REALTIME_RATE),
+    ):
+        got = getattr(limits, name)
+        if got is not None and not 1 <= got <= high:
+            raise _fail(f"realtime.{name}", f"must be an integer from 1 to {high}, got {got!r}")
+    return limits
+
+
+def _deadline(value: float | None, max_age: float) -> float | None:
+    if value is None:
+        return None
+    seconds = _seconds("deadline_seconds", value, low=0, high=MAX_AGE_SECONDS_MAX, low_open=True)
+    if seconds >= max_age:
+        raise _fail(
+            "deadline_seconds", f"must be shorter than max_age_seconds ({max_age:g}), got {seconds:g}"
+        )
+    return seconds
 
 
 def _max_cost(value: float | None) -> float | None:
@@ -376,26 +381,13 @@ def _priority(value: int | None) -> int | None:
     return value
 
 
+def _max_rounds(value: int | None) -> int:
+    if value is not None and not 1 <= value <= MAX_ROUNDS:
+        raise _fail("max_rounds", f"must be an integer from 1 (no retry) to {MAX_ROUNDS}, got {value!r}")
+    return DEFAULT_MAX_ROUNDS if value is None else value
+
+
 def _tenant(value: str | None) -> str | None:
     if value is not None and not value.strip():
         raise _fail("tenant", "must not be empty; leave it out for no fairness key")
     return _text("tenant", value, TENANT_MAX_CHARS)
-
-
-def summary_from_failure(err: BaseException) -> BatchSummary | None:
-    """The `BatchSummary` a failed batch's workflow carries in its `BatchFailed` failure, or None.
-
-    Takes what a client or a parent workflow catches (`WorkflowFailureError`, `ChildWorkflowError`)
-    or the `ApplicationError` itself.
-    """
-    seen: BaseException | None = err
-    for _ in range(4):  # the failure, its cause, and so on: a short chain
-        if seen is None:
-            return None
-        if getattr(seen, "type", None) == BATCH_FAILED:
-            details = getattr(seen, "details", None) or ()
-            if details and isinstance(details[0], dict | BatchSummary):
-                return BatchSummary.model_validate(details[0])
-            return None
-        seen = getattr(seen, "cause", None) or seen.__cause__
-    return None

@@ -60,7 +60,7 @@ async def run_demo(data_dir: Path = Path(".durabatch")) -> int:
         console.print(f"[red]{exc}[/]")
         return 2
     try:
-        console.print(stack.describe(), highlight=False)
+        console.print(stack.describe(), highlight=False, soft_wrap=True)
         assert stack.settings is not None
         requests_file = stack.data_dir / "demo-requests.jsonl"
         write_requests(requests_file)
@@ -81,7 +81,7 @@ async def run_demo(data_dir: Path = Path(".durabatch")) -> int:
             console.print(
                 f"\nstarted batch [bold]{batch_id}[/] with {REQUESTS} requests (OpenAI Batch API, emulated)"
             )
-            console.print(f"Web UI: {stack.batch_ui_url(batch_id)}\n")
+            console.print(f"Web UI: {stack.batch_ui_url(batch_id)}\n", highlight=False, soft_wrap=True)
             summary = await wait_with_progress(handle, console)
             console.print(summary_table(summary))
             deliveries = len(receiver.accepted)
@@ -113,7 +113,7 @@ async def run_demo(data_dir: Path = Path(".durabatch")) -> int:
             "`.venv/bin/durabatch dev` and then:"
         )
         console.print(f"  .venv/bin/durabatch results {batch_id} --format csv", highlight=False)
-        console.print(f"  {stack.batch_ui_url(batch_id)}", highlight=False)
+        console.print(f"  {stack.batch_ui_url(batch_id)}", highlight=False, soft_wrap=True)
         ok = summary.status == "completed" and one_each == REQUESTS and deliveries == 1
         console.rule("[green]demo passed" if ok else "[red]demo failed")
         return 0 if ok else 1

@@ -234,10 +234,8 @@ class DevStack:
         from durabatch.emulator import EmulatorConfig, run_emulator
 
         options = dict(self.config.emulator_options)
-        # Batches the emulator holds survive a restart when it keeps them under the data dir.
-        # `state_dir` is new in EmulatorConfig; an emulator without it keeps state in memory.
-        if "state_dir" in getattr(EmulatorConfig, "__dataclass_fields__", {}):
-            options.setdefault("state_dir", self.data_dir / "emulator")
+        # Batches the emulator holds survive a restart of the stack: it keeps them under the data dir.
+        options.setdefault("state_dir", self.data_dir / "emulator")
         config = EmulatorConfig(api_keys=[DEV_API_KEY], **options)
         emulator = await self._exit.enter_async_context(
             run_emulator(config, host="127.0.0.1", port=self.config.emulator_port)

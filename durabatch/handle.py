@@ -130,7 +130,9 @@ class BatchHandle:
         desc = await self._handle.describe()
         return desc.status == WorkflowExecutionStatus.RUNNING
 
-    async def results(self, outcome: str | None = None) -> AsyncIterator[dict[str, Any]]:
+    async def results(
+        self, outcome: str | None = None, *, all_rounds: bool = False
+    ) -> AsyncIterator[dict[str, Any]]:
         """Each request's final result, in input order, streamed from PostgreSQL a chunk at a time.
 
         Rows have `line_no`, `custom_id`, `round`, `outcome`, `status_code`, `body`, `error`,
@@ -138,12 +140,14 @@ class BatchHandle:
         result line exactly as received (None for results durabatch made, e.g. a missing result).
         `body` is decoded from that line without loss: `\u0000` and lone surrogates are the code
         points they name, a number no float can hold is a Decimal. `outcome` filters
-        (succeeded, failed, expired, cancelled). Raises BatchNotFound if the store has no such batch.
+        (succeeded, failed, expired, cancelled). With `all_rounds`, a retried request gives one
+        row per round it ran in (round order), and `final` says which one is its result.
+        Raises BatchNotFound if the store has no such batch.
         """
         from durabatch.results_format import result_body
         from durabatch.results_reader import open_results
 
-        found = await open_results(await self._client.store(), self.batch_id, outcome)
+        found = await open_results(await self._client.store(), self.batch_id, outcome, all_rounds=all_rounds)
         async for item in found.rows:
             item["body"] = result_body(found.provider, item)
             yield item

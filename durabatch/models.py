@@ -24,9 +24,13 @@ __all__ = [
     "HandlerState",
     "OutcomeCounts",
     "ProviderBatchRef",
+    "RealtimeLimits",
     "RedispatchResult",
     "ShardState",
     "StatusQuery",
+    "SweepTotals",
+    "SweepWorkflowInput",
+    "sweep_workflow_id",
     "workflow_id_for",
 ]
 
@@ -69,6 +73,15 @@ class HandlerSpec(_Model):
     max_attempts: _StrictInt | None = None
 
 
+class RealtimeLimits(_Model):
+    """How fast real-time mode may go; unset values come from the worker's settings
+    (`DURABATCH_<PROVIDER>_RPM`, `_TPM`) and a default concurrency."""
+
+    concurrency: _StrictInt | None = None
+    rpm: _StrictInt | None = None
+    tpm: _StrictInt | None = None
+
+
 class OutcomeCounts(_Model):
     total: int = 0
     succeeded: int = 0
@@ -76,6 +89,10 @@ class OutcomeCounts(_Model):
     expired: int = 0
     cancelled: int = 0
     pending: int = 0
+    #: requests that needed more than one round (each attempt keeps its result row)
+    retried: int = 0
+    #: requests finished through the provider's synchronous API instead of its batch API
+    realtime: int = 0
 
 
 class ProviderBatchRef(_Model):
@@ -208,6 +225,8 @@ class BatchState(_Model):
     poll_count: int = 0
     #: `provider_event` signals received (each makes the next poll come at once)
     provider_events: int = 0
+    #: retry rounds started (the first round is not one of them), up to max_rounds - 1
+    retry_rounds: int = 0
     #: admission keys the account workflow granted (its `admission` signals)
     admitted: list[str] = Field(default_factory=list)
     #: the poll count the schedule counts from (reset when a cancel is sent)
@@ -242,6 +261,14 @@ class BatchInput(_Model):
     priority: _StrictInt | None = None
     #: fairness key: batches of different tenants share the workers' task queues fairly
     tenant: str | None = None
+    #: the first round plus retry rounds for requests that failed retryably (1..10, default 2)
+    max_rounds: _StrictInt | None = None
+    #: "batch" (the provider's batch API, the default) or "realtime" (its synchronous API)
+    mode: str | None = None
+    realtime: RealtimeLimits | None = None
+    #: when the batch must be done (shorter than max_age_seconds): near it, what the batch API
+    #: has not finished is cancelled there and finished in real time
+    deadline_seconds: _StrictFloat | None = None
     #: set by the workflow itself when it continues as new; clients leave it out
     state: BatchState | None = None
 
@@ -299,6 +326,9 @@ class StatusQuery(_Model):
     next_poll_at: datetime | None = None
     poll_count: int = 0
     provider_events: int = 0
+    #: retry rounds started so far, and the rounds the batch allows in all
+    retry_rounds: int = 0
+    max_rounds: int | None = None
     cancel_requested: bool = False
     cancel_reason: str | None = None
     failure_reason: str | None = None
@@ -312,6 +342,35 @@ class RedispatchResult(_Model):
 BatchState.model_rebuild()
 
 
+class SweepTotals(_Model):
+    """What an account sweep workflow's sweeps did, over all its runs: its `status` query."""
+
+    sweeps: int = 0
+    #: sweeps whose activity ran out of retries (the provider or the store was down)
+    failed_sweeps: int = 0
+    listed: int = 0
+    changed: int = 0
+    signalled: int = 0
+    #: the last sweep that ran: batches listed, ours changed, workflows signalled
+    last_listed: int = 0
+    last_changed: int = 0
+    last_signalled: int = 0
+    last_error: str | None = None
+
+
+class SweepWorkflowInput(_Model):
+    """The account sweep workflow's input (workflows/sweep.py)."""
+
+    provider: str
+    sweep_seconds: float
+    #: list pages read per sweep, at most (100 batches each)
+    max_pages: int = 50
+    #: sweeps per run before it continues as new (history stays bounded)
+    continue_as_new_after: int = 100
+    #: carried across continue-as-new
+    totals: SweepTotals = Field(default_factory=SweepTotals)
+
+
 # ---- names other languages and the `temporal` CLI rely on -------------------------------------
 
 WORKFLOW_TYPE = "BatchWorkflow"
@@ -319,6 +378,11 @@ WORKFLOW_TYPE = "BatchWorkflow"
 
 def workflow_id_for(batch_id: str) -> str:
     return f"batch-{batch_id}"
+
+
+def sweep_workflow_id(provider: str) -> str:
+    """The one account sweep workflow of a provider (`AccountSweepWorkflow`)."""
+    return f"durabatch-sweep-{provider}"
 
 
 #: Search attributes durabatch upserts; the worker registers them when the namespace lacks them.

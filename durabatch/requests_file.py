@@ -43,6 +43,7 @@ __all__ = [
     "ShardPlanner",
     "StagedRequest",
     "iter_lines",
+    "located",
 ]
 
 #: One durabatch batch may hold this many requests (split into provider batches as needed); more
@@ -257,9 +258,11 @@ class RequestsValidator:
         try:
             return _DECODER.decode(text)
         except json.JSONDecodeError as exc:
-            # The line number is ours; the decoder's own "line 1 column N" would repeat it.
+            # The line number is ours; the decoder's own "line 1 column N" would repeat it, and
+            # some of its messages end in "at" (they expect the position to follow).
+            reason = exc.msg.removesuffix(" at")
             raise InvalidRequestLine(
-                line_no, None, f"not valid JSON ({exc.msg} at column {exc.colno})"
+                line_no, None, f"not valid JSON at column {exc.colno}: {reason[:1].lower()}{reason[1:]}"
             ) from None
         except ValueError as exc:  # e.g. an integer beyond Python's digit limit
             raise InvalidRequestLine(line_no, None, f"not valid JSON ({exc})") from None
@@ -279,6 +282,15 @@ class RequestsValidator:
                 return data
             found = (body_field, "cannot be encoded as standard JSON")
         raise InvalidRequestLine(line_no, *found)
+
+
+def located(path: object, exc: InvalidRequestLine | InvalidRequests) -> str:
+    """A refusal as `FILE:LINE: field 'f': reason` (the CLI, `BatchClient` and the dry run say it
+    the same way)."""
+    if isinstance(exc, InvalidRequestLine):
+        field = f"field {exc.field!r}: " if exc.field else ""
+        return f"{path}:{exc.line_no}: {field}{exc.reason}"
+    return f"{path}: {exc}"
 
 
 def iter_lines(chunks: Iterator[bytes]) -> Iterator[tuple[int, bytes]]:

@@ -23,15 +23,18 @@ class BatchResults:
     rows: AsyncIterator[dict[str, Any]]
 
 
-async def open_results(pool: Pool, batch_id: str, outcome: str | None = None) -> BatchResults:
-    """Each request's final result, streamed a chunk at a time; BatchNotFound if the store has no
-    such batch (checked before the first row, so a typo is an error and not an empty stream)."""
+async def open_results(
+    pool: Pool, batch_id: str, outcome: str | None = None, *, all_rounds: bool = False
+) -> BatchResults:
+    """Each request's final result (with `all_rounds`, every attempt's), streamed a chunk at a
+    time; BatchNotFound if the store has no such batch (checked before the first row, so a typo
+    is an error and not an empty stream)."""
     batch = await batches.get_batch(pool, batch_id)
     if batch is None:
         raise BatchNotFound(f"no batch {batch_id!r} in the store")
 
     async def rows() -> AsyncIterator[dict[str, Any]]:
-        async for row in iter_results(pool, batch_id, outcome=outcome):
+        async for row in iter_results(pool, batch_id, outcome=outcome, all_rounds=all_rounds):
             yield dict(row)
 
     return BatchResults(provider=str(batch["provider"]), rows=rows())

@@ -20,9 +20,12 @@ from typing import Any
 
 import httpx
 from temporalio.client import Client
+from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.worker import Worker
 
 from activities import ActivityDeps, all_activities
+from durabatch.contract import PROVIDERS
+from durabatch.models import SweepWorkflowInput, sweep_workflow_id
 from durabatch.providers.registry import build_provider
 from durabatch.settings import Settings, load_settings
 from durabatch.store import create_pool, migrate
@@ -36,12 +39,13 @@ from durabatch.temporal import connect, ensure_search_attributes
 from workflows.account import AccountWorkflow
 from workflows.batch import BatchWorkflow
 from workflows.smoke import SmokeWorkflow
+from workflows.sweep import AccountSweepWorkflow
 
-__all__ = ["WORKFLOWS", "database_url", "main", "open_store", "run_worker", "worker_for"]
+__all__ = ["WORKFLOWS", "database_url", "main", "open_store", "run_worker", "start_sweeps", "worker_for"]
 
 logger = logging.getLogger("durabatch.worker")
 
-WORKFLOWS: Sequence[type] = (BatchWorkflow, AccountWorkflow, SmokeWorkflow)
+WORKFLOWS: Sequence[type] = (BatchWorkflow, AccountWorkflow, AccountSweepWorkflow, SmokeWorkflow)
 
 
 def database_url(settings: Settings) -> str:
@@ -75,6 +79,26 @@ def worker_for(client: Client, settings: Settings, deps: ActivityDeps, **kwargs:
     )
 
 
+async def start_sweeps(client: Client, settings: Settings) -> list[str]:
+    """Start the account sweep of every provider (DURABATCH_SWEEP_SECONDS > 0); the ids started or
+    found. A sweep that is already running (another worker started it) is kept and told this
+    worker's cadence, so the setting of the latest worker to start wins."""
+    if settings.sweep_seconds <= 0:
+        return []
+    started = []
+    for provider in sorted(PROVIDERS):
+        handle = await client.start_workflow(
+            AccountSweepWorkflow.run,
+            SweepWorkflowInput(provider=provider, sweep_seconds=settings.sweep_seconds),
+            id=sweep_workflow_id(provider),
+            task_queue=settings.task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        )
+        await handle.signal(AccountSweepWorkflow.configure, settings.sweep_seconds)
+        started.append(handle.id)
+    return started
+
+
 async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
     """Run until `stop` is set (or SIGINT/SIGTERM when no event is given)."""
     stop = stop or _signal_event()
@@ -95,6 +119,9 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
             metrics=DurabatchMetrics.from_runtime(runtime),
         )
         worker = worker_for(client, settings, deps)
+        sweeps = await start_sweeps(client, settings)
+        if sweeps:
+            logger.info("account sweeps every %g s: %s", settings.sweep_seconds, ", ".join(sweeps))
         logger.info(
             "worker polling task queue %s on %s (namespace %s)",
             settings.task_queue,

@@ -104,6 +104,9 @@ class Settings(BaseSettings):
     requests_roots: str = Field("", validation_alias=_env("DURABATCH_REQUESTS_ROOTS"))
     #: whether a worker may fetch an http(s) `requests_uri`
     requests_http: bool = Field(True, validation_alias=_env("DURABATCH_REQUESTS_HTTP"))
+    #: the account sweep's cadence: every this many seconds one list call per provider account
+    #: wakes the batches whose status changed (docs/webhooks.md); 0 = no sweep
+    sweep_seconds: float = Field(0.0, validation_alias=_env("DURABATCH_SWEEP_SECONDS"))
 
     def account_limits(self, provider: str) -> dict[str, object]:
         """The provider account's queue limits, as durabatch.admission.AccountLimits fields."""
@@ -144,6 +147,14 @@ class Settings(BaseSettings):
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
             raise ValueError(f"expected an http(s):// URL, got {value!r}")
         return value.rstrip("/")
+
+    @field_validator("sweep_seconds", mode="after")
+    @classmethod
+    def _sweep_cadence(cls, value: float) -> float:
+        # NaN fails both comparisons, so it is refused too
+        if not (value == 0 or 1 <= value <= 86400):
+            raise ValueError("expected 0 (off) or a number of seconds from 1 to 86400")
+        return value
 
     @field_validator("temporal_tls_cert", "temporal_tls_key", "temporal_tls_ca", mode="after")
     @classmethod

@@ -167,15 +167,21 @@ async def outcomes(stack: Stack, batch_id: str) -> dict[str, int]:
 
 
 async def assert_one_outcome_each(stack: Stack, batch_id: str) -> None:
-    """Every staged request of the batch has exactly one result row (the failure lists the others)."""
+    """Every staged request of the batch has exactly one result for its current (final) round and
+    none beyond it (earlier rounds' rows are the attempts a retry round replaced); the failure
+    lists the requests that break it."""
     rows = await stack.pool.fetch(
-        """SELECT r.custom_id, count(x.custom_id) AS n FROM requests r
+        """SELECT r.custom_id,
+                  count(x.custom_id) FILTER (WHERE x.round = r.round) AS final,
+                  count(x.custom_id) FILTER (WHERE x.round > r.round) AS later
+             FROM requests r
              LEFT JOIN results x ON x.batch_id = r.batch_id AND x.custom_id = r.custom_id
             WHERE r.batch_id = $1 GROUP BY r.custom_id""",
         batch_id,
     )
     assert rows, f"batch {batch_id} has no staged requests"
-    assert all(r["n"] == 1 for r in rows), [dict(r) for r in rows if r["n"] != 1]
+    wrong = [dict(r) for r in rows if (r["final"], r["later"]) != (1, 0)]
+    assert not wrong, wrong
 
 
 def chat_requests(n: int, prefix: str = "r", model: str = "gpt-4o-mini") -> list[dict[str, Any]]:

@@ -147,6 +147,12 @@ RULES: dict[str, tuple[str, ...]] = {
     "durabatch.models": PURE,
     "durabatch.contract": PURE,
     "durabatch.budget": PURE,
+    "durabatch.vocabulary": PURE,
+    "durabatch.failures": PURE,
+    "durabatch.contract_checks": PURE,
+    # the webhook receiver: the store and Temporal's client, none of the worker's layers
+    "durabatch.hooks": ("workflows", "activities", "worker", "durabatch.providers", "durabatch.service"),
+    "durabatch.admission": PURE,
     # the activities' interface is imported by workflow code and by the activities alike
     "durabatch.activity_api": tuple(p for p in PURE if p != "temporalio"),
     "durabatch.telemetry.traces": ("temporalio", "asyncpg", "httpx", "activities", "workflows", "worker"),

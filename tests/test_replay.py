@@ -17,6 +17,7 @@ from temporalio.worker import Replayer
 from durabatch.converter import DATA_CONVERTER
 from workflows.batch import BatchWorkflow
 from workflows.smoke import SmokeWorkflow
+from workflows.sweep import AccountSweepWorkflow
 
 HISTORIES = sorted(
     p for p in (Path(__file__).parent / "histories").iterdir() if p.name.endswith((".json", ".json.gz"))
@@ -36,6 +37,6 @@ async def test_history_replays(path: Path) -> None:
     workflow_id = _name(path).split("@", 1)[1]
     raw = gzip.decompress(path.read_bytes()).decode() if path.suffix == ".gz" else path.read_text()
     history = WorkflowHistory.from_json(workflow_id, raw)
-    await Replayer(workflows=[BatchWorkflow, SmokeWorkflow], data_converter=DATA_CONVERTER).replay_workflow(
-        history
-    )
+    await Replayer(
+        workflows=[BatchWorkflow, AccountSweepWorkflow, SmokeWorkflow], data_converter=DATA_CONVERTER
+    ).replay_workflow(history)

@@ -66,6 +66,24 @@ def test_one_line_number_in_a_json_error() -> None:
     assert str(err.value).startswith("line 7: not valid JSON") and "line 1" not in str(err.value)
 
 
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (b'{"custom_id": ', "line 3: not valid JSON at column 15: expecting value"),
+        (b'{"custom_id": "a\x0bb"}', "line 3: not valid JSON at column 17: invalid control character"),
+        (b'{"custom_id": "a"} {"b": 1}', "line 3: not valid JSON at column 20: extra data"),
+        (
+            b"{'custom_id': 'a'}",
+            "line 3: not valid JSON at column 2: expecting property name enclosed in double quotes",
+        ),
+    ],
+)
+def test_a_json_error_gives_the_file_line_and_a_column(raw: bytes, message: str) -> None:
+    with pytest.raises(InvalidRequestLine) as err:
+        RequestsValidator("openai", ENDPOINT, None).feed(3, raw)
+    assert str(err.value) == message
+
+
 def test_batch_wide_rules() -> None:
     with pytest.raises(InvalidRequests, match="endpoint"):
         RequestsValidator("openai", "/v1/nope", None)

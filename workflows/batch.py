@@ -277,6 +277,7 @@ class BatchWorkflow(BatchPolling):
             st.status = "submitted"
             self._publish()
         await self._poll_until_done()
+        await self._retry_rounds()
 
     async def _complete(self) -> BatchSummary:
         cfg = self._require_cfg()

@@ -25,6 +25,7 @@ __all__ = [
     "POLL",
     "STAGE",
     "SUBMIT",
+    "SWEEP",
     "Preset",
     "handler_preset",
 ]
@@ -76,6 +77,19 @@ SUBMIT = Preset(
 #: so a provider outage is waited out on the poll schedule rather than in a tight retry loop.
 POLL = Preset(
     start_to_close=timedelta(minutes=1),
+    retry=RetryPolicy(
+        initial_interval=timedelta(seconds=1),
+        maximum_interval=timedelta(seconds=30),
+        maximum_attempts=3,
+        non_retryable_error_types=NON_RETRYABLE,
+    ),
+)
+#: An account sweep that keeps failing is given up like a poll: the next sweep comes on the cadence,
+#: and every batch still has its own safety poll meanwhile. The heartbeat hands a sweep of a dead
+#: worker (up to 50 list pages) to another worker within a minute.
+SWEEP = Preset(
+    start_to_close=timedelta(minutes=10),
+    heartbeat=timedelta(minutes=1),
     retry=RetryPolicy(
         initial_interval=timedelta(seconds=1),
         maximum_interval=timedelta(seconds=30),

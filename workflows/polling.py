@@ -13,7 +13,14 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from durabatch import activity_api as api
-    from durabatch.activity_api import IngestInput, IngestResult, PollInput, PollResult, RoundInput
+    from durabatch.activity_api import (
+        IngestInput,
+        IngestResult,
+        PollInput,
+        PollResult,
+        RetryRoundInput,
+        RoundInput,
+    )
     from durabatch.contract import (
         PROVIDER_LOST_BATCH,
         PROVIDER_TERMINAL_STATES,
@@ -32,6 +39,7 @@ from workflows.base import (
     NOT_FOUND_POLLS_LIMIT,
     PATCH_EXPIRY_KEEPS_PARTIAL_RESULTS,
     PATCH_QUICK_POLL_AFTER_CANCEL,
+    PATCH_RETRY_ROUNDS,
     BatchBase,
     ContinueAsNewNow,
 )
@@ -126,6 +134,45 @@ class BatchPolling(BatchBase):
                 st.status = "finalizing" if st.status not in ("cancelled", "expired") else st.status
                 self._publish()
                 await self._ingest(shard)
+
+    async def _retry_rounds(self) -> None:
+        """Once every provider batch of a round has ended: send the requests that failed
+        retryably (durabatch.vocabulary's rule) again as a new round, up to max_rounds. Each
+        attempt keeps its result row; the final round's is the request's result."""
+        cfg = self._require_cfg()
+        st = self._state
+        if not workflow.patched(PATCH_RETRY_ROUNDS):
+            return  # runs before it never retried
+        while (
+            st.retry_rounds + 1 < cfg.max_rounds
+            and not st.cancel_requested
+            and not self._expiring
+            and st.status not in ("cancelled", "expired")
+            and not self._shards_awaiting_results()
+            and workflow.now() < self._deadline()
+        ):
+            to_round = max((s.round for s in st.shards), default=0) + 1
+            plan = await execute(
+                api.start_retry_round,
+                RetryRoundInput(batch_id=cfg.batch_id, provider=cfg.provider, to_round=to_round),
+                options.FINALIZE,
+                summary=f"plan retry round {st.retry_rounds + 1}",
+                priority=priority_of(cfg),
+            )
+            if not plan.shards:
+                return
+            st.retry_rounds += 1
+            fresh = [
+                ShardState(shard=p.shard, round=to_round, request_count=p.request_count) for p in plan.shards
+            ]
+            st.shards.extend(fresh)
+            st.status = "in_progress"
+            self._publish()
+            for shard in fresh:
+                if not await self._submit(shard):
+                    await self._cancel_at_provider()
+                    return
+            await self._poll_until_done()
 
     def _lose(self, shard: ShardState) -> None:
         """The provider no longer knows this batch: stop polling it and fail the batch."""

@@ -118,6 +118,8 @@ def status_of(cfg: BatchConfig, st: BatchState, next_poll_at: datetime | None) -
         next_poll_at=next_poll_at,
         poll_count=st.poll_count,
         provider_events=st.provider_events,
+        retry_rounds=st.retry_rounds,
+        max_rounds=cfg.max_rounds,
         cancel_requested=st.cancel_requested,
         cancel_reason=st.cancel_reason,
         failure_reason=st.failure_reason,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from durabatch.emulator.server import serve_forever
 
@@ -16,6 +17,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--ms-per-request", type=float, default=1.0)
     p.add_argument("--finalizing-seconds", type=float, default=0.5)
     p.add_argument("--expire-after-seconds", type=float, default=86400.0)
+    p.add_argument("--state-dir", type=Path, default=None, help="keep batches and files here across restarts")
     a = p.parse_args(argv)
     serve_forever(
         host=a.host,
@@ -25,6 +27,7 @@ def main(argv: list[str] | None = None) -> None:
         ms_per_request=a.ms_per_request,
         finalizing_seconds=a.finalizing_seconds,
         expire_after_seconds=a.expire_after_seconds,
+        state_dir=a.state_dir,
     )
 
 

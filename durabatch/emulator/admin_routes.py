@@ -156,7 +156,8 @@ async def advance(request: web.Request, b: Batch) -> web.Response:
     return json_ok(batch_view(b, state))
 
 
-_TUNABLE = {f.name for f in fields(EmulatorConfig)} - {"api_keys"}
+#: the state dir is fixed at start: the state was loaded from it
+_TUNABLE = {f.name for f in fields(EmulatorConfig)} - {"api_keys", "state_dir"}
 
 
 async def patch_config(request: web.Request) -> web.Response:
@@ -169,7 +170,9 @@ async def patch_config(request: web.Request) -> web.Response:
         if value is not None and not isinstance(value, int | float):
             return _problem(400, f"{key} must be a number or null")
         setattr(cfg, key, value)
-    return json_ok(asdict(cfg))
+    shown = asdict(cfg)
+    shown["state_dir"] = None if cfg.state_dir is None else str(cfg.state_dir)
+    return json_ok(shown)
 
 
 async def health(request: web.Request) -> web.Response:

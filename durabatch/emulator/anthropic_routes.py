@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
@@ -218,9 +219,10 @@ async def batch_results(request: web.Request, batch: Batch) -> web.StreamRespons
             f"{batch.id}_results.jsonl",
             "results",
             batch.timeline.entered[phase],
-            lines=lambda: anthropic_result_lines(batch, k, pad),
+            lines=functools.partial(anthropic_result_lines, batch, k, pad),
         )
         batch.extra["results_file"] = f
+        state.touch()
     state.stats.downloads["anthropic"] += 1
     return await stream_file(
         request, f, content_type="application/x-jsonl", honour_range=True, cut_after=truncation(request, f)

@@ -171,6 +171,11 @@ def _dual(openai_handler: Handler, gemini_handler: Handler) -> Handler:
 
 @web.middleware
 async def _emulator_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    # Only requests that may change what is saved schedule a save (persist.py): a status read
+    # moves a timeline on, but that is recomputed from the clock after a restart, and the routes
+    # that name result files on a read call `state.touch()` themselves.
+    if request.method not in ("GET", "HEAD", "OPTIONS"):
+        request.app[STATE_KEY].touch()
     name = request.match_info.route.name
     if not name or ":" not in name:
         return await handler(request)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 __all__ = ["EmulatorConfig"]
 
@@ -50,3 +51,6 @@ class EmulatorConfig:
     webhook_drop: bool = False
     webhook_delay_seconds: float = 0.0
     webhook_duplicates: int = 0
+    #: Where batches and files are kept across restarts (loaded at start, saved after each change
+    #: and at shutdown); None keeps them in memory only.
+    state_dir: Path | None = None

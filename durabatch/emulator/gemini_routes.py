@@ -3,6 +3,7 @@ uses it is in `gemini_files`."""
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
@@ -65,9 +66,10 @@ def _output(batch: Batch, state: EmulatorState, k: int, origin: str) -> dict[str
             f"{file_id}.jsonl",
             "GENERATED",
             batch.timeline.entered[batch.timeline.phase],
-            lines=lambda: gemini_result_lines(batch, k, pad),
+            lines=functools.partial(gemini_result_lines, batch, k, pad),
         )
         batch.extra["output_file"] = state.gemini_files.add(f)
+        state.touch()
     return {"responsesFile": "files/" + f.id}
 
 

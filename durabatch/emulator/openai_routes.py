@@ -3,6 +3,7 @@ embeddings endpoints. The Files API is in `openai_files`."""
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from aiohttp import web
@@ -50,19 +51,21 @@ def _ensure_files(batch: Batch, processed: int, state: EmulatorState) -> None:
     if batch.files_made or batch.timeline.phase not in TERMINAL:
         return
     batch.files_made = True
+    state.touch()  # the file ids are now public: a restarted emulator must keep them
     phase = batch.timeline.phase
     if phase == Phase.FAILED:
         return
     pad = state.config.output_padding_bytes
     fails = batch.failed_among(processed)
     at = batch.timeline.entered.get(phase, state.now())
+    # Result lines come from functools.partial (not lambdas) so that a saved state can pickle them.
     if processed - fails > 0 and not batch.extra.get("no_output_file"):
         out = StoredFile(
             new_id("openai_file"),
             f"{batch.id}_output.jsonl",
             "batch_output",
             at,
-            lines=lambda: openai_output_lines(batch, processed, pad),
+            lines=functools.partial(openai_output_lines, batch, processed, pad),
         )
         batch.output_file_id = state.openai_files.add(out).id
     if fails > 0 or (processed < batch.n and phase in (Phase.EXPIRED, Phase.CANCELLED)):
@@ -71,7 +74,7 @@ def _ensure_files(batch: Batch, processed: int, state: EmulatorState) -> None:
             f"{batch.id}_error.jsonl",
             "batch_output",
             at,
-            lines=lambda: openai_error_lines(batch, processed, pad),
+            lines=functools.partial(openai_error_lines, batch, processed, pad),
         )
         batch.error_file_id = state.openai_files.add(err).id
 

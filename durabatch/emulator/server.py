@@ -9,11 +9,14 @@ import signal
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
 from durabatch.emulator.app import build_app
 from durabatch.emulator.config import EmulatorConfig
+from durabatch.emulator.persist import autosave
 from durabatch.emulator.state import EmulatorState
 
 __all__ = ["RunningEmulator", "run_emulator", "serve_forever"]
@@ -35,19 +38,21 @@ async def run_emulator(
 ) -> AsyncIterator[RunningEmulator]:
     """Serve on `host:port` (port 0 picks a free one) for the duration of the block."""
     state = EmulatorState(config or EmulatorConfig())
-    runner = web.AppRunner(build_app(state), access_log=None, handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port, reuse_address=True)
-    await site.start()
-    try:
+    async with contextlib.AsyncExitStack() as stack:
+        if state.config.state_dir is not None:
+            # Entered first so that it exits last: the final save sees every request served.
+            await stack.enter_async_context(autosave(state, Path(state.config.state_dir)))
+        runner = web.AppRunner(build_app(state), access_log=None, handle_signals=False)
+        await runner.setup()
+        stack.push_async_callback(runner.cleanup)
+        site = web.TCPSite(runner, host, port, reuse_address=True)
+        await site.start()
         bound_port = port
         for addr in runner.addresses:
             if isinstance(addr, tuple):
                 bound_port = int(addr[1])
                 break
         yield RunningEmulator(f"http://{host}:{bound_port}", state, host, bound_port)
-    finally:
-        await runner.cleanup()
 
 
 async def _serve(config: EmulatorConfig, host: str, port: int) -> None:
@@ -62,21 +67,8 @@ async def _serve(config: EmulatorConfig, host: str, port: int) -> None:
         await stop.wait()
 
 
-def serve_forever(
-    host: str,
-    port: int,
-    api_keys: list[str],
-    validating_seconds: float = 0.5,
-    ms_per_request: float = 1.0,
-    finalizing_seconds: float = 0.5,
-    expire_after_seconds: float = 86400.0,
-) -> None:
-    """Run until SIGINT or SIGTERM."""
-    config = EmulatorConfig(
-        api_keys=list(api_keys),
-        validating_seconds=validating_seconds,
-        ms_per_request=ms_per_request,
-        finalizing_seconds=finalizing_seconds,
-        expire_after_seconds=expire_after_seconds,
-    )
+def serve_forever(host: str, port: int, api_keys: list[str], **options: Any) -> None:
+    """Run until SIGINT or SIGTERM (with `state_dir`, saving the state there before exiting);
+    `options` are EmulatorConfig fields (timings, state_dir, webhook_url, ...)."""
+    config = EmulatorConfig(api_keys=list(api_keys), **options)
     asyncio.run(_serve(config, host, port))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import string
 from collections import Counter
@@ -72,10 +73,16 @@ class EmulatorState:
         self.order: dict[str, list[str]] = {"openai": [], "anthropic": [], "gemini": []}
         #: Gemini resumable uploads in progress: upload id -> (metadata, received bytes)
         self.uploads: dict[str, tuple[dict[str, Any], bytearray]] = {}
+        #: set on every change worth saving; the on-disk copy (persist.py, with a state_dir) follows
+        self.changed = asyncio.Event()
 
     @property
     def api_keys(self) -> frozenset[str]:
         return frozenset(self.config.api_keys)
+
+    def touch(self) -> None:
+        """Something to save has changed (a no-op without a state dir: nobody waits on it)."""
+        self.changed.set()
 
     def now(self) -> float:
         return self.clock.now()

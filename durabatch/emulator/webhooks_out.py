@@ -121,12 +121,16 @@ async def _watch_loop(
     while True:
         now = state.now()
         for batch in list(state.batches.values()):
-            if batch.id in notified or batch.provider == "anthropic":
+            if batch.id in notified or batch.provider == "anthropic" or batch.extra.get("end_event_sent"):
                 continue
             batch.timeline.refresh(now)
             if not batch.timeline.terminal:
                 continue
             notified.add(batch.id)
+            # Kept on the batch too, so that an emulator restarted on its state dir (persist.py)
+            # does not send the event again.
+            batch.extra["end_event_sent"] = True
+            state.touch()
             body = event_for(batch, now)
             event = None if body is None else {"provider": batch.provider, "body": body}
             if event is None or state.config.webhook_drop:

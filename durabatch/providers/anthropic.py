@@ -25,6 +25,7 @@ from urllib.parse import urlparse
 
 from durabatch.providers.base import (
     ProviderBatchRef,
+    ProviderBatchSummary,
     ProviderLimits,
     ProviderState,
     ProviderStatus,
@@ -190,6 +191,18 @@ class AnthropicProvider(ProviderClient):
         finally:
             await _close(requests)  # a store cursor: release it now
 
+    def list_batches(self, since: float | None, max_pages: int) -> AsyncIterator[ProviderBatchSummary]:
+        """``GET /v1/messages/batches?limit=100&after_id=``, newest first."""
+        return self._summaries(
+            "/v1/messages/batches",
+            items="data",
+            params={"limit": 100},
+            next_page=_next_page,
+            summarize=_summary,
+            since=since,
+            max_pages=max_pages,
+        )
+
     async def status(self, ref: ProviderBatchRef) -> ProviderStatus:
         try:
             batch = await self._http.json(
@@ -253,6 +266,18 @@ def _next_page(page: dict[str, Any], data: list[dict[str, Any]]) -> dict[str, st
         {"after_id": str(page.get("last_id") or data[-1].get("id"))}
         if data and page.get("has_more")
         else None
+    )
+
+
+def _summary(batch: dict[str, Any]) -> ProviderBatchSummary | None:
+    if not batch.get("id"):
+        return None
+    status = anthropic_status(batch)
+    return ProviderBatchSummary(
+        provider_batch_id=str(batch["id"]),
+        state=status.state,
+        provider_status=status.provider_status,
+        created_at=parse_timestamp(batch.get("created_at")),
     )
 
 

@@ -22,6 +22,7 @@ __all__ = [
     "TERMINAL_STATES",
     "BatchProvider",
     "ProviderBatchRef",
+    "ProviderBatchSummary",
     "ProviderLimits",
     "ProviderState",
     "ProviderStatus",
@@ -122,6 +123,20 @@ class ProviderStatus(BaseModel):
         return self.state in TERMINAL_STATES
 
 
+@dataclass(frozen=True, slots=True)
+class ProviderBatchSummary:
+    """One batch of the account as the provider's batch list shows it (`list_batches`): enough
+    for the account sweep to tell whether its status changed, nothing more."""
+
+    provider_batch_id: str
+    #: mapped as `status()` maps it
+    state: ProviderState
+    #: the provider's own word, as `ProviderStatus.provider_status` (what the store records)
+    provider_status: str
+    #: unix seconds; None when the provider's answer carried no readable time
+    created_at: float | None
+
+
 class ResultCursor(BaseModel):
     """A resume point in a provider's result stream: the part (OpenAI: 0 output file, 1 error file)
     and the number of bytes and complete lines already consumed in it."""
@@ -184,6 +199,11 @@ class BatchProvider(Protocol):
         self, ref: ProviderBatchRef, status: ProviderStatus, resume_from: ResultCursor | None = None
     ) -> AsyncIterator[ResultLine]:
         """Stream every result line of a terminal batch, starting after `resume_from`."""
+        ...
+
+    def list_batches(self, since: float | None, max_pages: int) -> AsyncIterator[ProviderBatchSummary]:
+        """The account's batches, newest first, created at or after `since` (unix seconds; None:
+        all), reading at most `max_pages` pages of the provider's list."""
         ...
 
     async def cancel(self, ref: ProviderBatchRef) -> None:

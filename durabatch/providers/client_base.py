@@ -4,9 +4,11 @@
 shared httpx client; a subclass supplies its auth headers, its URLs and its request/response
 shapes. The shared loops:
 
-- `_list_pages` walks a provider's newest-first batch list for `find_submitted`, a bounded
-  number of pages (a runaway cursor cannot page forever); the caller stops early once it has
-  found its batch or the list has passed the submit attempt's time window.
+- `_list_pages` walks a provider's newest-first batch list for `find_submitted` and
+  `list_batches`, a bounded number of pages (a runaway cursor cannot page forever); the caller
+  stops early once it has found its batch or the list has passed the time window it looks in.
+- `_summaries` is `list_batches` on top of it: each listed batch as a `ProviderBatchSummary`,
+  stopping once the list has gone past `since`.
 - `_result_lines` streams one JSONL result file, turning each line into a `ResultLine` that
   keeps the line as received and the cursor just after it, so an ingest can resume there.
 - `cancel` posts to the provider's cancel URL; a batch that already ended answers 400 or 409,
@@ -17,12 +19,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from contextlib import aclosing
 from typing import Any
 
 import httpx
 
 from durabatch.providers.base import (
     ProviderBatchRef,
+    ProviderBatchSummary,
     ProviderLimits,
     ResultCursor,
     ResultLine,
@@ -44,6 +48,8 @@ UPLOAD_CHUNK_BYTES = 256 * 1024
 NextPage = Callable[[dict[str, Any], list[dict[str, Any]]], dict[str, str] | None]
 #: one parsed JSON result line -> a ResultLine, or None to skip the line
 ParseResult = Callable[[Any], ResultLine | None]
+#: one item of a batch list -> its summary, or None for an item without a usable id
+Summarize = Callable[[dict[str, Any]], ProviderBatchSummary | None]
 
 
 class ProviderClient:
@@ -98,11 +104,17 @@ class ProviderClient:
         )
 
     async def _list_pages(
-        self, path: str, *, items: str, params: Mapping[str, str | int], next_page: NextPage
+        self,
+        path: str,
+        *,
+        items: str,
+        params: Mapping[str, str | int],
+        next_page: NextPage,
+        max_pages: int = FIND_MAX_PAGES,
     ) -> AsyncGenerator[list[dict[str, Any]], None]:
         """The object items (under key `items`) of each page of a list call, newest first."""
         query: dict[str, str | int] = dict(params)
-        for _ in range(FIND_MAX_PAGES):
+        for _ in range(max_pages):
             page = await self._http.json("GET", path, params=query, context="list batches")
             found = [item for item in page.get(items) or [] if isinstance(item, dict)]
             yield found
@@ -110,7 +122,39 @@ class ProviderClient:
             if following is None:
                 return
             query = {**params, **following}
-        log.warning("%s find_submitted gave up after %d pages of %s", self.name, FIND_MAX_PAGES, path)
+        log.warning("%s batch list cut after %d pages of %s", self.name, max_pages, path)
+
+    async def _summaries(
+        self,
+        path: str,
+        *,
+        items: str,
+        params: Mapping[str, str | int],
+        next_page: NextPage,
+        summarize: Summarize,
+        since: float | None,
+        max_pages: int,
+        newest_first: bool = True,
+    ) -> AsyncIterator[ProviderBatchSummary]:
+        """`list_batches`: the summaries of the listed batches created at or after `since`.
+
+        A newest-first list is left at the first page that reaches past `since`; a list whose
+        order is not documented (Gemini) only once a whole page predates it."""
+        pages = self._list_pages(path, items=items, params=params, next_page=next_page, max_pages=max_pages)
+        async with aclosing(pages):
+            async for page in pages:
+                read = older = 0
+                for item in page:
+                    summary = summarize(item)
+                    if summary is None:
+                        continue
+                    read += 1
+                    if since is not None and summary.created_at is not None and summary.created_at < since:
+                        older += 1
+                        continue
+                    yield summary
+                if older and (newest_first or older == read):
+                    return
 
     async def _result_lines(
         self,

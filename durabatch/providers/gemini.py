@@ -28,6 +28,7 @@ import httpx
 
 from durabatch.providers.base import (
     ProviderBatchRef,
+    ProviderBatchSummary,
     ProviderLimits,
     ProviderStatus,
     ResultCursor,
@@ -227,6 +228,20 @@ class GeminiProvider(ProviderClient):
                     return None
         return None
 
+    def list_batches(self, since: float | None, max_pages: int) -> AsyncIterator[ProviderBatchSummary]:
+        """``GET /v1beta/batches?pageSize=100&pageToken=``; the order is not documented, so the
+        list is left only once a whole page predates `since`."""
+        return self._summaries(
+            "/v1beta/batches",
+            items="operations",
+            params={"pageSize": 100},
+            next_page=_next_page,
+            summarize=_summary,
+            since=since,
+            max_pages=max_pages,
+            newest_first=False,
+        )
+
     async def status(self, ref: ProviderBatchRef) -> ProviderStatus:
         operation = await self._http.json("GET", f"/v1beta/{ref.provider_batch_id}", context="get batch")
         return gemini_status(operation)
@@ -280,6 +295,21 @@ class GeminiProvider(ProviderClient):
 def _next_page(page: dict[str, Any], operations: list[dict[str, Any]]) -> dict[str, str] | None:
     token = page.get("nextPageToken")
     return {"pageToken": str(token)} if token else None
+
+
+def _summary(operation: dict[str, Any]) -> ProviderBatchSummary | None:
+    meta = operation.get("metadata") or {}
+    name = operation.get("name") or meta.get("name")
+    if not name:
+        return None
+    status = gemini_status(operation)
+    return ProviderBatchSummary(
+        # the operation's name is the id `status()` reads (`batches/...`), as `find_submitted` keeps it
+        provider_batch_id=str(name),
+        state=status.state,
+        provider_status=status.provider_status,
+        created_at=parse_timestamp(meta.get("createTime")) if isinstance(meta, dict) else None,
+    )
 
 
 def _file_result(record: Any) -> ResultLine | None:

@@ -31,6 +31,7 @@ import httpx
 
 from durabatch.providers.base import (
     ProviderBatchRef,
+    ProviderBatchSummary,
     ProviderLimits,
     ProviderStatus,
     ResultCursor,
@@ -205,6 +206,18 @@ class OpenAIProvider(ProviderClient):
             input_file_id=batch.get("input_file_id"),
         )
 
+    def list_batches(self, since: float | None, max_pages: int) -> AsyncIterator[ProviderBatchSummary]:
+        """``GET /batches?limit=100&after=``, newest first."""
+        return self._summaries(
+            "/batches",
+            items="data",
+            params={"limit": 100},
+            next_page=_next_page,
+            summarize=_summary,
+            since=since,
+            max_pages=max_pages,
+        )
+
     # -- status ------------------------------------------------------------------------------
 
     async def status(self, ref: ProviderBatchRef) -> ProviderStatus:
@@ -244,6 +257,20 @@ class OpenAIProvider(ProviderClient):
 
 def _next_page(page: dict[str, Any], data: list[dict[str, Any]]) -> dict[str, str] | None:
     return {"after": str(data[-1].get("id"))} if data and page.get("has_more") else None
+
+
+def _summary(batch: dict[str, Any]) -> ProviderBatchSummary | None:
+    batch = unwrap_batch(batch)
+    if not batch.get("id"):
+        return None
+    status = openai_status(batch)
+    created = batch.get("created_at")
+    return ProviderBatchSummary(
+        provider_batch_id=str(batch["id"]),
+        state=status.state,
+        provider_status=status.provider_status,
+        created_at=float(created) if isinstance(created, int | float) else None,
+    )
 
 
 def _metadata(shard: ShardSubmission) -> dict[str, str]:

@@ -161,21 +161,30 @@ async def reconcile(
 
 @traced
 async def totals(conn: Conn, batch_id: str) -> dict[str, Any]:
-    """Counts by outcome, tokens and cost over each request's final-round result; stores them on the batch."""
+    """Counts by outcome over each request's final-round result; tokens and cost over every
+    attempt's result (a retried request was billed for each round that ran it); stores them on
+    the batch. `retried` counts requests that needed more than one round."""
     row = await conn.fetchrow(
         """WITH final AS (
                SELECT x.* FROM results x JOIN requests r
                  ON r.batch_id = x.batch_id AND r.custom_id = x.custom_id AND r.round = x.round
-                WHERE x.batch_id = $1)
+                WHERE x.batch_id = $1),
+           billed AS (
+               SELECT COALESCE(sum(input_tokens), 0) AS input_tokens,
+                      COALESCE(sum(output_tokens), 0) AS output_tokens,
+                      COALESCE(sum(cached_tokens), 0) AS cached_tokens,
+                      sum(cost_usd) AS cost_usd
+                 FROM results WHERE batch_id = $1)
            SELECT (SELECT count(*) FROM requests WHERE batch_id = $1) AS total,
+                  (SELECT count(*) FROM requests WHERE batch_id = $1 AND round > 0) AS retried,
                   count(*) FILTER (WHERE outcome = 'succeeded') AS succeeded,
                   count(*) FILTER (WHERE outcome = 'failed') AS failed,
                   count(*) FILTER (WHERE outcome = 'expired') AS expired,
                   count(*) FILTER (WHERE outcome = 'cancelled') AS cancelled,
-                  COALESCE(sum(input_tokens), 0) AS input_tokens,
-                  COALESCE(sum(output_tokens), 0) AS output_tokens,
-                  COALESCE(sum(cached_tokens), 0) AS cached_tokens,
-                  sum(cost_usd) AS cost_usd,
+                  (SELECT input_tokens FROM billed) AS input_tokens,
+                  (SELECT output_tokens FROM billed) AS output_tokens,
+                  (SELECT cached_tokens FROM billed) AS cached_tokens,
+                  (SELECT cost_usd FROM billed) AS cost_usd,
                   count(*) FILTER (WHERE cost_usd IS NULL AND outcome = 'succeeded') AS cost_unknown
              FROM final""",
         batch_id,

@@ -42,6 +42,8 @@ def stop_embedded(data_dir: Path) -> None:
     import os
 
     if os.geteuid() == 0:
-        subprocess.run(["su", "embedded_postgres", "-s", "/bin/sh", "-c", " ".join(cmd)], check=False)
-    else:
-        subprocess.run(cmd, check=False)
+        cmd = ["su", "embedded_postgres", "-s", "/bin/sh", "-c", " ".join(cmd)]
+    # pg_ctl's "waiting for server to shut down... done" goes to a log beside the data dir, not to
+    # the terminal of whoever stopped the stack.
+    with (pgdata.parent / "postgres-stop.log").open("ab") as log:
+        subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, check=False)

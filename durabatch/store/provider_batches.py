@@ -6,14 +6,29 @@ and when, and looks for the batch that attempt may have created instead of creat
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
 
+from durabatch.contract import TERMINAL_BATCH_STATUSES
 from durabatch.store.pool import Executor
 from durabatch.store.tracing import traced
 
-__all__ = ["get", "known_ids", "record_attempt", "record_status", "record_submitted"]
+__all__ = [
+    "SweptChange",
+    "get",
+    "known_ids",
+    "record_attempt",
+    "record_status",
+    "record_submitted",
+    "record_swept",
+    "sweep_window",
+]
+
+#: a batch in one of these has stopped watching its provider batches: the sweep leaves them alone
+_ENDED = sorted(TERMINAL_BATCH_STATUSES)
 
 
 @traced
@@ -134,3 +149,53 @@ async def known_ids(conn: Executor, provider: str, since: datetime) -> frozenset
         since,
     )
     return frozenset(r["provider_batch_id"] for r in rows)
+
+
+@dataclass(frozen=True)
+class SweptChange:
+    """A provider batch of ours whose status the account sweep saw change."""
+
+    batch_id: str
+    workflow_id: str
+    provider_batch_id: str
+    provider_status: str
+
+
+@traced
+async def sweep_window(conn: Executor, provider: str) -> datetime | None:
+    """When the oldest provider batch still being watched was first attempted (a submitted
+    provider batch, not yet seen ended, of a batch that has not ended); None when there is none,
+    and the sweep has nothing to look at."""
+    value: datetime | None = await conn.fetchval(
+        """SELECT min(p.attempt_started_at)
+             FROM provider_batches p JOIN batches b USING (batch_id)
+            WHERE p.provider = $1 AND p.provider_batch_id IS NOT NULL AND p.ended_at IS NULL
+              AND b.status <> ALL($2::text[])""",
+        provider,
+        _ENDED,
+    )
+    return value
+
+
+@traced
+async def record_swept(conn: Executor, provider: str, statuses: Mapping[str, str]) -> list[SweptChange]:
+    """Record the provider statuses the sweep listed (provider batch id -> status) on the watched
+    rows they differ from, and return those rows: the changed provider batches of ours. Ids that
+    are not in the store (another application's batches on the account) match nothing.
+
+    Only `provider_status` changes: `ended_at` stays the batch's own poll's to set, so a batch the
+    sweep saw end stays watched until the batch itself has polled."""
+    ids = list(statuses)
+    rows = await conn.fetch(
+        """UPDATE provider_batches p SET provider_status = v.status, updated_at = now()
+             FROM unnest($2::text[], $3::text[]) AS v(id, status), batches b
+            WHERE p.provider = $1 AND p.provider_batch_id = v.id AND b.batch_id = p.batch_id
+              AND p.ended_at IS NULL AND b.status <> ALL($4::text[])
+              AND p.provider_status IS DISTINCT FROM v.status
+        RETURNING p.batch_id, b.workflow_id, p.provider_batch_id, v.status""",
+        provider,
+        ids,
+        [statuses[i] for i in ids],
+        _ENDED,
+    )
+    return [SweptChange(r["batch_id"], r["workflow_id"], r["provider_batch_id"], r["status"]) for r in rows]

@@ -108,10 +108,16 @@ async def write_results(conn: Conn, batch_id: str, records: Sequence[tuple[Any, 
 
 
 async def iter_results(
-    pool: asyncpg.Pool, batch_id: str, *, outcome: str | None = None, chunk: int = 2000
+    pool: asyncpg.Pool,
+    batch_id: str,
+    *,
+    outcome: str | None = None,
+    all_rounds: bool = False,
+    chunk: int = 2000,
 ) -> AsyncIterator[asyncpg.Record]:
     """Each request's final-round result joined with its request, in line order, `chunk` rows fetched
-    at a time through one server-side cursor.
+    at a time through one server-side cursor. With `all_rounds`, every attempt's row (a retried
+    request has one per round), in line order and then round order; `final` marks the final one.
 
     One query, so the join is planned and run once (a hash join: linear in the batch's size); a
     query per chunk would join the whole batch again for every chunk. Nested loops are off for the
@@ -123,14 +129,16 @@ async def iter_results(
             await conn.execute("SET LOCAL enable_nestloop = off")
             cursor = await conn.cursor(
                 """SELECT r.line_no, r.custom_id, x.round, x.outcome, x.status_code, x.body, x.line, x.error,
-                          x.input_tokens, x.output_tokens, x.cached_tokens, x.cost_usd
+                          x.input_tokens, x.output_tokens, x.cached_tokens, x.cost_usd,
+                          x.round = r.round AS final
                      FROM requests r
                      JOIN results x ON x.batch_id = r.batch_id AND x.custom_id = r.custom_id
-                                   AND x.round = r.round
+                                   AND ($3 OR x.round = r.round)
                     WHERE r.batch_id = $1 AND x.batch_id = $1 AND ($2::text IS NULL OR x.outcome = $2)
-                    ORDER BY r.line_no""",
+                    ORDER BY r.line_no, x.round""",
                 batch_id,
                 outcome,
+                all_rounds,
             )
         while True:
             # one span per fetch, closed before yielding: a span open across a yield would leak

@@ -50,6 +50,18 @@ CREATE TABLE provider_batches (
     updated_at        timestamptz NOT NULL DEFAULT now(),
     UNIQUE (batch_id, shard, round)
 );
+CREATE INDEX provider_batches_provider_batch_idx ON provider_batches (provider, provider_batch_id);
+
+-- Provider webhook deliveries already turned into a signal (deduplicated on the event id).
+CREATE TABLE provider_events (
+    provider    text NOT NULL,
+    event_id    text NOT NULL,
+    event_type  text NOT NULL,
+    provider_batch_id text NOT NULL,
+    batch_id    text,
+    received_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (provider, event_id)
+);
 
 CREATE TABLE requests (
     batch_id   text NOT NULL REFERENCES batches (batch_id) ON DELETE CASCADE,

@@ -75,12 +75,14 @@ class DevProcess:
         return self.proc.returncode, "".join(self.output)
 
 
-def start_dev(data_dir: Path, ports: tuple[int, int, int] | None = None, attempts: int = 3) -> DevProcess:
+def start_dev(
+    data_dir: Path, ports: tuple[int, int, int] | None = None, attempts: int = 3, columns: int = 200
+) -> DevProcess:
     """Start `durabatch dev`; a free port taken in the meantime (the dev server also picks random
     ports of its own) is retried on new ports, or after a pause when `ports` are fixed."""
     for attempt in range(attempts):
         try:
-            return _start_dev(data_dir, ports or (free_port(), free_port(), free_port()))
+            return _start_dev(data_dir, ports or (free_port(), free_port(), free_port()), columns=columns)
         except _PortRace:
             if attempt == attempts - 1:
                 raise
@@ -92,7 +94,9 @@ class _PortRace(AssertionError):
     pass
 
 
-def _start_dev(data_dir: Path, ports: tuple[int, int, int], timeout: float = 90) -> DevProcess:
+def _start_dev(
+    data_dir: Path, ports: tuple[int, int, int], timeout: float = 90, columns: int = 200
+) -> DevProcess:
     temporal_port, ui_port, emulator_port = ports
     proc = subprocess.Popen(
         [
@@ -107,7 +111,7 @@ def _start_dev(data_dir: Path, ports: tuple[int, int, int], timeout: float = 90)
             "--emulator-port",
             str(emulator_port),
         ],
-        env=clean_env(),
+        env=clean_env(COLUMNS=str(columns)),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

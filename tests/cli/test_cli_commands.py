@@ -60,6 +60,7 @@ def wait_for_status(
         ["status"],
         ["list"],
         ["cancel"],
+        ["redispatch"],
         ["results"],
         ["worker"],
         ["emulator"],

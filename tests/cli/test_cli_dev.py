@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 
 from durabatch.cli import EXIT_USAGE
-from durabatch.devstack import port_in_use
+from durabatch.devstack import DEV_API_KEY, port_in_use
 from tests.cli.conftest import clean_env, data_dir, run_cli, start_dev
 from tests.conftest import free_port
 from tests.helpers import eventually_sync
@@ -51,13 +51,27 @@ def test_dev_stops_on_sigint_and_a_restart_keeps_running_workflows(requests_file
         assert output.rstrip().endswith("stopped."), output
         assert not any(port_in_use(p) for p in ports[1:]), "UI and emulator ports are released"
 
-        second = start_dev(path, ports)
+        # On an 80-column terminal the banner's URLs (the database's is far wider) stay whole.
+        second = start_dev(path, ports, columns=80)
         try:
+            banner = "".join(second.output)
+            assert f"PostgreSQL:  {second.database_url}\n" in banner, banner
+            assert f"Web UI:      http://127.0.0.1:{second.ui_port}\n" in banner, banner
             r = run_cli("status", batch_id, "--json", env=second.env)
             assert r.returncode == 0, r.stderr
             after = json.loads(r.stdout)
             assert after["status"] in ("submitted", "in_progress")
             assert after["shards"][0]["provider_batch_id"] == before["shards"][0]["provider_batch_id"]
+            # The emulator kept its provider batch under the data dir, so the poll finds it again.
+            assert (path / "emulator" / "state.pickle").is_file()
+            provider_batch_id = before["shards"][0]["provider_batch_id"]
+            r2 = httpx.get(
+                f"http://127.0.0.1:{second.emulator_port}/v1/batches/{provider_batch_id}",
+                headers={"Authorization": f"Bearer {DEV_API_KEY}"},
+                timeout=10,
+            )
+            assert r2.status_code == 200, r2.text
+            assert r2.json()["request_counts"]["total"] in (0, 12)
             r = run_cli("list", "--json", env=second.env)
             [row] = [json.loads(line) for line in r.stdout.splitlines() if batch_id in line]
             assert row["workflow_status"] == "RUNNING"

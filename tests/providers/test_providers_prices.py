@@ -22,6 +22,13 @@ def test_known_models_and_suffixes() -> None:
     assert price_of("gemini", "gemini-2.5-flash-lite") != price_of("gemini", "gemini-2.5-flash")
 
 
+def test_gemini_2_0_flash_has_its_batch_price() -> None:
+    # Google's standard $0.10 in / $0.40 out per 1M tokens, halved in batch mode
+    assert cost_usd("gemini", "gemini-2.0-flash", 1_000_000, 0, 1_000_000) == Decimal("0.25")
+    assert price_of("gemini", "models/gemini-2.0-flash-001") == price_of("gemini", "gemini-2.0-flash")
+    assert price_of("gemini", "gemini-2.0-flash-lite") is None, "not priced as 2.0 Flash"
+
+
 def test_unknown_is_none_not_zero() -> None:
     assert cost_usd("openai", "gpt-5-nano", 10, 0, 10) is None  # not gpt-5's price
     assert cost_usd("openai", None, 10, 0, 10) is None

@@ -30,7 +30,10 @@ def requests_for(*custom_ids: str) -> list[dict[str, Any]]:
 
 async def rows(stack: Stack, batch_id: str) -> dict[str, Any]:
     found = await stack.pool.fetch(
-        "SELECT custom_id, outcome, line, error::text AS error FROM results WHERE batch_id = $1", batch_id
+        """SELECT x.custom_id, x.outcome, x.line, x.error::text AS error
+             FROM results x JOIN requests r USING (batch_id, custom_id)
+            WHERE x.batch_id = $1 AND x.round = r.round""",
+        batch_id,
     )
     return {r["custom_id"]: r for r in found}
 
@@ -58,7 +61,11 @@ async def test_completed_without_an_output_file_fails_every_request_with_the_rea
     await stack.fault(fault="no_output_file", provider="openai", count=1)
     try:
         summary = await stack.run(
-            batch_id=batch_id, provider="openai", endpoint=ENDPOINT, requests=requests_for("x", "y", "z")
+            batch_id=batch_id,
+            provider="openai",
+            endpoint=ENDPOINT,
+            requests=requests_for("x", "y", "z"),
+            max_rounds=1,
         )
     finally:
         await stack.admin("DELETE", "/faults")
@@ -67,6 +74,20 @@ async def test_completed_without_an_output_file_fails_every_request_with_the_rea
     assert {r["outcome"] for r in stored.values()} == {"failed"}
     assert all("missing" in (r["error"] or "") for r in stored.values())
     assert summary.counts.failed == 3
+
+
+async def test_results_missing_from_a_round_are_sent_again_and_land(stack: Stack) -> None:
+    batch_id = new_id()
+    await stack.fault(fault="no_output_file", provider="openai", count=1)
+    try:
+        summary = await stack.run(
+            batch_id=batch_id, provider="openai", endpoint=ENDPOINT, requests=requests_for("x", "y", "z")
+        )
+    finally:
+        await stack.admin("DELETE", "/faults")
+    await assert_one_outcome_each(stack, batch_id)
+    assert summary.counts.succeeded == 3 and summary.counts.retried == 3
+    assert len(summary.provider_batch_ids) == 2
 
 
 async def test_an_unknown_status_for_ever_ends_at_max_age(stack: Stack) -> None:
