@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from durabatch.store import batches, provider_batches, results
+from durabatch.store import batches, provider_batches, requests, results
 from durabatch.store.pool import Pool
 from tests.store.helpers import new_id, result_row, staged_batch
 
@@ -142,38 +142,40 @@ async def test_reconcile_gives_each_request_without_a_result_one_once(pool: Pool
     assert statuses == {k: v["outcome"] for k, v in by_id.items()}, "requests carry their outcome"
 
 
-async def test_totals_count_final_round_results_and_are_stored_on_the_batch(pool: Pool) -> None:
+async def test_totals_count_final_rounds_and_bill_every_attempt(pool: Pool) -> None:
     batch_id = new_id()
-    await staged_batch(pool, batch_id, 4)
+    await staged_batch(pool, batch_id, 5)
     rows = [
         result_row(batch_id, "r0", tokens=(10, 5, 2), cost=Decimal("0.25")),
         result_row(batch_id, "r1", tokens=(20, 5, 0), cost=Decimal("0.5")),
         result_row(batch_id, "r2", outcome="failed", tokens=(0, 0, 0), cost=None),
         result_row(batch_id, "r3", outcome="cancelled", tokens=(0, 0, 0), cost=None),
-        # a result of an earlier round: not the request's final one, so not counted
-        result_row(batch_id, "r3", round_=7, tokens=(999, 999, 999), cost=Decimal("9")),
+        # r4's first attempt failed after the provider billed it; a retry round ran it again
+        result_row(batch_id, "r4", outcome="failed", tokens=(3, 0, 0), cost=Decimal("0.01")),
     ]
     async with pool.acquire() as conn:
         await results.write_results(conn, batch_id, rows)
+        await requests.set_shards(conn, batch_id, [(4, 1)])
+        await requests.move_to_round(conn, batch_id, 1, 0, 1)
+        await results.write_results(
+            conn, batch_id, [result_row(batch_id, "r4", round_=1, tokens=(4, 1, 0), cost=Decimal("0.02"))]
+        )
         got = await batches.totals(conn, batch_id)
+    # counts: each request's final round (r4 succeeded); tokens and cost: every attempt
     assert (got["total"], got["succeeded"], got["failed"], got["expired"], got["cancelled"]) == (
-        4,
-        2,
+        5,
+        3,
         1,
         0,
         1,
     )
-    assert (got["input_tokens"], got["output_tokens"], got["cached_tokens"]) == (30, 10, 2)
-    assert got["cost_usd"] == Decimal("0.75") and got["cost_unknown"] == 0
-    row = await batches.get_batch(pool, batch_id)
-    assert row is not None
-    assert (row["succeeded_count"], row["failed_count"], row["cancelled_count"], row["request_count"]) == (
-        2,
-        1,
-        1,
-        4,
-    )
-    assert batches.as_float(row["cost_usd"]) == 0.75 and batches.as_float(None) is None
+    assert got["retried"] == 1
+    assert (got["input_tokens"], got["output_tokens"], got["cached_tokens"]) == (37, 11, 2)
+    assert got["cost_usd"] == Decimal("0.78") and got["cost_unknown"] == 0
+    row = await _row(pool, batch_id)
+    counts = (row["succeeded_count"], row["failed_count"], row["cancelled_count"], row["request_count"])
+    assert counts == (3, 1, 1, 5), "stored on the batch"
+    assert batches.as_float(row["cost_usd"]) == 0.78 and batches.as_float(None) is None
 
 
 async def test_totals_name_succeeded_results_whose_cost_is_unknown(pool: Pool) -> None:
