@@ -11,6 +11,7 @@ from activities.finalize import FinalizeActivities
 from activities.handlers import HandlerActivities
 from activities.identity import IdentityActivities
 from activities.ingest import IngestActivities
+from activities.realtime import RealtimeActivities
 from activities.rounds import RoundActivities
 from activities.smoke import SmokeActivities
 from activities.staging import StagingActivities
@@ -29,6 +30,7 @@ def all_activities(deps: ActivityDeps) -> list[Callable[..., Any]]:
     handler = HandlerActivities(deps)
     smoke = SmokeActivities(deps.pool)
     identity = IdentityActivities(deps)
+    realtime = RealtimeActivities(deps)
     sweep = SweepActivities(deps)
     admission = AdmissionActivities(deps)
     rounds = RoundActivities(deps)
@@ -42,6 +44,7 @@ def all_activities(deps: ActivityDeps) -> list[Callable[..., Any]]:
         rounds.start_retry_round,
         submission.cancel_provider_batches,
         ingest.ingest_results,
+        realtime.run_realtime_chunk,
         finalize.finalize_batch,
         handler.deliver_webhook,
         handler.claim_handler,

@@ -26,7 +26,9 @@ class RoundActivities:
             existing = await rounds.round_shards(conn, inp.batch_id, inp.to_round)
             if not existing:
                 planner = ShardPlanner(limits)
-                candidates = await rounds.retryable_requests(conn, inp.batch_id)
+                candidates = await rounds.retryable_requests(
+                    conn, inp.batch_id, include_cancelled=inp.include_cancelled
+                )
                 assignment = [(line_no, planner.assign(size)) for line_no, size in candidates]
                 if assignment:
                     await rounds.move_to_new_round(conn, inp.batch_id, inp.to_round, assignment)

@@ -701,8 +701,12 @@ class ChaosRun:
                 "SELECT count(*) FROM requests WHERE batch_id = ANY($1)", ids
             )
             row = await conn.fetchrow(
-                """SELECT count(*) FILTER (WHERE n = 0) AS zero, count(*) FILTER (WHERE n > 1) AS many
-                     FROM (SELECT r.batch_id, r.custom_id, count(x.custom_id) AS n
+                # a retried request keeps its earlier rounds' rows; its outcome is its current
+                # round's row, of which there must be exactly one (and none from a later round)
+                """SELECT count(*) FILTER (WHERE n = 0) AS zero, count(*) FILTER (WHERE n > 1 OR later > 0) AS many
+                     FROM (SELECT r.batch_id, r.custom_id,
+                                  count(x.custom_id) FILTER (WHERE x.round = r.round) AS n,
+                                  count(x.custom_id) FILTER (WHERE x.round > r.round) AS later
                              FROM requests r LEFT JOIN results x
                                ON x.batch_id = r.batch_id AND x.custom_id = r.custom_id
                             WHERE r.batch_id = ANY($1) GROUP BY 1, 2) s""",
@@ -934,8 +938,8 @@ def print_figures(f: Figures, run: ChaosRun, out: Callable[[str], Any] = print) 
     line("batches ended", f"{f.batches_ended} ({summarize_counter(Counter(f.ended_by_status))})", "all")
     line("workflows failed as a whole", f.workflows_failed, "0")
     line("requests generated / staged", f"{f.requests_generated} / {f.requests_staged}", "equal")
-    line("requests with zero outcome rows", f.requests_zero_outcomes, "0")
-    line("requests with more than one outcome row", f.requests_many_outcomes, "0")
+    line("requests with zero outcome rows (final round)", f.requests_zero_outcomes, "0")
+    line("requests with more than one outcome row (final round)", f.requests_many_outcomes, "0")
     line("provider batches created (emulator)", summarize_counter(Counter(f.provider_batches_created)))
     line("shards with exactly 1 provider batch", f"{f.shards_one_provider_batch} of {f.shards}", "all")
     line(

@@ -18,7 +18,15 @@ from typing import Any, Literal, NoReturn
 from pydantic import BaseModel, ConfigDict, Field
 from temporalio import activity
 
-from durabatch.models import BatchStatus, BatchSummary, BatchTotals, CarriesRef, HandlerSpec, ShardState
+from durabatch.models import (
+    BatchStatus,
+    BatchSummary,
+    BatchTotals,
+    CarriesRef,
+    HandlerSpec,
+    RealtimeLimits,
+    ShardState,
+)
 
 __all__ = [
     "AdmissionInput",
@@ -32,6 +40,8 @@ __all__ = [
     "IngestResult",
     "PollInput",
     "PollResult",
+    "RealtimeChunkInput",
+    "RealtimeChunkResult",
     "RetryRoundInput",
     "RetryRoundResult",
     "RoundInput",
@@ -52,6 +62,7 @@ __all__ = [
     "poll_shards",
     "record_handler",
     "request_admission",
+    "run_realtime_chunk",
     "stage_requests",
     "start_retry_round",
     "start_round",
@@ -180,6 +191,38 @@ class FinalizeInput(_Model):
     cancel_reason: str | None = None
 
 
+class RealtimeChunkInput(_Model):
+    """Run the shard's requests with `line_from <= line_no < line_to` through the provider's
+    synchronous endpoint, writing each result for `round` as it arrives."""
+
+    batch_id: str
+    provider: str
+    endpoint: str
+    model: str | None = None
+    shard: int = 0
+    round: int = 0
+    line_from: int
+    line_to: int
+    #: unset values come from the worker: DURABATCH_<PROVIDER>_RPM / _TPM, concurrency 8
+    limits: RealtimeLimits = Field(default_factory=RealtimeLimits)
+
+
+class RealtimeChunkResult(_Model):
+    """Counts only: the results themselves are in the store."""
+
+    #: requests in the range
+    requests: int
+    #: of them, already with a result for the round when this attempt started (not sent again)
+    skipped: int
+    #: results this attempt wrote
+    written: int
+    succeeded: int
+    failed: int
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+
+
 class HandlerInput(_Model):
     batch_id: str
     handler_index: int
@@ -220,6 +263,8 @@ class RetryRoundInput(_Model):
     batch_id: str
     provider: str
     to_round: int
+    #: also those the batch API left cancelled (the deadline fallback finishes them in real time)
+    include_cancelled: bool = False
 
 
 class RetryRoundResult(_Model):
@@ -305,6 +350,12 @@ async def cancel_provider_batches(inp: CancelInput) -> None:
 async def ingest_results(inp: IngestInput) -> IngestResult:
     """Stream an ended provider batch's result files into the store."""
     _stub("ingest_results")
+
+
+@activity.defn
+async def run_realtime_chunk(inp: RealtimeChunkInput) -> RealtimeChunkResult:
+    """Run a range of a shard's requests in real time, each result written once."""
+    _stub("run_realtime_chunk")
 
 
 @activity.defn

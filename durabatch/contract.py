@@ -114,6 +114,7 @@ PRIORITY_RANGE = (1, 5)
 DEFAULT_MAX_ROUNDS = 2
 MAX_ROUNDS = 10
 MODES = ("batch", "realtime")
+MAX_POLL_STRETCH = 100.0
 #: requests in flight at once in real time, and the rates it may be given
 MAX_REALTIME_CONCURRENCY = 256
 MAX_REALTIME_RATE = 100_000_000
@@ -155,6 +156,7 @@ class BatchConfig:
     mode: str = "batch"
     realtime: RealtimeLimits = field(default_factory=RealtimeLimits)
     deadline_seconds: float | None = None
+    push_poll_stretch: float = 1.0
 
 
 def validate_batch_id(batch_id: object) -> str:
@@ -334,7 +336,14 @@ def validate_input(inp: BatchInput, workflow_id: str, *, continued: bool = False
         mode=_mode(inp.mode),
         realtime=_realtime(inp.realtime),
         deadline_seconds=_deadline(inp.deadline_seconds, max_age),
+        push_poll_stretch=_stretch(inp.push_poll_stretch),
     )
+
+
+def _stretch(value: float | None) -> float:
+    if value is not None and not (math.isfinite(value) and 1 <= value <= MAX_POLL_STRETCH):
+        raise _fail("push_poll_stretch", f"must be a number from 1 to {MAX_POLL_STRETCH:g}, got {value!r}")
+    return 1.0 if value is None else float(value)
 
 
 def _mode(value: str | None) -> str:

@@ -50,7 +50,7 @@ def write_requests(path: Path, n: int = REQUESTS) -> None:
 
 
 async def run_demo(data_dir: Path = Path(".durabatch")) -> int:
-    from durabatch.console import summary_table, wait_with_progress
+    from durabatch.cli.console import summary_table, wait_with_progress
 
     stack = DevStack(DevStackConfig(data_dir=data_dir, emulator_options={"ms_per_request": 5.0}))
     console.rule("[bold]durabatch demo")

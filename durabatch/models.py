@@ -12,6 +12,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
 
+# the names other languages and the `temporal` CLI rely on live with the other words
+from durabatch.vocabulary import SEARCH_ATTRIBUTES, WORKFLOW_TYPE, sweep_workflow_id, workflow_id_for
+
 __all__ = [
     "SEARCH_ATTRIBUTES",
     "WORKFLOW_TYPE",
@@ -227,6 +230,12 @@ class BatchState(_Model):
     provider_events: int = 0
     #: retry rounds started (the first round is not one of them), up to max_rounds - 1
     retry_rounds: int = 0
+    #: requests finished through the synchronous API (real-time mode or the deadline fallback),
+    #: and the rate the last real-time shard ran at (requests per minute)
+    realtime_requests: int = 0
+    realtime_rpm: float | None = None
+    #: the deadline came near: the batch API's unfinished requests go to real time
+    fell_back: bool = False
     #: admission keys the account workflow granted (its `admission` signals)
     admitted: list[str] = Field(default_factory=list)
     #: the poll count the schedule counts from (reset when a cancel is sent)
@@ -269,6 +278,9 @@ class BatchInput(_Model):
     #: when the batch must be done (shorter than max_age_seconds): near it, what the batch API
     #: has not finished is cancelled there and finished in real time
     deadline_seconds: _StrictFloat | None = None
+    #: from the third poll on, the schedule's delays times this (1..100): for batches that
+    #: provider webhooks or the account sweep wake, whose polls are a safety net
+    push_poll_stretch: _StrictFloat | None = None
     #: set by the workflow itself when it continues as new; clients leave it out
     state: BatchState | None = None
 
@@ -329,6 +341,9 @@ class StatusQuery(_Model):
     #: retry rounds started so far, and the rounds the batch allows in all
     retry_rounds: int = 0
     max_rounds: int | None = None
+    #: real time: requests finished so far that way, and the last shard's requests per minute
+    realtime_requests: int = 0
+    realtime_rpm: float | None = None
     cancel_requested: bool = False
     cancel_reason: str | None = None
     failure_reason: str | None = None
@@ -369,26 +384,3 @@ class SweepWorkflowInput(_Model):
     continue_as_new_after: int = 100
     #: carried across continue-as-new
     totals: SweepTotals = Field(default_factory=SweepTotals)
-
-
-# ---- names other languages and the `temporal` CLI rely on -------------------------------------
-
-WORKFLOW_TYPE = "BatchWorkflow"
-
-
-def workflow_id_for(batch_id: str) -> str:
-    return f"batch-{batch_id}"
-
-
-def sweep_workflow_id(provider: str) -> str:
-    """The one account sweep workflow of a provider (`AccountSweepWorkflow`)."""
-    return f"durabatch-sweep-{provider}"
-
-
-#: Search attributes durabatch upserts; the worker registers them when the namespace lacks them.
-SEARCH_ATTRIBUTES: dict[str, Literal["keyword", "int"]] = {
-    "DurabatchStatus": "keyword",
-    "DurabatchProvider": "keyword",
-    "DurabatchModel": "keyword",
-    "DurabatchRequests": "int",
-}

@@ -104,6 +104,14 @@ class Settings(BaseSettings):
     requests_roots: str = Field("", validation_alias=_env("DURABATCH_REQUESTS_ROOTS"))
     #: whether a worker may fetch an http(s) `requests_uri`
     requests_http: bool = Field(True, validation_alias=_env("DURABATCH_REQUESTS_HTTP"))
+    #: real-time calls and tokens per minute per provider, where a real-time run sets none itself;
+    #: unset = no client-side limit (the provider's 429s and rate-limit headers still pace calls)
+    openai_rpm: int | None = Field(None, ge=1, validation_alias=_env("DURABATCH_OPENAI_RPM"))
+    openai_tpm: int | None = Field(None, ge=1, validation_alias=_env("DURABATCH_OPENAI_TPM"))
+    anthropic_rpm: int | None = Field(None, ge=1, validation_alias=_env("DURABATCH_ANTHROPIC_RPM"))
+    anthropic_tpm: int | None = Field(None, ge=1, validation_alias=_env("DURABATCH_ANTHROPIC_TPM"))
+    gemini_rpm: int | None = Field(None, ge=1, validation_alias=_env("DURABATCH_GEMINI_RPM"))
+    gemini_tpm: int | None = Field(None, ge=1, validation_alias=_env("DURABATCH_GEMINI_TPM"))
     #: the account sweep's cadence: every this many seconds one list call per provider account
     #: wakes the batches whose status changed (docs/webhooks.md); 0 = no sweep
     sweep_seconds: float = Field(0.0, validation_alias=_env("DURABATCH_SWEEP_SECONDS"))
@@ -187,6 +195,14 @@ class Settings(BaseSettings):
         if self.requests_roots.strip():
             return [Path(p).resolve() for p in self.requests_roots.split(os.pathsep) if p.strip()]
         return [self.data_dir.resolve(), Path.cwd().resolve()]
+
+    def realtime_limits(self, provider: str) -> tuple[int | None, int | None]:
+        """(rpm, tpm) defaults of `provider`'s real-time calls (DURABATCH_<PROVIDER>_RPM / _TPM)."""
+        return {
+            "openai": (self.openai_rpm, self.openai_tpm),
+            "anthropic": (self.anthropic_rpm, self.anthropic_tpm),
+            "gemini": (self.gemini_rpm, self.gemini_tpm),
+        }[provider]
 
     def base_url(self, provider: str) -> str:
         return {

@@ -1,10 +1,12 @@
 """The words every layer shares: providers, status sets, `ApplicationError` type names.
 
 Defined here once; `durabatch.contract` exports them with the rest of the contract, and that is
-where callers import them from. Pure: no imports at all.
+where callers import them from. Pure: the standard library only.
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 __all__ = [
     "AUTHENTICATION_FAILED",
@@ -22,8 +24,12 @@ __all__ = [
     "QUOTA_EXCEEDED",
     "RETRYABLE_ERROR_CODES",
     "RETRYABLE_STATUS_CODES",
+    "SEARCH_ATTRIBUTES",
     "TERMINAL_BATCH_STATUSES",
     "WEBHOOK_FAILED",
+    "WORKFLOW_TYPE",
+    "sweep_workflow_id",
+    "workflow_id_for",
 ]
 
 PROVIDERS = ("openai", "anthropic", "gemini")
@@ -84,3 +90,26 @@ RETRYABLE_ERROR_CODES = (
 )
 #: the error code of requests expired by durabatch's own max age (not retried)
 MAX_AGE_CODE = "max_age"
+
+
+# ---- names other languages and the `temporal` CLI rely on -------------------------------------
+
+WORKFLOW_TYPE = "BatchWorkflow"
+
+
+def workflow_id_for(batch_id: str) -> str:
+    return f"batch-{batch_id}"
+
+
+def sweep_workflow_id(provider: str) -> str:
+    """The one account sweep workflow of a provider (`AccountSweepWorkflow`)."""
+    return f"durabatch-sweep-{provider}"
+
+
+#: Search attributes durabatch upserts; the worker registers them when the namespace lacks them.
+SEARCH_ATTRIBUTES: dict[str, Literal["keyword", "int"]] = {
+    "DurabatchStatus": "keyword",
+    "DurabatchProvider": "keyword",
+    "DurabatchModel": "keyword",
+    "DurabatchRequests": "int",
+}

@@ -249,8 +249,12 @@ class BatchBase:
     def _next_delay(self) -> float:
         """The schedule's next delay, counted from its origin, jittered."""
         st = self._state
+        cfg = self._require_cfg()
         return poll_delay(
-            self._require_cfg().poll_schedule, st.poll_count - st.schedule_origin, workflow.random().random()
+            cfg.poll_schedule,
+            st.poll_count - st.schedule_origin,
+            workflow.random().random(),
+            cfg.push_poll_stretch,
         )
 
     def _shards_awaiting_results(self) -> list[ShardState]:

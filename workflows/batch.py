@@ -58,7 +58,7 @@ from workflows.base import (
     PATCH_QUICK_POLL_AFTER_CANCEL,
     ContinueAsNewNow,
 )
-from workflows.polling import BatchPolling
+from workflows.realtime import BatchRealtime
 
 __all__ = [
     "CANCEL_POLL_DELAY_SECONDS",
@@ -87,7 +87,7 @@ def _clean_reason(reason: object) -> str:
 
 
 @workflow.defn(name="BatchWorkflow")
-class BatchWorkflow(BatchPolling):
+class BatchWorkflow(BatchRealtime):
     """The lifecycle of one batch: its interface (run, cancel, status, redispatch_handlers) and phases."""
 
     @workflow.run
@@ -267,6 +267,10 @@ class BatchWorkflow(BatchPolling):
                 await self._cancel_at_provider(include_submitting=True)
             st.status = "cancelled"
             return
+        if cfg.mode == "realtime":
+            await self._run_realtime([s for s in st.shards if not s.ingested])
+            await self._retry_rounds()
+            return
         for shard in st.shards:
             if shard.provider_batch_id is None and not st.cancel_requested:
                 if not await self._submit(shard):
@@ -277,7 +281,10 @@ class BatchWorkflow(BatchPolling):
             st.status = "submitted"
             self._publish()
         await self._poll_until_done()
-        await self._retry_rounds()
+        if st.fell_back:
+            await self._finish_in_realtime()
+        else:
+            await self._retry_rounds()
 
     async def _complete(self) -> BatchSummary:
         cfg = self._require_cfg()

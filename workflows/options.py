@@ -108,6 +108,19 @@ INGEST = Preset(
         non_retryable_error_types=[AUTHENTICATION_FAILED],
     ),
 )
+#: A shard run through the synchronous API: as long as its rate limit needs (heartbeats show it
+#: alive; a retry resumes it, never re-sending a request that has a result).
+REALTIME = Preset(
+    start_to_close=timedelta(hours=24),
+    # short: a cancel reaches the activity with its next heartbeat
+    heartbeat=timedelta(seconds=30),
+    retry=RetryPolicy(
+        initial_interval=timedelta(seconds=2),
+        maximum_interval=timedelta(minutes=2),
+        maximum_attempts=10,
+        non_retryable_error_types=NON_RETRYABLE,
+    ),
+)
 #: Provider-side cancel is best effort: a failing cancel is logged and never blocks the batch.
 CANCEL = Preset(
     start_to_close=timedelta(minutes=1),

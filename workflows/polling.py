@@ -6,7 +6,7 @@ Workflow code (see workflows/batch.py): deterministic, no I/O but activities.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
@@ -65,9 +65,18 @@ class BatchPolling(BatchBase):
             if now >= deadline:
                 await self._expire()
                 return
+            fallback_at = self._fallback_at()
+            if fallback_at is not None and now >= fallback_at:
+                await self._fall_back()
+                # the cancelled batches end soon: poll again within seconds, as after a cancel
+                st.schedule_origin = st.poll_count
+                self._quick_poll_after_cancel = True
+                continue
             delay = self._next_delay()
             if self._quick_poll_after_cancel and st.poll_count == st.schedule_origin:
                 delay = min(delay, CANCEL_POLL_DELAY_SECONDS)
+            if fallback_at is not None:
+                delay = min(delay, max((fallback_at - now).total_seconds(), 0.001))
             self._next_poll_at = now + timedelta(seconds=delay)
             self._publish_details()  # "next poll in 4 min" on the batch's Web UI page
             cancel_seen = st.cancel_requested
@@ -168,11 +177,24 @@ class BatchPolling(BatchBase):
             st.shards.extend(fresh)
             st.status = "in_progress"
             self._publish()
-            for shard in fresh:
-                if not await self._submit(shard):
-                    await self._cancel_at_provider()
-                    return
-            await self._poll_until_done()
+            if not await self._send_round(fresh):
+                return
+
+    async def _send_round(self, shards: list[ShardState]) -> bool:
+        """Submit a round's shards and poll them to the end; False if a submit failed."""
+        for shard in shards:
+            if not await self._submit(shard):
+                await self._cancel_at_provider()
+                return False
+        await self._poll_until_done()
+        return True
+
+    def _fallback_at(self) -> datetime | None:
+        """When to hand the batch API's unfinished work to real time (workflows/realtime.py)."""
+        return None
+
+    async def _fall_back(self) -> None:
+        """Start the hand-over to real time (workflows/realtime.py)."""
 
     def _lose(self, shard: ShardState) -> None:
         """The provider no longer knows this batch: stop polling it and fail the batch."""

@@ -18,6 +18,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--finalizing-seconds", type=float, default=0.5)
     p.add_argument("--expire-after-seconds", type=float, default=86400.0)
     p.add_argument("--state-dir", type=Path, default=None, help="keep batches and files here across restarts")
+    p.add_argument("--rpm", type=int, default=None, help="real-time calls per minute per provider")
+    p.add_argument("--tpm", type=int, default=None, help="real-time tokens per minute per provider")
     a = p.parse_args(argv)
     serve_forever(
         host=a.host,
@@ -28,6 +30,8 @@ def main(argv: list[str] | None = None) -> None:
         finalizing_seconds=a.finalizing_seconds,
         expire_after_seconds=a.expire_after_seconds,
         state_dir=a.state_dir,
+        realtime_rpm=a.rpm,
+        realtime_tpm=a.tpm,
     )
 
 

@@ -1,4 +1,4 @@
-"""Anthropic: Message Batches and the real-time Messages endpoint."""
+"""Anthropic: Message Batches (the real-time Messages endpoint is in `realtime_routes`)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from typing import Any
 from aiohttp import web
 
 from durabatch.emulator.batches import Batch, RequestError, batch_markers, item_from_marker
-from durabatch.emulator.content import expected_chat_response
 from durabatch.emulator.errors import error_response
 from durabatch.emulator.files import StoredFile, stream_file
 from durabatch.emulator.results import anthropic_result_lines
@@ -25,12 +24,12 @@ from durabatch.emulator.state import EmulatorState, new_id
 from durabatch.emulator.timeline import Phase
 from durabatch.emulator.wire import base_url, drop_connection, json_ok, read_json, rfc3339
 
-__all__ = ["message_batch_json", "register"]
+__all__ = ["message_batch_json", "params_error", "register"]
 
 CUSTOM_ID = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 
 
-def _params_error(params: dict[str, Any]) -> RequestError | None:
+def params_error(params: dict[str, Any]) -> RequestError | None:
     """Params are validated only when the batch runs, and come back as `errored` results."""
     for field in ("model", "max_tokens", "messages"):
         if field not in params:
@@ -134,7 +133,7 @@ async def create_batch(request: web.Request) -> web.Response:
         if cid in seen:
             return _bad(request, f"requests.{i}.custom_id: Duplicate custom_id '{cid}' in batch requests")
         seen.add(cid)
-        batch.items.append(item_from_marker(cid, params, _params_error(params)))
+        batch.items.append(item_from_marker(cid, params, params_error(params)))
     batch.model = str(batch.items[0].body.get("model") or "") or None
     specs = state.faults.take_batch_faults("anthropic") + batch_markers(batch.items[0].cid)
     for s in specs:
@@ -229,18 +228,6 @@ async def batch_results(request: web.Request, batch: Batch) -> web.StreamRespons
     )
 
 
-async def messages(request: web.Request) -> web.Response:
-    body = await read_json(request)
-    if not isinstance(body, dict):
-        return _bad(request, "There was an issue with your request body: it is not valid JSON.")
-    if body.get("stream"):
-        return _bad(request, "stream: streaming is not supported by the emulator")
-    err = _params_error(body)
-    if err is not None:
-        return _bad(request, err.message)
-    return json_ok(expected_chat_response("anthropic", "/v1/messages", body, service_tier="standard"))
-
-
 def register(app: web.Application) -> None:
     r = app.router
     r.add_post("/v1/messages/batches", create_batch, name="anthropic:batches.create")
@@ -249,4 +236,3 @@ def register(app: web.Application) -> None:
     r.add_delete("/v1/messages/batches/{batch_id}", delete_batch, name="anthropic:batches.delete")
     r.add_post("/v1/messages/batches/{batch_id}/cancel", cancel_batch, name="anthropic:batches.cancel")
     r.add_get("/v1/messages/batches/{batch_id}/results", batch_results, name="anthropic:batches.results")
-    r.add_post("/v1/messages", messages, name="anthropic:messages")

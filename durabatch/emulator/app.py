@@ -16,6 +16,7 @@ from durabatch.emulator import (
     gemini_routes,
     openai_files,
     openai_routes,
+    realtime_routes,
 )
 from durabatch.emulator.errors import (
     anthropic_request_id,
@@ -227,5 +228,6 @@ def build_app(state: EmulatorState) -> web.Application:
         app.router.add_route(method, path, _dual(openai_handler, gemini_handler), name=f"dual:{operation}")
     openai_routes.register(app)
     anthropic_routes.register(app)
+    realtime_routes.register(app)
     admin_routes.register(app)
     return app

@@ -51,6 +51,13 @@ class EmulatorConfig:
     webhook_drop: bool = False
     webhook_delay_seconds: float = 0.0
     webhook_duplicates: int = 0
+    #: real-time endpoints: calls per window per provider (past it: 429 with Retry-After); None = unlimited
+    realtime_rpm: int | None = None
+    #: real-time endpoints: tokens (prompt + reply, as the answer's usage counts them) per window
+    #: per provider; None = unlimited
+    realtime_tpm: int | None = None
+    #: the rate-limit window in seconds: a minute, as the providers count; tests shorten it
+    realtime_window_seconds: float = 60.0
     #: Where batches and files are kept across restarts (loaded at start, saved after each change
     #: and at shutdown); None keeps them in memory only.
     state_dir: Path | None = None

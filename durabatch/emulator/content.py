@@ -2,9 +2,10 @@
 
 The rules (also in docs/emulator.md) are:
 
-* the *prompt text* is the text of the last user turn (OpenAI `messages[-1 user].content`,
-  Anthropic `messages[-1 user].content`, Gemini `contents[-1 user].parts[*].text`); text parts of a
-  multi-part message are joined with a single newline;
+* the *prompt text* is the text of the last user turn (OpenAI `messages[-1 user].content`, or for
+  `/v1/responses` the `input` string or its last user item, Anthropic `messages[-1 user].content`,
+  Gemini `contents[-1 user].parts[*].text`); text parts of a multi-part message are joined with a
+  single newline;
 * the reply text is ``"echo:" + sha256(prompt_text.encode()).hexdigest()[:16]``;
 * input tokens = the number of whitespace-separated words in *all* text of the request (system
   prompt and every message) + ``PROMPT_OVERHEAD_TOKENS``;
@@ -33,6 +34,7 @@ __all__ = [
     "expected_usage",
     "prompt_text",
     "reply_text",
+    "request_text",
 ]
 
 Provider = Literal["openai", "anthropic", "gemini"]
@@ -90,6 +92,17 @@ def _turns(provider: Provider, body: dict[str, Any]) -> list[tuple[str, list[str
         return turns
     if provider == "anthropic" and body.get("system") is not None:
         turns.append(("system", _texts_of_content(body.get("system"))))
+    if provider == "openai" and "messages" not in body and "input" in body:
+        # the Responses API: `instructions`, then `input` (a string, or a list of message items)
+        if isinstance(body.get("instructions"), str):
+            turns.append(("system", [body["instructions"]]))
+        items = body["input"]
+        if isinstance(items, str):
+            return [*turns, ("user", [items])]
+        for m in items if isinstance(items, list) else []:
+            if isinstance(m, dict):
+                turns.append((str(m.get("role") or "user"), _texts_of_content(m.get("content"))))
+        return turns
     for m in body.get("messages") or []:
         if isinstance(m, dict):
             turns.append((str(m.get("role") or "user"), _texts_of_content(m.get("content"))))
@@ -102,6 +115,13 @@ def prompt_text(provider: Provider, body: dict[str, Any]) -> str:
         if role == "user":
             return "\n".join(texts)
     return ""
+
+
+def request_text(provider: Provider, body: dict[str, Any]) -> str:
+    """All text of a request (every turn, or every embedding input), joined by newlines: what the
+    `__flaky` marker of a real-time call is keyed on, since such a call has no custom_id."""
+    texts = [t for _, turn in _turns(provider, body) for t in turn]
+    return "\n".join(texts or _embedding_inputs(body))
 
 
 def reply_text(provider: Provider, body: dict[str, Any]) -> str:
@@ -139,10 +159,50 @@ def _embedding(text: str, index: int, dims: int) -> list[float]:
     return out[:dims]
 
 
+def _responses_body(body: dict[str, Any], digest: str, usage: Usage, model: str) -> dict[str, Any]:
+    """A Responses API `response` object (the shape of `/v1/responses`, in real time and in batch)."""
+    return {
+        "id": "resp_" + digest[:40],
+        "object": "response",
+        "created_at": FIXED_CREATED,
+        "status": "completed",
+        "error": None,
+        "incomplete_details": None,
+        "instructions": body.get("instructions"),
+        "max_output_tokens": body.get("max_output_tokens"),
+        "model": model,
+        "output": [
+            {
+                "type": "message",
+                "id": "msg_" + digest[:40],
+                "status": "completed",
+                "role": "assistant",
+                "content": [{"type": "output_text", "text": reply_text("openai", body), "annotations": []}],
+            }
+        ],
+        "parallel_tool_calls": True,
+        "previous_response_id": None,
+        "temperature": 1.0,
+        "tool_choice": "auto",
+        "tools": [],
+        "top_p": 1.0,
+        "usage": {
+            "input_tokens": usage.input_tokens,
+            "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens": usage.output_tokens,
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": usage.total_tokens,
+        },
+        "metadata": {},
+    }
+
+
 def _openai_body(endpoint: str, body: dict[str, Any]) -> dict[str, Any]:
     digest = body_digest(body)
     usage = expected_usage("openai", endpoint, body)
     model = str(body.get("model") or "gpt-4o-mini")
+    if endpoint == "/v1/responses":
+        return _responses_body(body, digest, usage, model)
     if endpoint == "/v1/embeddings":
         dims = int(body.get("dimensions") or EMBEDDING_DIMENSIONS)
         return {
@@ -239,7 +299,8 @@ def expected_chat_response(
 ) -> dict[str, Any]:
     """The response body the emulator returns for `body`.
 
-    `endpoint` is the OpenAI endpoint (`/v1/chat/completions` or `/v1/embeddings`); it is ignored
+    `endpoint` is the OpenAI endpoint (`/v1/chat/completions`, `/v1/responses` or `/v1/embeddings`;
+    any other gets a chat completion); it is ignored
     for Anthropic and Gemini. `model` is the Gemini model (Gemini requests rarely carry it);
     `service_tier` is Anthropic's usage tier, "batch" in batch results and "standard" in real time.
     """

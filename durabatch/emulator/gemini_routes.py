@@ -1,5 +1,5 @@
-"""Gemini Developer API: batch mode (Operations) and generateContent. The Files API as batch
-uses it is in `gemini_files`."""
+"""Gemini Developer API: batch mode (Operations). The Files API as batch uses it is in
+`gemini_files`, generateContent in `realtime_routes`."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from aiohttp import web
 
 from durabatch.emulator import gemini_files
 from durabatch.emulator.batches import Batch, RequestError, batch_markers, item_from_marker
-from durabatch.emulator.content import expected_chat_response
 from durabatch.emulator.files import StoredFile
 from durabatch.emulator.results import gemini_inline_responses, gemini_result_lines
 from durabatch.emulator.route_helpers import (
@@ -26,7 +25,7 @@ from durabatch.emulator.state import EmulatorState, new_id
 from durabatch.emulator.timeline import Phase
 from durabatch.emulator.wire import base_url, drop_connection, json_ok, read_json, rfc3339
 
-__all__ = ["operation_json", "register"]
+__all__ = ["operation_json", "register", "request_error"]
 
 BATCH_TYPE = "type.googleapis.com/google.ai.generativelanguage.v1beta.GenerateContentBatch"
 OUTPUT_TYPE = "type.googleapis.com/google.ai.generativelanguage.v1beta.GenerateContentBatchOutput"
@@ -107,7 +106,7 @@ def operation_json(batch: Batch, state: EmulatorState, origin: str) -> dict[str,
     return op
 
 
-def _request_error(req: Any) -> RequestError | None:
+def request_error(req: Any) -> RequestError | None:
     if not isinstance(req, dict) or not req.get("contents"):
         return RequestError(
             400, "* GenerateContentRequest.contents: contents is not specified", "INVALID_ARGUMENT"
@@ -147,7 +146,7 @@ async def create_batch(request: web.Request) -> web.Response:
             meta = r.get("metadata") if isinstance(r, dict) else None
             key = str((meta or {}).get("key", i)) if isinstance(meta, dict) else str(i)
             req = r.get("request") if isinstance(r, dict) else None
-            item = item_from_marker(key, req if isinstance(req, dict) else {}, _request_error(req))
+            item = item_from_marker(key, req if isinstance(req, dict) else {}, request_error(req))
             item.meta = meta if isinstance(meta, dict) else None
             batch.items.append(item)
     elif "fileName" in cfg:
@@ -192,7 +191,7 @@ def _parse_file(batch: Batch, data: bytes) -> None:
             return
         req = obj["request"]
         key = str(obj.get("key", lineno))
-        batch.items.append(item_from_marker(key, req if isinstance(req, dict) else {}, _request_error(req)))
+        batch.items.append(item_from_marker(key, req if isinstance(req, dict) else {}, request_error(req)))
 
 
 def _no_batch(request: web.Request, name: str) -> web.Response:
@@ -238,17 +237,6 @@ async def delete_batch(request: web.Request, batch: Batch) -> web.Response:
     return json_ok({})
 
 
-async def generate_content(request: web.Request) -> web.Response:
-    body = await read_json(request)
-    if not isinstance(body, dict):
-        return gemini_error(request, 400, "Invalid JSON payload received.")
-    err = _request_error(body)
-    if err is not None:
-        return gemini_error(request, 400, err.message)
-    model = "models/" + request.match_info["model"]
-    return json_ok(expected_chat_response("gemini", "", body, model=model))
-
-
 def register(app: web.Application) -> None:
     """Gemini routes under `/v1beta` and, where OpenAI does not use the same path, `/v1` (the
     google-genai SDK's default version); app.DUAL_ROUTES holds the shared `/v1` paths."""
@@ -257,9 +245,6 @@ def register(app: web.Application) -> None:
     seg, bid = "{model:[^/:]+}", "{batch_id:[^/:]+}"
     for v in ("v1beta", "v1"):
         r.add_post(f"/{v}/models/{seg}:batchGenerateContent", create_batch, name=f"gemini:batches.create:{v}")
-        r.add_post(
-            f"/{v}/models/{seg}:generateContent", generate_content, name=f"gemini:models.generateContent:{v}"
-        )
         r.add_post(f"/{v}/batches/{bid}:cancel", cancel_batch, name=f"gemini:batches.cancel:{v}")
     r.add_get("/v1beta/batches", list_batches, name="gemini:batches.list")
     r.add_get(f"/v1beta/batches/{bid}", get_batch, name="gemini:batches.retrieve")

@@ -1,5 +1,5 @@
-"""OpenAI: Batches (validation, lifecycle, result files) and the real-time chat completions and
-embeddings endpoints. The Files API is in `openai_files`."""
+"""OpenAI: Batches (validation, lifecycle, result files). The Files API is in `openai_files`, the
+real-time endpoints in `realtime_routes`."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from durabatch.emulator import openai_files
-from durabatch.emulator.batches import Batch, Item, batch_markers, item_from_marker
-from durabatch.emulator.content import expected_chat_response
+from durabatch.emulator.batches import Batch, batch_markers
 from durabatch.emulator.errors import error_response
 from durabatch.emulator.faults import FaultSpec
 from durabatch.emulator.files import StoredFile
@@ -274,33 +273,6 @@ async def list_batches(request: web.Request) -> web.Response:
     )
 
 
-# ---------------------------------------------------------------- real time
-
-
-async def chat_completions(request: web.Request) -> web.Response:
-    return await _realtime(request, "/v1/chat/completions", "messages")
-
-
-async def embeddings(request: web.Request) -> web.Response:
-    return await _realtime(request, "/v1/embeddings", "input")
-
-
-async def _realtime(request: web.Request, endpoint: str, needed: str) -> web.Response:
-    body = await read_json(request)
-    if not isinstance(body, dict):
-        return error_response(request, 400, "We could not parse the JSON body of your request.")
-    for param in ("model", needed):
-        if param not in body:
-            return missing_parameter(request, param)
-    if body.get("stream"):
-        return error_response(request, 400, "Streaming is not supported by the emulator.", param="stream")
-    item: Item = item_from_marker(str(body.get("user") or ""), body)
-    if item.error is not None:
-        e = item.error
-        return error_response(request, e.status, e.message, type_=e.type, code=e.code)
-    return json_ok(expected_chat_response("openai", endpoint, body))
-
-
 async def no_such_route(request: web.Request) -> web.Response:
     return error_response(request, 404, f"Invalid URL ({request.method} {request.path})")
 
@@ -314,5 +286,3 @@ def register(app: web.Application) -> None:
     r.add_get(f"/v1/files/{fid}/content", openai_files.file_content, name="openai:files.content")
     r.add_post("/v1/batches", create_batch, name="openai:batches.create")
     r.add_post(f"/v1/batches/{bid}/cancel", cancel_batch, name="openai:batches.cancel")
-    r.add_post("/v1/chat/completions", chat_completions, name="openai:chat.completions")
-    r.add_post("/v1/embeddings", embeddings, name="openai:embeddings")

@@ -46,6 +46,8 @@ def _snapshot(state: EmulatorState) -> bytes:
         "openai_files": state.openai_files.files,
         "gemini_files": state.gemini_files.files,
         "clock_offset": state.clock.offset,
+        # which `__flaky` requests already failed: after a restart they still succeed
+        "flaky_failed": state.flaky_failed,
     }
     return pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
 
@@ -115,6 +117,7 @@ def load_state(state: EmulatorState, directory: Path) -> bool:
     state.openai_files.files.update(payload["openai_files"])
     state.gemini_files.files.update(payload["gemini_files"])
     state.clock.advance(max(0.0, float(payload["clock_offset"]) - state.clock.offset))
+    state.flaky_failed.update(payload.get("flaky_failed", ()))
     return True
 
 

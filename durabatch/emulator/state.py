@@ -11,15 +11,19 @@ from typing import Any
 
 from aiohttp import web
 
-from durabatch.emulator.batches import Batch
+from durabatch.emulator.batches import Batch, RequestError
 from durabatch.emulator.clock import Clock
 from durabatch.emulator.config import EmulatorConfig
-from durabatch.emulator.content import Provider
+from durabatch.emulator.content import Provider, request_text
 from durabatch.emulator.faults import FaultRegistry
 from durabatch.emulator.files import FileStore
+from durabatch.emulator.ratelimit import RealtimeLimiter
 from durabatch.emulator.timeline import Timeline
 
-__all__ = ["STATE_KEY", "EmulatorState", "Stats", "new_id"]
+__all__ = ["FLAKY_MARKER", "STATE_KEY", "EmulatorState", "Stats", "new_id"]
+
+#: a request whose text holds this fails with a 500 the first time it runs, then succeeds
+FLAKY_MARKER = "__flaky"
 
 _B62 = string.ascii_letters + string.digits
 _LOWER = string.ascii_lowercase + string.digits
@@ -47,6 +51,9 @@ class Stats:
     downloads: Counter[str] = field(default_factory=Counter)
     requests: Counter[str] = field(default_factory=Counter)
     faults_fired: Counter[str] = field(default_factory=Counter)
+    #: real-time calls by `provider:answer`: `ok` (answered 200), `rate_limited` (429),
+    #: `flaky` (the first run of a `__flaky` request), `error` (any other refusal)
+    realtime: Counter[str] = field(default_factory=Counter)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -55,6 +62,7 @@ class Stats:
             "downloads": dict(self.downloads),
             "requests": dict(self.requests),
             "faults_fired": dict(self.faults_fired),
+            "realtime": dict(self.realtime),
         }
 
 
@@ -73,8 +81,21 @@ class EmulatorState:
         self.order: dict[str, list[str]] = {"openai": [], "anthropic": [], "gemini": []}
         #: Gemini resumable uploads in progress: upload id -> (metadata, received bytes)
         self.uploads: dict[str, tuple[dict[str, Any], bytearray]] = {}
+        #: the real-time endpoints' rate-limit windows
+        self.realtime_limiter = RealtimeLimiter()
+        #: `__flaky` requests that have already failed once: batch custom_ids (as `provider:id`)
+        #: and real-time request texts (as `provider:text:<text>`)
+        self.flaky_failed: set[str] = set()
         #: set on every change worth saving; the on-disk copy (persist.py, with a state_dir) follows
         self.changed = asyncio.Event()
+
+    def flaky_fails(self, key: str) -> bool:
+        """Whether a `__flaky` request keyed `key` fails now: only the first time it is run."""
+        if key in self.flaky_failed:
+            return False
+        self.flaky_failed.add(key)
+        self.touch()
+        return True
 
     @property
     def api_keys(self) -> frozenset[str]:
@@ -99,6 +120,15 @@ class EmulatorState:
         )
 
     def add_batch(self, batch: Batch, tags: list[str]) -> None:
+        # decided here, once per batch, so every download of its results agrees; a batch that
+        # fails validation runs nothing, so its `__flaky` requests have not failed yet
+        for item in [] if batch.timeline.fail_validation else batch.items:
+            if (
+                item.error is None
+                and FLAKY_MARKER in request_text(batch.provider, item.body)
+                and self.flaky_fails(f"{batch.provider}:{item.cid}")
+            ):
+                item.error = RequestError.for_status(500)
         batch.index()
         self.batches[batch.id] = batch
         self.order[batch.provider].append(batch.id)
@@ -126,6 +156,8 @@ class EmulatorState:
         for v in self.order.values():
             v.clear()
         self.uploads.clear()
+        self.realtime_limiter.clear()
+        self.flaky_failed.clear()
         self.clock.reset()
 
 

@@ -211,5 +211,7 @@ class BatchProvider(Protocol):
         ...
 
     async def realtime(self, endpoint: str, body: dict[str, Any]) -> dict[str, Any]:
-        """One real-time call of the same endpoint (for the later real-time execution mode)."""
+        """One bare real-time call of the same endpoint, its answer's body. Real-time runs use
+        `durabatch.providers.realtime.RealtimeClient`, which adds the limits, the retries and the
+        batch result line."""
         ...

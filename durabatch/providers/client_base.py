@@ -84,6 +84,11 @@ class ProviderClient:
             retry_delay=retry_delay,
         )
 
+    @property
+    def http(self) -> ProviderHttp:
+        """This provider's HTTP edge (base URL, auth, error translation), for the real-time client."""
+        return self._http
+
     def _auth(self) -> dict[str, str]:
         return self._auth_headers(self._api_key())
 

@@ -13,6 +13,9 @@ are priced as normal input (their 1.25x/2x surcharge is not modelled).
 A model matches a table entry exactly, or with a version suffix (``gpt-4o-mini-2024-07-18``,
 ``claude-sonnet-4-5-20250929``, ``claude-3-5-haiku-latest``); the longest such entry wins. An unknown
 model costs ``None`` (unknown), never zero.
+
+Real-time calls (the synchronous endpoints) cost twice the batch price: the batch APIs are a 50%
+discount on the same models (`realtime_price_of`).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ModelPrice", "cost_of", "cost_usd", "load_prices", "price_of"]
+__all__ = ["ModelPrice", "cost_of", "cost_usd", "load_prices", "price_of", "realtime_price_of"]
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +120,18 @@ def price_of(provider: str, model: str | None, overrides_file: Path | None = Non
             if best is None or len(candidate) > len(best):
                 best = candidate
     return models[best] if best is not None else None
+
+
+def realtime_price_of(
+    provider: str, model: str | None, overrides_file: Path | None = None
+) -> ModelPrice | None:
+    """The real-time (synchronous endpoint) price: twice the batch price, as the table holds
+    batch prices and every provider's batch discount is 50%."""
+    price = price_of(provider, model, overrides_file)
+    if price is None:
+        return None
+    cached = None if price.cached_input is None else price.cached_input * 2
+    return ModelPrice((price.input * 2, cached, price.output * 2))
 
 
 def cost_usd(

@@ -15,6 +15,7 @@ __all__ = [
     "clear_unstarted",
     "copy_requests",
     "delete_requests",
+    "iter_range",
     "iter_shard",
     "iter_sized_bodies",
     "line_sizes",
@@ -57,6 +58,46 @@ async def iter_shard(
             return
         for row in rows:
             yield row["custom_id"], row["body"]
+        last = rows[-1]["line_no"]
+
+
+async def iter_range(
+    pool: asyncpg.Pool,
+    batch_id: str,
+    shard: int,
+    round_: int,
+    line_from: int,
+    line_to: int,
+    *,
+    chunk: int = 500,
+) -> AsyncIterator[tuple[int, str, dict[str, Any] | None]]:
+    """Yield (line_no, custom_id, body) of the shard's requests with `line_from <= line_no <
+    line_to`, in line order; `body` is None for a request that already has a result for the round
+    (so a resumed real-time run skips it without reading its body). Keyset-paginated like
+    `iter_shard`: memory stays flat and no transaction is held between chunks."""
+    last = line_from - 1
+    while True:
+        with query_span("requests.iter_range", batch_id):
+            rows = await pool.fetch(
+                """SELECT r.line_no, r.custom_id,
+                          CASE WHEN x.custom_id IS NULL THEN r.body END AS body
+                     FROM requests r
+                     LEFT JOIN results x ON x.batch_id = r.batch_id AND x.custom_id = r.custom_id
+                                        AND x.round = r.round
+                    WHERE r.batch_id = $1 AND r.shard = $2 AND r.round = $3
+                      AND r.line_no > $4 AND r.line_no < $5
+                    ORDER BY r.line_no LIMIT $6""",
+                batch_id,
+                shard,
+                round_,
+                last,
+                line_to,
+                chunk,
+            )
+        if not rows:
+            return
+        for row in rows:
+            yield row["line_no"], row["custom_id"], row["body"]
         last = rows[-1]["line_no"]
 
 

@@ -26,19 +26,23 @@ _RETRYABLE = """(
 
 
 @traced
-async def retryable_requests(conn: Executor, batch_id: str) -> list[tuple[int, int]]:
+async def retryable_requests(
+    conn: Executor, batch_id: str, *, include_cancelled: bool = False
+) -> list[tuple[int, int]]:
     """(line_no, byte_size), in line order, of the requests whose current round's result is a
-    retryable failure."""
+    retryable failure (or, with `include_cancelled`, cancelled with their provider batch)."""
     rows = await conn.fetch(
         f"""SELECT r.line_no, r.byte_size
               FROM requests r
               JOIN results x ON x.batch_id = r.batch_id AND x.custom_id = r.custom_id AND x.round = r.round
-             WHERE r.batch_id = $1 AND {_RETRYABLE}
+             WHERE r.batch_id = $1
+               AND ({_RETRYABLE} OR ($5 AND x.outcome = 'cancelled'))
              ORDER BY r.line_no""",
         batch_id,
         MAX_AGE_CODE,
         list(RETRYABLE_STATUS_CODES),
         list(RETRYABLE_ERROR_CODES),
+        include_cancelled,
     )
     return [(int(r["line_no"]), int(r["byte_size"])) for r in rows]
 

@@ -12,7 +12,7 @@ import pytest
 from rich.console import Console
 from temporalio.client import Client, WorkflowHandle
 
-from durabatch.console import status_table
+from durabatch.cli.console import status_table
 from durabatch.models import BatchSummary, StatusQuery
 from durabatch.store.pool import Pool
 from tests.helpers import eventually
@@ -70,7 +70,8 @@ async def test_a_shard_waits_for_room_and_is_sent_when_the_first_batch_ends(one_
     assert "1 of 1 concurrent batches running" in (st.shards[0].admission_reason or "")
     console = Console(record=True, width=200)
     console.print(status_table(st))  # what `durabatch status` prints
-    assert "shard 0" in console.export_text() and "concurrent batches running" in console.export_text()
+    printed = console.export_text()
+    assert "shard 0" in printed and "concurrent batches running" in printed
     await asyncio.sleep(1.5)  # several polls of the first batch: the second still waits
     assert (await stack.admin("GET", "/stats"))["batches_created"]["openai"] == created
     await stack.admin("POST", f"/batches/{held}/release")

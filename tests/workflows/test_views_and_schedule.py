@@ -93,7 +93,7 @@ def test_details_name_the_counts_the_provider_batches_and_a_failure() -> None:
 
 
 def test_the_cancel_reason_reaches_the_status_query_the_summary_and_the_status_table() -> None:
-    from durabatch.console import status_table
+    from durabatch.cli.console import status_table
 
     st = BatchState(status="cancelled", cancel_requested=True, cancel_reason="wrong prompt")
     status = status_of(_cfg(), st, None)
@@ -102,6 +102,12 @@ def test_the_cancel_reason_reaches_the_status_query_the_summary_and_the_status_t
     assert '"cancel_reason":"wrong prompt"' in status.model_dump_json()
     rows = list(zip(*(col.cells for col in status_table(status).columns), strict=True))
     assert ("cancel reason", "wrong prompt") in rows
+
+
+def test_a_stretch_spares_the_first_two_polls() -> None:
+    middle = 0.5
+    assert [poll_delay(SCHEDULE, i, middle, 4.0) for i in range(4)] == [30.0, 60.0, 480.0, 480.0]
+    assert poll_delay(SCHEDULE, 5, middle) == 120.0
 
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from typer.exceptions import TyperException
 
-from durabatch.console import (
+from durabatch.cli.console import (
     Detached,
     HandlersFailed,
     status_table,

@@ -16,7 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Column, Table
 from rich.text import Text
 
-from durabatch.cli_format import human_when, or_dash
+from durabatch.cli.format import human_when, or_dash
 from durabatch.client import BatchHandle, BatchRow, is_terminal
 from durabatch.models import BatchSummary, HandlerState, StatusQuery
 
@@ -242,6 +242,9 @@ def status_table(st: StatusQuery) -> Table:
     ]
     if st.retry_rounds:
         rows.append(("retry rounds", f"{st.retry_rounds} of {(st.max_rounds or 1) - 1}"))
+    if st.realtime_requests or st.realtime_rpm:
+        rate = f" ({st.realtime_rpm:g} requests/min)" if st.realtime_rpm else ""
+        rows.append(("real time", f"{st.realtime_requests} finished{rate}"))
     for s in st.shards:
         if s.state == "waiting_admission":
             rows.append((f"shard {s.shard}", s.admission_reason or "waiting for admission"))

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from durabatch.cli_common import (
+from durabatch.cli.common import (
     EXIT_INTERRUPTED,
     EXIT_NOT_COMPLETED,
     EXIT_OK,
@@ -66,6 +66,14 @@ def emulator(
     ms_per_request: Annotated[float, typer.Option(help="Milliseconds per request processed.")] = 1.0,
     finalizing_seconds: Annotated[float, typer.Option(help="Seconds a batch finalizes.")] = 0.5,
     expire_after_seconds: Annotated[float, typer.Option(help="Seconds until a batch expires.")] = 86400.0,
+    rpm: Annotated[
+        int | None,
+        typer.Option(help="Real-time calls per minute per provider; past it 429 (default: unlimited)."),
+    ] = None,
+    tpm: Annotated[
+        int | None,
+        typer.Option(help="Real-time tokens per minute per provider; past it 429 (default: unlimited)."),
+    ] = None,
     state_dir: Annotated[
         Path | None,
         typer.Option(
@@ -83,11 +91,11 @@ def emulator(
     webhook_delay: Annotated[float, typer.Option(help="Seconds to hold each webhook back.")] = 0.0,
     webhook_duplicates: Annotated[int, typer.Option(help="Extra copies of every webhook.")] = 0,
 ) -> None:
-    """Run the provider emulator (OpenAI, Anthropic and Gemini batch APIs on one port).
+    """Run the provider emulator (OpenAI, Anthropic and Gemini batch and real-time APIs on one port).
 
     With --state-dir, a restarted emulator carries on the batches it held, as if it had not stopped.
 
-    Example: durabatch emulator --port 8089 --api-key test-key --state-dir .durabatch/emulator
+    Example: durabatch emulator --port 8089 --api-key test-key --state-dir .durabatch/emulator --rpm 500
     """
     from durabatch.emulator import serve_forever
 
@@ -102,6 +110,8 @@ def emulator(
         ms_per_request=ms_per_request,
         finalizing_seconds=finalizing_seconds,
         expire_after_seconds=expire_after_seconds,
+        realtime_rpm=rpm,
+        realtime_tpm=tpm,
         state_dir=state_dir,
         webhook_url=webhook_url,
         webhook_secret=webhook_secret,

@@ -22,7 +22,7 @@ from typing import Annotated
 
 import typer
 
-from durabatch.cli_common import (
+from durabatch.cli.common import (
     EXIT_HANDLER_FAILED,
     EXIT_NOT_COMPLETED,
     EXIT_NOT_FOUND,
@@ -38,7 +38,7 @@ from durabatch.cli_common import (
     run,
     run_app,
 )
-from durabatch.console import (
+from durabatch.cli.console import (
     batches_table,
     handler_line,
     status_table,
@@ -348,7 +348,8 @@ def redispatch(
 
 
 # After the batch commands, so that `--help` lists them first: results, then worker, emulator, dev, db.
-from durabatch import cli_results, cli_stack  # noqa: E402
+from durabatch.cli import results as cli_results  # noqa: E402
+from durabatch.cli import stack as cli_stack  # noqa: E402
 
 
 def main() -> None:

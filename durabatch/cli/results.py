@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from durabatch.cli_common import (
+from durabatch.cli.common import (
     EXIT_NOT_FOUND,
     EXIT_OK,
     EXIT_UNREACHABLE,
