@@ -346,6 +346,9 @@ def test_the_emulator_command_takes_rpm_and_tpm() -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
+        proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()  # left open, the pipe is a ResourceWarning
 
 
 async def test_a_flaky_request_that_failed_stays_failed_once_across_a_restart(tmp_path: Path) -> None:
