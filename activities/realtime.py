@@ -39,6 +39,7 @@ from durabatch.providers.ratelimit import RateLimiter
 from durabatch.providers.realtime import CallLimits, RealtimeClient
 from durabatch.store import errors as serr
 from durabatch.store import requests, results
+from durabatch.store.pool import connection
 
 __all__ = ["RealtimeActivities"]
 
@@ -176,7 +177,7 @@ class RealtimeActivities:
     ) -> None:
         record = _record(inp, line, price)
         try:
-            async with self._deps.pool.acquire() as conn:
+            async with connection(self._deps.pool) as conn:
                 await results.write_results(conn, inp.batch_id, [record])
         except serr.StoreConflict:
             # another attempt (a zombie of this one) wrote this request's result first: it stands

@@ -26,9 +26,12 @@ class RoundActivities:
             existing = await rounds.round_shards(conn, inp.batch_id, inp.to_round)
             if not existing:
                 planner = ShardPlanner(limits)
-                candidates = await rounds.retryable_requests(
-                    conn, inp.batch_id, include_cancelled=inp.include_cancelled
-                )
+                if inp.shard is not None and inp.from_round is not None:
+                    candidates = await rounds.shard_requests(conn, inp.batch_id, inp.shard, inp.from_round)
+                else:
+                    candidates = await rounds.retryable_requests(
+                        conn, inp.batch_id, include_cancelled=inp.include_cancelled
+                    )
                 assignment = [(line_no, planner.assign(size)) for line_no, size in candidates]
                 if assignment:
                     await rounds.move_to_new_round(conn, inp.batch_id, inp.to_round, assignment)

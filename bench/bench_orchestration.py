@@ -102,6 +102,7 @@ async def measure(
     window: float,
     server: int,
     worker: int,
+    burst: int = 0,
 ) -> dict[str, Any]:
     run = uuid.uuid4().hex[:6]
     handles: list[WorkflowHandle[Any, Any]] = []
@@ -162,6 +163,28 @@ async def measure(
     sample_polls_b = [await poll_counts([h]) for h in sample]
     events_per_poll = (sum(events_b) - sum(events_a)) / max(sum(sample_polls_b) - sum(sample_polls_a), 1)
 
+    burst_figures: dict[str, Any] = {}
+    if burst:
+        # the same polling batches while `burst` more start at once: do their polls keep time?
+        polls_c, t_c = await poll_counts(handles), time.monotonic()
+        burst_started = time.monotonic()
+        burst_handles = list(await asyncio.gather(*(start(n + i) for i in range(burst))))
+        while (ready := await submitted(burst_handles)) < burst:
+            if time.monotonic() - burst_started > 900:
+                raise RuntimeError(f"only {ready} of {burst} burst batches submitted after 15 minutes")
+            await asyncio.sleep(2)
+        burst_seconds = time.monotonic() - burst_started
+        polls_d, t_d = await poll_counts(handles), time.monotonic()
+        burst_polls_per_s = (polls_d - polls_c) / (t_d - t_c)
+        burst_figures = {
+            "burst_starts": burst,
+            "burst_all_submitted_s": round(burst_seconds, 1),
+            "burst_starts_per_s": round(burst / burst_seconds, 1),
+            "polls_per_s_during_burst": round(burst_polls_per_s, 2),
+            "kept_schedule_ratio_during_burst": round(burst_polls_per_s / (n / interval), 3),
+        }
+        handles += burst_handles
+
     for handle in handles:
         await handle.terminate("benchmark done")
     cores = os.cpu_count() or 1
@@ -179,6 +202,7 @@ async def measure(
         "server_rss_mib": round(rss_mib(server), 1),
         "worker_rss_mib": round(rss_mib(worker), 1),
         "events_per_poll": round(events_per_poll, 2),
+        **burst_figures,
     }
 
 
@@ -189,6 +213,12 @@ async def main() -> None:
     parser.add_argument("--batches", type=int, nargs="+", default=[200, 1000])
     parser.add_argument("--interval", type=float, default=10.0)
     parser.add_argument("--window", type=float, default=60.0)
+    parser.add_argument(
+        "--burst",
+        type=int,
+        default=0,
+        help="then start this many more batches at once, measuring the polls meanwhile",
+    )
     args = parser.parse_args()
 
     data_dir = Path(tempfile.mkdtemp(prefix="durabatch-orch-"))
@@ -219,7 +249,9 @@ async def main() -> None:
         assert temporal.proc is not None
         server_proc, worker_proc = temporal.proc.pid, worker.pid
         for n in args.batches:
-            row = await measure(client, task_queue, n, args.interval, args.window, server_proc, worker_proc)
+            row = await measure(
+                client, task_queue, n, args.interval, args.window, server_proc, worker_proc, args.burst
+            )
             rows.append(row)
             print(json.dumps(row), flush=True)
     finally:
@@ -242,6 +274,13 @@ async def main() -> None:
             f"{r['worker_cpu_share']:>10.1%} {r['server_rss_mib']:>8} {r['worker_rss_mib']:>8} "
             f"{r['events_per_poll']:>7}"
         )
+    for r in rows:
+        if "burst_starts" in r:
+            print(
+                f"burst of {r['burst_starts']} starts beside {r['batches']} polling batches: all submitted in "
+                f"{r['burst_all_submitted_s']} s ({r['burst_starts_per_s']}/s); polls kept "
+                f"{r['kept_schedule_ratio_during_burst']:.0%} of their schedule meanwhile"
+            )
     if rows:
         events = rows[0]["events_per_poll"] * polls_25h
         print(

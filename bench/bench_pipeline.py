@@ -209,6 +209,7 @@ def summarise(n: int, size: int, runs: dict[str, list[dict[str, Any]]]) -> dict[
         "durabatch_peak_rss_mib": max(r["peak_rss_mib"] for r in runs["durabatch"]),
         "plain_peak_rss_mib": max(r["peak_rss_mib"] for r in runs["plain"]) if runs["plain"] else None,
         "durabatch_cpu_s": _median(runs["durabatch"], "cpu_seconds"),
+        "plain_cpu_s": _median(runs["plain"], "cpu_seconds") if runs["plain"] else None,
         "runs": runs,
     }
 
@@ -231,7 +232,7 @@ def print_case(name: str, c: dict[str, Any]) -> None:
 def print_table(report: dict[str, Any]) -> None:
     header = (
         "| case | results | MB | durabatch s | lines/s | COPY limit s | % of limit | plain s | speed-up"
-        " | download s | MB/s | RSS MiB | plain RSS MiB |"
+        " | download s | MB/s | RSS MiB | plain RSS MiB | CPU s | plain CPU s |"
     )
     print("\n" + header)
     print("|" + "---|" * (header.count("|") - 1))
@@ -241,7 +242,7 @@ def print_table(report: dict[str, Any]) -> None:
             f" {c['durabatch_lines_per_s']:,.0f} | {c['copy_limit_s']:.2f} | {c['ingest_vs_copy_limit']:.0%} |"
             f" {_f(c['plain_s'], '.2f')} | {_f(c['speedup_vs_plain'], '.1f', 'x')} | {c['download_limit_s']:.2f} |"
             f" {c['download_mb_per_s']:,.0f} | {c['durabatch_peak_rss_mib']:.0f} |"
-            f" {_f(c['plain_peak_rss_mib'], '.0f')} |"
+            f" {_f(c['plain_peak_rss_mib'], '.0f')} | {c['durabatch_cpu_s']:.2f} | {_f(c.get('plain_cpu_s'), '.2f')} |"
         )
 
 

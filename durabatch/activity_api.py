@@ -265,6 +265,10 @@ class RetryRoundInput(_Model):
     to_round: int
     #: also those the batch API left cancelled (the deadline fallback finishes them in real time)
     include_cancelled: bool = False
+    #: instead, every request of this shard of `from_round` (the provider refused it whole for
+    #: lack of queue room: its requests never ran)
+    shard: int | None = None
+    from_round: int | None = None
 
 
 class RetryRoundResult(_Model):

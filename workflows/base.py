@@ -57,6 +57,9 @@ PATCH_QUICK_POLL_AFTER_CANCEL = "quick-poll-after-cancel"
 #: unchanged values are not written again (one history event less per poll). A poll as a local
 #: activity halved the events again but stalls the time-skipping test server over long schedules.
 PATCH_LEAN_POLLS = "lean-polls"
+#: workflow.patched id: runs before it resubmitted a quota-refused shard by moving it to round + 1
+#: in place (`start_round`); now its requests become a new round as a retry round's do.
+PATCH_QUOTA_AS_ROUND = "quota-as-round"
 #: workflow.patched id: runs before it sent retryable failures again as retry rounds.
 PATCH_RETRY_ROUNDS = "retry-rounds"
 #: workflow.patched id: runs before it asked the provider account for queue room before a submit.

@@ -39,6 +39,7 @@ from workflows.base import (
     NOT_FOUND_POLLS_LIMIT,
     PATCH_EXPIRY_KEEPS_PARTIAL_RESULTS,
     PATCH_QUICK_POLL_AFTER_CANCEL,
+    PATCH_QUOTA_AS_ROUND,
     PATCH_RETRY_ROUNDS,
     BatchBase,
     ContinueAsNewNow,
@@ -242,6 +243,9 @@ class BatchPolling(BatchBase):
             pass
         if workflow.now() >= self._deadline():
             return
+        if workflow.patched(PATCH_QUOTA_AS_ROUND):
+            await self._resubmit_as_round(shard)
+            return
         await execute(
             api.start_round,
             RoundInput(
@@ -257,6 +261,40 @@ class BatchPolling(BatchBase):
         shard.retry_later = False
         shard.failure_code = shard.failure_message = None
         await self._submit(shard)
+
+    async def _resubmit_as_round(self, shard: ShardState) -> None:
+        """The refused shard's requests become a new round, as a retry round's do (the same
+        activity and numbering); the refused provider batch stays in the state, read by nothing."""
+        cfg = self._require_cfg()
+        st = self._state
+        to_round = max(s.round for s in st.shards) + 1
+        plan = await execute(
+            api.start_retry_round,
+            RetryRoundInput(
+                batch_id=cfg.batch_id,
+                provider=cfg.provider,
+                to_round=to_round,
+                shard=shard.shard,
+                from_round=shard.round,
+            ),
+            options.FINALIZE,
+            summary=f"shard {shard.shard} again as round {to_round}",
+            priority=priority_of(cfg),
+        )
+        shard.ingested = True  # its requests never ran and have moved on: nothing to read
+        fresh = [
+            ShardState(
+                shard=p.shard,
+                round=to_round,
+                request_count=p.request_count,
+                quota_retries=shard.quota_retries,
+            )
+            for p in plan.shards
+        ]
+        st.shards.extend(fresh)
+        for new in fresh:
+            if not await self._submit(new):
+                return
 
     async def _ingest(self, shard: ShardState) -> None:
         cfg = self._require_cfg()

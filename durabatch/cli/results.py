@@ -36,6 +36,14 @@ def results(
     outcome: Annotated[
         str | None, typer.Option(help="Only succeeded, failed, expired or cancelled results.")
     ] = None,
+    all_rounds: Annotated[
+        bool,
+        typer.Option(
+            "--all-rounds",
+            help="Every attempt of a retried request, not only its final result (jsonl: one "
+            '{"round", "final", "line"} object per attempt; csv: round and final columns).',
+        ),
+    ] = False,
 ) -> None:
     """Stream a batch's results from PostgreSQL, in input order (needs the database, not Temporal).
 
@@ -64,18 +72,24 @@ def results(
             raise fail(str(exc), EXIT_UNREACHABLE) from None
         try:
             try:
-                found = await open_results(pool, batch_id, outcome)
+                found = await open_results(pool, batch_id, outcome, all_rounds=all_rounds)
             except BatchNotFound as exc:
                 raise fail(str(exc), EXIT_NOT_FOUND) from None
             sink = out_file.open("w", newline="", encoding="utf-8") if out_file else sys.stdout
             try:
                 writer = csv.writer(sink) if format == "csv" else None
                 if writer:
-                    writer.writerow(CSV_COLUMNS)
+                    writer.writerow((*CSV_COLUMNS, "round", "final") if all_rounds else CSV_COLUMNS)
                 count = 0
                 async for row in found.rows:
                     if writer:
-                        writer.writerow(csv_row(found.provider, row))
+                        cells = csv_row(found.provider, row)
+                        writer.writerow((*cells, row["round"], row["final"]) if all_rounds else cells)
+                    elif all_rounds:
+                        line = provider_line(found.provider, row)
+                        sink.write(
+                            f'{{"round": {row["round"]}, "final": {str(row["final"]).lower()}, "line": {line}}}\n'
+                        )
                     else:
                         sink.write(provider_line(found.provider, row) + "\n")
                     count += 1

@@ -171,11 +171,13 @@ class ProviderClient:
         id_field: str = "custom_id",
         headers: Mapping[str, str] | None = None,
         what: str,
+        decode: Callable[[bytes], Any] | None = None,
     ) -> AsyncIterator[ResultLine]:
-        """The results in one result file (`part` of the batch's results), after `start`."""
+        """The results in one result file (`part` of the batch's results), after `start`; `decode`
+        makes each line's record for `parse` (see `ProviderHttp.stream_lines`)."""
         offset, lines = (start.offset, start.lines) if part == start.part else (0, 0)
         async for item in self._http.stream_lines(
-            url, start_offset=offset, start_lines=lines, headers=headers, what=what
+            url, start_offset=offset, start_lines=lines, headers=headers, what=what, decode=decode
         ):
             if item.record is None:
                 line = unparsed_result(item, id_field)

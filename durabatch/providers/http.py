@@ -153,9 +153,13 @@ class ProviderHttp:
         start_lines: int = 0,
         headers: Mapping[str, str] | None = None,
         what: str = "result file",
+        decode: Callable[[bytes], Any] | None = None,
     ) -> AsyncIterator[DownloadedLine]:
         """Each JSONL record of `url` after `start_offset` / `start_lines`, exactly once, resuming
-        broken downloads. A complete line that is not JSON is logged and skipped (it counts)."""
+        broken downloads. A complete line that is not JSON is logged and skipped (it counts).
+
+        `decode` turns a line's bytes into its record (default: msgspec, any JSON value); one that
+        raises msgspec.DecodeError leaves the line to the standard library's `json.loads`."""
         offset, lines = start_offset, start_lines
         failures = 0
         use_range = True
@@ -163,7 +167,9 @@ class ProviderHttp:
             progressed = False
             restart = False
             try:
-                async with aclosing(self._one_pass(url, offset, lines, headers, use_range, what)) as items:
+                async with aclosing(
+                    self._one_pass(url, offset, lines, headers, use_range, what, decode)
+                ) as items:
                     async for item in items:
                         if isinstance(item, _Restart):
                             restart = True
@@ -208,6 +214,7 @@ class ProviderHttp:
         extra_headers: Mapping[str, str] | None,
         use_range: bool,
         what: str,
+        decode: Callable[[bytes], Any] | None = None,
     ) -> AsyncGenerator[DownloadedLine | _Restart, None]:
         # identity encoding: Range offsets count the bytes on the wire, so they must be the bytes we split.
         req_headers, secrets = self.headers(
@@ -221,7 +228,7 @@ class ProviderHttp:
         current = stream_span(self.provider, self.url(url))
         try:
             async for item in self._read_pass(
-                url, req_headers, secrets, ranged, offset, lines, what, current
+                url, req_headers, secrets, ranged, offset, lines, what, current, decode or _FAST_JSON.decode
             ):
                 yield item
         except BaseException as exc:
@@ -241,6 +248,7 @@ class ProviderHttp:
         lines: int,
         what: str,
         current: Span,
+        decode: Callable[[bytes], Any],
     ) -> AsyncGenerator[DownloadedLine | _Restart, None]:
         async with self.http.stream(
             "GET", self.url(url), headers=req_headers, params=self.params(url) or None
@@ -270,7 +278,7 @@ class ProviderHttp:
                         skip -= 1
                         continue
                     count += 1
-                    yield self._decode(raw, end, count, what)
+                    yield self._decode(raw, end, count, what, decode)
             tail = splitter.finish()
             if tail is not None:
                 raw, end = tail
@@ -285,11 +293,13 @@ class ProviderHttp:
                     return
                 yield DownloadedLine(record, end, count + 1, raw.decode("utf-8"))
 
-    def _decode(self, raw: bytes, end: int, count: int, what: str) -> DownloadedLine:
+    def _decode(
+        self, raw: bytes, end: int, count: int, what: str, decode: Callable[[bytes], Any]
+    ) -> DownloadedLine:
         try:
             text = raw.decode("utf-8")
             try:
-                record = _FAST_JSON.decode(raw)
+                record = decode(raw)
             except msgspec.DecodeError:
                 # msgspec refuses what the standard allows and json.loads takes: lone surrogates,
                 # numbers beyond a double. Those lines take the slow road, never the error path.

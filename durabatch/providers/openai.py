@@ -42,7 +42,7 @@ from durabatch.providers.client_base import ProviderClient, chunked
 from durabatch.providers.errors import BadRequest, ProviderUnavailable
 from durabatch.providers.formats import OPENAI_ENDPOINTS, check_endpoint
 from durabatch.providers.jsonl import dumps_line
-from durabatch.providers.openai_wire import openai_result, openai_status, unwrap_batch
+from durabatch.providers.openai_wire import openai_decode, openai_result, openai_status, unwrap_batch
 
 __all__ = ["OPENAI_LIMITS", "OpenAIProvider"]
 
@@ -241,6 +241,7 @@ class OpenAIProvider(ProviderClient):
                 parse=openai_result,
                 headers={"Accept": "application/binary"},
                 what=f"{'output' if part == 0 else 'error'} file {file_id}",
+                decode=openai_decode,
             ):
                 yield line
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import msgspec
+
 from durabatch.providers.base import (
     ProviderState,
     ProviderStatus,
@@ -17,7 +19,7 @@ from durabatch.providers.base import (
     token_count,
 )
 
-__all__ = ["OPENAI_STATES", "openai_result", "openai_status", "openai_usage", "unwrap_batch"]
+__all__ = ["OPENAI_STATES", "openai_decode", "openai_result", "openai_status", "openai_usage", "unwrap_batch"]
 
 #: the client's logger: these readers are part of it
 log = logging.getLogger("durabatch.providers.openai")
@@ -81,7 +83,10 @@ def openai_status(batch: dict[str, Any]) -> ProviderStatus:
 
 def openai_usage(body: dict[str, Any] | None) -> tuple[int, int, int]:
     """(input, cached, output) tokens of a chat/completions/embeddings or responses body."""
-    usage = (body or {}).get("usage")
+    return _usage_tokens((body or {}).get("usage"))
+
+
+def _usage_tokens(usage: Any) -> tuple[int, int, int]:
     if not isinstance(usage, dict):
         return 0, 0, 0
     if "input_tokens" in usage or "output_tokens" in usage:  # Responses API
@@ -91,16 +96,75 @@ def openai_usage(body: dict[str, Any] | None) -> tuple[int, int, int]:
             token_count(details.get("cached_tokens")),
             token_count(usage.get("output_tokens")),
         )
+    prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
     details = usage.get("prompt_tokens_details") or {}
-    return (
-        token_count(usage.get("prompt_tokens")),
-        token_count(details.get("cached_tokens")),
-        token_count(usage.get("completion_tokens")),
-    )
+    cached = details.get("cached_tokens") if isinstance(details, dict) else None
+    if type(prompt) is int and type(completion) is int and (cached is None or type(cached) is int):
+        # the shape of (nearly) every line: plain integers, no per-field conversion needed
+        return prompt, cached or 0, completion
+    return token_count(prompt), token_count(cached), token_count(completion)
+
+
+class _Body(msgspec.Struct):
+    usage: Any = None
+
+
+class _Response(msgspec.Struct):
+    status_code: Any = None
+    body: _Body | None = None
+
+
+class _Succeeded(msgspec.Struct):
+    """The parts of a result line that a success needs; the rest of the line (the answer, most of
+    its bytes) is skipped by the decoder without building a Python object of it."""
+
+    custom_id: Any = None
+    response: _Response | None = None
+    error: Any = None
+
+
+_SUCCEEDED = msgspec.json.Decoder(_Succeeded)
+_ANY = msgspec.json.Decoder()
+
+
+def openai_decode(raw: bytes) -> Any:
+    """A result line's record for `openai_result`: for a success (nearly every line) only the parts
+    it reads; for any other line the whole JSON value. Raises msgspec.DecodeError where msgspec
+    cannot read the line (the stream then falls back to `json.loads`)."""
+    try:
+        line = _SUCCEEDED.decode(raw)
+    except msgspec.ValidationError:
+        # JSON, but not shaped as a success (a `response` or `body` that is not an object)
+        return _ANY.decode(raw)
+    response = line.response
+    if (
+        type(line.custom_id) is str
+        and line.error is None
+        and response is not None
+        and type(response.status_code) is int
+        and 200 <= response.status_code < 300
+    ):
+        return line
+    return _ANY.decode(raw)
 
 
 def openai_result(record: Any) -> ResultLine | None:
-    """One output/error file line as a ResultLine (cursor left default); None if not a result."""
+    """One output/error file line as a ResultLine (cursor left default); None if not a result.
+
+    `record` is the line's JSON value, or what `openai_decode` made of a success: that one carries
+    no `body` (the provider's line, kept as `raw`, holds it)."""
+    if type(record) is _Succeeded:
+        response = record.response
+        assert response is not None
+        tokens_in, cached, tokens_out = _usage_tokens(None if response.body is None else response.body.usage)
+        return ResultLine(
+            custom_id=record.custom_id,
+            outcome="succeeded",
+            status_code=response.status_code,
+            input_tokens=tokens_in,
+            cached_tokens=cached,
+            output_tokens=tokens_out,
+        )
     if not isinstance(record, dict) or not isinstance(record.get("custom_id"), str):
         if record is not None:
             log.error("openai result line without custom_id skipped")

@@ -23,17 +23,32 @@ from __future__ import annotations
 import json
 import logging
 import re
-from decimal import Decimal
+from collections.abc import Callable
+from decimal import ROUND_HALF_UP, Decimal
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ModelPrice", "cost_of", "cost_usd", "load_prices", "price_of", "realtime_price_of"]
+__all__ = [
+    "COST_SCALE",
+    "ModelPrice",
+    "cost_of",
+    "cost_usd",
+    "load_prices",
+    "price_of",
+    "realtime_price_of",
+    "stored_cost",
+]
 
 log = logging.getLogger(__name__)
 
 _MILLION = Decimal(1_000_000)
+#: decimal places of a stored cost (`results.cost_usd` is numeric(18, 10))
+COST_SCALE = 10
+_QUANTUM = Decimal(1).scaleb(-COST_SCALE)
+#: a price per 1M tokens times this is the price of one token in units of the stored scale
+_UNITS_PER_MILLION = Decimal(10) ** (COST_SCALE - 6)
 # what may follow a table name in a model id: a date, a version number, or an alias tag
 _VERSION_SUFFIX = re.compile(r"^-(\d{8}|\d{4}-\d{2}-\d{2}|\d{2}-\d{4}|\d{3}|latest|preview(-[\w-]+)?|v\d+)$")
 
@@ -160,3 +175,29 @@ def cost_of(price: ModelPrice, input_tokens: int, cached_tokens: int, output_tok
         + Decimal(output_tokens) * price.output
     )
     return total / _MILLION
+
+
+def stored_cost(price: ModelPrice) -> Callable[[int, int, int], Decimal]:
+    """`cost_of` at `price` as the results table stores it (rounded half up to COST_SCALE places):
+    a function of (input, cached, output) tokens, made once per file and called once per result.
+
+    When every price is a whole number of 1e-10 USD per token (at most 4 decimal places per 1M
+    tokens, as every price in `prices.json` is), the cost is integer arithmetic, exact and 2-4x
+    faster than Decimal; otherwise it is `cost_of`, rounded."""
+    cached_price = price.input if price.cached_input is None else price.cached_input
+    units = [p * _UNITS_PER_MILLION for p in (price.input, cached_price, price.output)]
+    if not all(u == u.to_integral_value() for u in units):
+
+        def rounded(input_tokens: int, cached_tokens: int, output_tokens: int) -> Decimal:
+            exact = cost_of(price, input_tokens, cached_tokens, output_tokens)
+            return exact.quantize(_QUANTUM, ROUND_HALF_UP)
+
+        return rounded
+    per_input, per_cached, per_output = (int(u) for u in units)
+
+    def integral(input_tokens: int, cached_tokens: int, output_tokens: int) -> Decimal:
+        cached = max(0, min(cached_tokens, input_tokens))
+        total = (input_tokens - cached) * per_input + cached * per_cached + output_tokens * per_output
+        return Decimal(total).scaleb(-COST_SCALE)
+
+    return integral

@@ -65,8 +65,7 @@ class ShardProgress:
 @traced
 async def shard_progress(conn: Executor, batch_id: str, shard: int, round_: int) -> ShardProgress:
     """Which requests of the shard still need a result. One scan of the shard, once per ingest
-    attempt: cheaper than joining every chunk against the shard's requests. Streamed through a
-    cursor so only the two sets of ids are held, not every row at once."""
+    attempt: cheaper than joining every chunk against the shard's requests."""
     if isinstance(conn, asyncpg.Pool):
         async with conn.acquire() as borrowed:
             return await _shard_progress(borrowed, batch_id, shard, round_)
@@ -74,13 +73,16 @@ async def shard_progress(conn: Executor, batch_id: str, shard: int, round_: int)
 
 
 async def _shard_progress(conn: Conn, batch_id: str, shard: int, round_: int) -> ShardProgress:
-    progress = ShardProgress(pending=set(), done=set())
     async with conn.transaction(readonly=True):
         # a retried attempt finds the rows its predecessor wrote, without statistics yet: see
         # `shard_totals` for the nested loop this avoids
         await conn.execute("SET LOCAL enable_nestloop = off")
-        async for custom_id, done in conn.cursor(
-            """SELECT r.custom_id, x.custom_id IS NOT NULL AS done
+        # Two arrays in one row, not a row per request: the driver decodes a text[] in C, a row
+        # at a time costs Python objects per row (a tenth of a 50,000-result ingest, profiled).
+        # The arrays are dropped once the sets hold the ids, so the ids are held only once.
+        row = await conn.fetchrow(
+            """SELECT COALESCE(array_agg(r.custom_id) FILTER (WHERE x.custom_id IS NULL), '{}') AS pending,
+                      COALESCE(array_agg(r.custom_id) FILTER (WHERE x.custom_id IS NOT NULL), '{}') AS done
                  FROM requests r
                  LEFT JOIN results x ON x.batch_id = r.batch_id AND x.custom_id = r.custom_id
                                     AND x.round = r.round
@@ -88,10 +90,9 @@ async def _shard_progress(conn: Conn, batch_id: str, shard: int, round_: int) ->
             batch_id,
             shard,
             round_,
-            prefetch=10_000,
-        ):
-            (progress.done if done else progress.pending).add(custom_id)
-    return progress
+        )
+    assert row is not None
+    return ShardProgress(pending=set(row["pending"]), done=set(row["done"]))
 
 
 @traced

@@ -13,7 +13,7 @@ from durabatch.store.pool import Executor
 from durabatch.store.tracing import traced
 from durabatch.vocabulary import MAX_AGE_CODE, RETRYABLE_ERROR_CODES, RETRYABLE_STATUS_CODES
 
-__all__ = ["move_to_new_round", "retryable_requests", "round_shards"]
+__all__ = ["move_to_new_round", "retryable_requests", "round_shards", "shard_requests"]
 
 #: a result row `x` whose outcome a retry may change
 _RETRYABLE = """(
@@ -43,6 +43,19 @@ async def retryable_requests(
         list(RETRYABLE_STATUS_CODES),
         list(RETRYABLE_ERROR_CODES),
         include_cancelled,
+    )
+    return [(int(r["line_no"]), int(r["byte_size"])) for r in rows]
+
+
+@traced
+async def shard_requests(conn: Executor, batch_id: str, shard: int, round_: int) -> list[tuple[int, int]]:
+    """(line_no, byte_size), in line order, of every request of one shard of one round."""
+    rows = await conn.fetch(
+        """SELECT line_no, byte_size FROM requests
+            WHERE batch_id = $1 AND shard = $2 AND round = $3 ORDER BY line_no""",
+        batch_id,
+        shard,
+        round_,
     )
     return [(int(r["line_no"]), int(r["byte_size"])) for r in rows]
 

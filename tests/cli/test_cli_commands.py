@@ -64,6 +64,7 @@ def wait_for_status(
         ["results"],
         ["worker"],
         ["emulator"],
+        ["hooks"],
         ["dev"],
         ["db"],
         ["db", "migrate"],

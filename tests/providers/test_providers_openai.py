@@ -12,7 +12,7 @@ from durabatch.providers import errors
 from durabatch.providers.base import ProviderBatchRef, ProviderStatus, ResultCursor
 from durabatch.providers.jsonl import split_lines
 from durabatch.providers.openai import OpenAIProvider
-from durabatch.providers.openai_wire import openai_result, openai_status
+from durabatch.providers.openai_wire import openai_decode, openai_result, openai_status
 from tests.providers.conftest import SECRET, make_shard, mock_client
 
 
@@ -307,3 +307,50 @@ async def test_realtime() -> None:
         return httpx.Response(200, json={"id": "chatcmpl-1"})
 
     assert await _provider(handler).realtime("/v1/chat/completions", {"model": "m"}) == {"id": "chatcmpl-1"}
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b'{"custom_id":"a","response":{"status_code":200,"body":{"usage":{"prompt_tokens":10,'
+        b'"completion_tokens":3,"prompt_tokens_details":{"cached_tokens":4}}}},"error":null}',
+        b'{"custom_id":"a","custom_id":"b","response":{"status_code":200,"body":{"usage":{"prompt_tokens":1}}}}',
+        b'{"custom_id":"a","response":{"status_code":200,"body":{"x":1e400,"usage":{"prompt_tokens":1}}}}',
+        b'{"custom_id":"a","response":{"status_code":201,"body":{"usage":{"input_tokens":5,"output_tokens":6,'
+        b'"input_tokens_details":{"cached_tokens":1}}}}}',
+        b'{"custom_id":"a","response":{"status_code":200,"body":{"usage":{"prompt_tokens":true,"completion_tokens":-3}}}}',
+        b'{"custom_id":"a","response":{"status_code":200,"body":{"usage":{"prompt_tokens":1.5,"completion_tokens":"2"}}}}',
+        b'{"custom_id":"a","response":{"status_code":200,"body":{"usage":[1]}}}',
+        b'{"custom_id":"a","response":{"status_code":200,"body":null}}',
+        b'{"custom_id":"a","response":{"status_code":200,"body":"text"}}',
+        b'{"custom_id":"a","response":{"status_code":200}}',
+        b'{"custom_id":"a","response":{"status_code":400,"body":{"error":{"message":"m"}}},"error":null}',
+        b'{"custom_id":"a","response":{"status_code":500,"body":{"detail":"no error object"}}}',
+        b'{"custom_id":"a","response":null,"error":{"code":"batch_expired"}}',
+        b'{"custom_id":"a","error":"oops","response":{"status_code":200,"body":{}}}',
+        b'{"custom_id":"a","response":{"status_code":true,"body":{}}}',
+        b'{"custom_id":"a","response":{"status_code":200.0,"body":{}}}',
+        b'{"custom_id":"a","response":"x"}',
+        b'{"custom_id":5,"response":{"status_code":200}}',
+        b"[1, 2]",
+    ],
+)
+def test_the_success_decoder_reads_every_line_as_the_full_decode_does(line: bytes) -> None:
+    """`openai_decode` reads a success's custom_id, status and usage only: the result must be the
+    one the whole JSON value gives, for lines of every shape."""
+
+    def summary(record: Any) -> Any:
+        got = openai_result(record)
+        if got is None:
+            return None
+        return (
+            got.custom_id,
+            got.outcome,
+            got.status_code,
+            got.error,
+            got.input_tokens,
+            got.cached_tokens,
+            got.output_tokens,
+        )
+
+    assert summary(openai_decode(line)) == summary(json.loads(line))

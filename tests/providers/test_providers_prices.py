@@ -50,3 +50,25 @@ def test_overrides(tmp_path: Path) -> None:
     assert cost_usd("openai", "gpt-5-nano", 1_000_000, 0, 0, overrides_file=path) == Decimal("0.025")
     assert cost_usd("openai", "gpt-4o-mini", 0, 0, 1_000_000, overrides_file=path) == Decimal("2")
     assert cost_usd("openai", "gpt-4o", 1_000_000, 0, 0, overrides_file=path) == Decimal("1.25")
+
+
+def test_stored_cost_is_cost_of_rounded_as_the_column_stores_it() -> None:
+    import random
+
+    from durabatch.providers.prices import ModelPrice, cost_of, stored_cost
+
+    rng = random.Random(7)
+    whole = price_of("anthropic", "claude-sonnet-4-5")  # a cached price of its own
+    odd = ModelPrice((Decimal("0.123456789"), Decimal("0.0123456"), Decimal("1.5")))  # beyond 1e-10/token
+    assert whole is not None
+    for price in (whole, odd, price_of("openai", "gpt-4o-mini")):
+        assert price is not None
+        cost = stored_cost(price)
+        for _ in range(2000):
+            tokens = [rng.choice((0, 1, 7, rng.randrange(2**31))) for _ in range(3)]
+            expected = cost_of(price, *tokens).quantize(Decimal("1e-10"), "ROUND_HALF_UP")
+            assert cost(*tokens) == expected, (price, tokens)
+    # the fallback rounds half up, as numeric(18, 10) does: 0.5e-10 of a token's price
+    half = ModelPrice((Decimal("0.00005"), None, Decimal("0")))
+    assert stored_cost(half)(1, 0, 0) == Decimal("1e-10")
+    assert stored_cost(half)(1, 0, 0) != cost_of(half, 1, 0, 0)

@@ -69,3 +69,39 @@ async def test_result_line_is_stored_as_text_without_decoding(pool: Pool) -> Non
         )
     stored = await pool.fetchval("SELECT line FROM results WHERE batch_id = 'copy3'")
     assert stored == line
+
+
+async def test_reconcile_of_named_requests_touches_those_only(pool: Pool) -> None:
+    """Ingest names the requests its stream left without a result: only those get one, a request
+    with a result keeps it, and no request row is rewritten (its outcome is its result row)."""
+    await _batch(pool, "copy4", 6)
+    async with pool.acquire() as conn:
+        await results.write_results(conn, "copy4", [_result("copy4", f"r{i}") for i in range(3)])
+        none = await batches.reconcile(
+            conn, "copy4", outcome="failed", code="missing", reason="x", shard=0, custom_ids=[]
+        )
+        named = await batches.reconcile(
+            conn,
+            "copy4",
+            outcome="expired",
+            code="batch_expired",
+            reason="late",
+            shard=0,
+            custom_ids=["r0", "r3", "r4", "nobody"],
+        )
+        rest = await batches.reconcile(conn, "copy4", outcome="failed", code="missing", reason="y")
+    assert (none, named, rest) == (0, 2, 1)
+    rows = await pool.fetch(
+        "SELECT custom_id, outcome, error FROM results WHERE batch_id = 'copy4' ORDER BY custom_id"
+    )
+    assert [(r["custom_id"], r["outcome"]) for r in rows] == [
+        ("r0", "succeeded"),
+        ("r1", "succeeded"),
+        ("r2", "succeeded"),
+        ("r3", "expired"),
+        ("r4", "expired"),
+        ("r5", "failed"),
+    ]
+    assert rows[3]["error"] == {"code": "batch_expired", "message": "late"}
+    statuses = await pool.fetchval("SELECT array_agg(DISTINCT status) FROM requests WHERE batch_id = 'copy4'")
+    assert statuses == ["pending"]

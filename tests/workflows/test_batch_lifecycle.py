@@ -249,8 +249,16 @@ async def test_quota_failure_is_submitted_again_as_a_new_round(stack: Stack) -> 
     )
     after = await stack.admin("GET", "/stats")
     assert summary.status == "completed" and summary.counts.succeeded == 12, summary
-    assert len(summary.provider_batch_ids) == 1  # the current round's batch
+    assert len(summary.provider_batch_ids) == 2  # the refused one and the new round's
     assert after["batches_created"]["openai"] == before["batches_created"].get("openai", 0) + 2
+    # one mechanism for rounds: the refused shard went again through start_retry_round
+    history = await stack.client.get_workflow_handle(f"batch-{batch_id}").fetch_history()
+    scheduled = [
+        e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in history.events
+        if e.HasField("activity_task_scheduled_event_attributes")
+    ]
+    assert "start_retry_round" in scheduled and "start_round" not in scheduled
     rounds = await stack.pool.fetch(
         "SELECT round, provider_status FROM provider_batches WHERE batch_id = $1 ORDER BY round", batch_id
     )

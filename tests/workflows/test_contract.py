@@ -168,7 +168,8 @@ def test_state_is_internal_unless_the_workflow_continued_the_run() -> None:
 
 
 def test_one_batch_id_pattern_for_cli_client_and_workflow() -> None:
-    from durabatch import cli, client
+    from durabatch import client
+    from durabatch.cli import batch as cli
 
     assert getattr(cli, "BATCH_ID_RE") is contract.BATCH_ID_RE  # noqa: B009 (not re-exported)
     assert getattr(client, "BATCH_ID_RE") is contract.BATCH_ID_RE  # noqa: B009

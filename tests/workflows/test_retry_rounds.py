@@ -102,3 +102,20 @@ async def test_a_clean_batch_runs_one_round(stack: Stack) -> None:
     assert (
         summary.counts.succeeded == 3 and summary.counts.retried == 0 and len(summary.provider_batch_ids) == 1
     )
+
+
+async def test_a_request_that_fails_once_succeeds_in_the_retry_round_and_both_attempts_are_billed(
+    stack: Stack,
+) -> None:
+    batch_id = uuid.uuid4().hex[:10]
+    requests = chat_requests(3)
+    requests[0]["body"]["messages"][0]["content"] = "question __flaky"  # a 500 the first time it runs
+    handle = await stack.start(
+        batch_id=batch_id, provider="openai", endpoint="/v1/chat/completions", requests=requests
+    )
+    summary = await asyncio.wait_for(handle.result(), 60)
+    assert summary.status == "completed" and summary.counts.succeeded == 3 and summary.counts.retried == 1
+    rows = await rows_by_request(stack, batch_id)
+    assert [o for _, o in rows["r0"]] == ["failed", "succeeded"]
+    billed = await stack.pool.fetchval("SELECT sum(input_tokens) FROM results WHERE batch_id = $1", batch_id)
+    assert summary.input_tokens == billed
