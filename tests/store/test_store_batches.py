@@ -121,7 +121,16 @@ async def test_reconcile_gives_each_request_without_a_result_one_once(pool: Pool
         n = await batches.reconcile(conn, batch_id, outcome="failed", code="missing", reason="gone", shard=0)
         assert n == 2, "r2 and r4: shard 1 is left alone"
         assert await batches.reconcile(conn, batch_id, outcome="failed", code="x", reason="y", shard=0) == 0
-        assert await batches.reconcile(conn, batch_id, outcome="expired", code="max_age", reason="old") == 3
+        # only the named requests, when the caller knows which still lack a result; none named, none written
+        assert (
+            await batches.reconcile(conn, batch_id, outcome="failed", code="x", reason="y", custom_ids=[])
+            == 0
+        )
+        one = await batches.reconcile(
+            conn, batch_id, outcome="cancelled", code="c", reason="stop", custom_ids=["r1", "r2"]
+        )
+        assert one == 1, "r1 only: r2 has its result"
+        assert await batches.reconcile(conn, batch_id, outcome="expired", code="max_age", reason="old") == 2
         rows = await conn.fetch(
             "SELECT custom_id, outcome, error FROM results WHERE batch_id = $1 ORDER BY custom_id", batch_id
         )
@@ -132,14 +141,15 @@ async def test_reconcile_gives_each_request_without_a_result_one_once(pool: Pool
     by_id = {r["custom_id"]: r for r in rows}
     assert {k: v["outcome"] for k, v in by_id.items()} == {
         "r0": "succeeded",
-        "r1": "expired",
+        "r1": "cancelled",
         "r2": "failed",
         "r3": "expired",
         "r4": "failed",
         "r5": "expired",
     }
     assert by_id["r2"]["error"] == {"code": "missing", "message": "gone"}
-    assert statuses == {k: v["outcome"] for k, v in by_id.items()}, "requests carry their outcome"
+    # the outcome lives in `results`; `requests.status` says where the submission stands and is not rewritten
+    assert set(statuses.values()) == {"pending"}, statuses
 
 
 async def test_totals_count_final_rounds_and_bill_every_attempt(pool: Pool) -> None:
