@@ -165,6 +165,14 @@ def details_markdown(
         f"**provider batches** {provider_batches or '-'}",
         polls,
     ]
+    if cfg.mode == "realtime" or st.realtime_requests:
+        rate = f" at {st.realtime_rpm:g} requests/min" if st.realtime_rpm else ""
+        lines.append(f"**real time** {st.realtime_requests} finished{rate}")
+    if st.retry_rounds:
+        lines.append(f"**retry rounds** {st.retry_rounds} of {cfg.max_rounds - 1}")
+    waiting = [s for s in st.shards if s.state == "waiting_admission"]
+    for shard in waiting:
+        lines.append(f"**shard {shard.shard}** {shard.admission_reason or 'waiting for admission'}")
     if st.failure_reason:
         lines.append(f"**failure** {st.failure_reason}")
     return "\n\n".join(lines)

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from durabatch.client import start_summary
+from durabatch.contract import decode_input, validate_input
 from durabatch.models import BatchState, BatchTotals, ProviderBatchRef, ShardState
 from workflows.schedule import JITTER_FRACTION, poll_delay
 from workflows.validate import BatchConfig
@@ -192,3 +193,30 @@ def test_the_static_summary_names_provider_model_and_request_count() -> None:
         start_summary("gemini", "b3", "gemini-2.0-flash", None) == "gemini batch b3: model gemini-2.0-flash"
     )
     assert start_summary("openai", "b4", None, None) == "openai batch b4"
+
+
+def test_details_show_rounds_real_time_and_waiting_shards() -> None:
+    cfg = validate_input(
+        decode_input(
+            {
+                "batch_id": "b1",
+                "provider": "openai",
+                "endpoint": "/v1/chat/completions",
+                "requests": [{}],
+                "max_rounds": 3,
+            }
+        ),
+        "batch-b1",
+    )
+    waiting = ShardState(
+        shard=1,
+        state="waiting_admission",
+        admission_reason="waiting for admission: 2 ahead; 1 of 1 concurrent batches running",
+    )
+    st = BatchState(
+        shards=[ShardState(shard=0), waiting], retry_rounds=1, realtime_requests=7, realtime_rpm=120.0
+    )
+    text = details_markdown(cfg, st, None)
+    assert "**retry rounds** 1 of 2" in text
+    assert "**real time** 7 finished at 120 requests/min" in text
+    assert "**shard 1** waiting for admission: 2 ahead" in text
