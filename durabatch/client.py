@@ -64,6 +64,7 @@ from durabatch.models import (
     BatchInput,
     workflow_id_for,
 )
+from durabatch.providers.formats import model_of, normalize_line
 from durabatch.settings import Settings, load_settings
 from durabatch.store.pool import Pool
 from durabatch.temporal import connect
@@ -198,20 +199,20 @@ class BatchClient:
             path = Path(requests_path).resolve()
             inp = inp.model_copy(update={"requests_uri": STAGED_URI})
         cfg = validate_input(inp, workflow_id_for(inp.batch_id or ""))
+        model = inp.model or _inline_model(cfg.provider, cfg.endpoint, inp.requests)
         if path is not None:
-            request_count = await self._stage_file(cfg, path)
+            request_count, model = await self._stage_file(cfg, path)
         count = len(inp.requests) if inp.requests is not None else request_count
-        summary = f"{inp.provider} {inp.model or ''} batch {inp.batch_id}".replace("  ", " ")
-        if count is not None:
-            summary += f" ({count} requests)"
+        summary = start_summary(cfg.provider, cfg.batch_id, model, count)
         try:
-            await self._start(inp, cfg.batch_id, summary, count)
+            await self._start(inp, cfg.batch_id, summary, count, model)
         except WorkflowAlreadyStartedError:
             raise BatchAlreadyExists(f"batch {cfg.batch_id!r} already exists") from None
         return self.get(cfg.batch_id)
 
-    async def _stage_file(self, inp: BatchConfig, path: Path) -> int:
-        """Validate `path` and COPY it into the store for `inp`'s batch; returns the request count."""
+    async def _stage_file(self, inp: BatchConfig, path: Path) -> tuple[int, str | None]:
+        """Validate `path` and COPY it into the store for `inp`'s batch; returns the request count
+        and the model (the batch's, or the one the lines name)."""
         from durabatch.requests_file import InvalidRequestLine, InvalidRequests, located
         from durabatch.staging import StagedElsewhere, stage_client_file
 
@@ -240,7 +241,7 @@ class BatchClient:
             raise BatchAlreadyExists(str(exc)) from None
         except OSError as exc:
             raise InvalidRequestsFile(f"{path}: cannot read ({exc.strerror})") from None
-        return outcome.request_count
+        return outcome.request_count, outcome.model
 
     def _within_budget(self, cfg: BatchConfig, outcome: StagingOutcome) -> None:
         """The cost limit, checked on the staged file before it is committed (the workflow checks
@@ -264,7 +265,9 @@ class BatchClient:
             raise
         return True
 
-    async def _start(self, inp: BatchInput, batch_id: str, summary: str, count: int | None) -> None:
+    async def _start(
+        self, inp: BatchInput, batch_id: str, summary: str, count: int | None, model: str | None
+    ) -> None:
         await self.temporal.start_workflow(
             WORKFLOW_TYPE,
             inp,
@@ -275,7 +278,7 @@ class BatchClient:
             static_summary=summary,
             # the batch's workflow tasks get the priority its activities get (workflows/calls.py)
             priority=Priority(priority_key=inp.priority, fairness_key=inp.tenant),
-            static_details=f"provider: {inp.provider}\nendpoint: {inp.endpoint}\nmodel: {inp.model or '-'}\n"
+            static_details=f"provider: {inp.provider}\nendpoint: {inp.endpoint}\nmodel: {model or '-'}\n"
             f"requests: {_requests_source(inp, count)}",
         )
 
@@ -341,6 +344,25 @@ def _quote(value: str) -> str:
 
 def _is_local_path(uri: str) -> bool:
     return "://" not in uri and not uri.startswith("store:")
+
+
+def start_summary(provider: str, batch_id: str, model: str | None, count: int | None) -> str:
+    """The one line the Web UI shows for a batch from its start (the workflow's static summary):
+    provider, model and request count, each left out when the client cannot know it yet."""
+    what = f"{provider} batch {batch_id}"
+    facts = [f"{count} requests" if count is not None else None, f"model {model}" if model else None]
+    told = ", ".join(f for f in facts if f)
+    return f"{what}: {told}" if told else what
+
+
+def _inline_model(provider: str, endpoint: str, items: list[dict[str, Any]] | None) -> str | None:
+    """The model inline requests name (the first one's; the worker checks that all agree)."""
+    if not items:
+        return None
+    try:
+        return model_of(provider, normalize_line(items[0], 1, provider, endpoint).body)
+    except ValueError:  # a bad line or endpoint: the worker refuses it, naming it; the summary has no model
+        return None
 
 
 def _requests_source(inp: BatchInput, count: int | None) -> str:

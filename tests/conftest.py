@@ -29,6 +29,10 @@ from durabatch.store import create_pool, migrate
 from durabatch.store.pool import Pool
 from durabatch.temporal import ensure_search_attributes, search_attribute_keys
 
+# The batch stack (worker, emulator, settings) that several folders share: a plugin, so its
+# fixtures reach every folder without a conftest importing and re-exporting them.
+pytest_plugins = ["tests.stack"]
+
 BIN_DIR = Path(sys.executable).parent
 TEMPLATE_DB = "durabatch_test_template"
 

@@ -45,7 +45,7 @@ from durabatch.webhooks import (
     sign,
     verify_signature,
 )
-from tests.workflows.conftest import Stack, chat_requests, emulator_config, environment, worker_stack
+from tests.stack import Stack, chat_requests, emulator_config, environment, worker_stack
 
 _TOKEN = uuid.uuid4().hex  # 32 hex digits, unique to this run
 OPENAI_KEY = "-".join(["sk", "FAKEKEY", "chaos", "4b1d", _TOKEN[:24]])

@@ -31,9 +31,7 @@ with workflow.unsafe.imports_passed_through():
     from durabatch.telemetry import interceptors, traces
     from durabatch.telemetry.metrics import DurabatchMetrics, runtime_with_metrics
     from tests.conftest import free_port
-    from tests.workflows.conftest import API_KEY, api_keys, chat_requests, emulator_config, write_jsonl
-
-__all__ = ["api_keys"]  # the fixture, re-exported so pytest finds it here
+    from tests.stack import API_KEY, chat_requests, emulator_config, write_jsonl
 
 
 @pytest.fixture

@@ -287,7 +287,13 @@ class BatchBase:
         if not (values == self._published_attributes and workflow.patched(PATCH_LEAN_POLLS)):
             workflow.upsert_search_attributes(updates)
             self._published_attributes = values
-        workflow.set_current_details(details_markdown(cfg, self._state, self._next_poll_at))
+        self._publish_details()
+
+    def _publish_details(self) -> None:
+        """The Web UI's current details. Not a command (the UI reads them with a query), so this
+        may run at any point, e.g. once the next poll's time is known, without touching history."""
+        cfg = self._require_cfg()
+        workflow.set_current_details(details_markdown(cfg, self._state, self._next_poll_at, workflow.now()))
 
     def _require_cfg(self) -> BatchConfig:
         if self._cfg is None:

@@ -79,6 +79,7 @@ class BatchPolling(BatchBase):
             if fallback_at is not None:
                 delay = min(delay, max((fallback_at - now).total_seconds(), 0.001))
             self._next_poll_at = now + timedelta(seconds=delay)
+            self._publish_details()  # "next poll in 4 min" on the batch's Web UI page
             cancel_seen = st.cancel_requested
             try:
                 await workflow.wait_condition(
@@ -352,6 +353,7 @@ class BatchPolling(BatchBase):
                 (deadline - now).total_seconds(),
             )
             self._next_poll_at = now + timedelta(seconds=delay)
+            self._publish_details()
             await workflow.sleep(timedelta(seconds=max(delay, 0.001)), summary="wait for the cancel")
             self._next_poll_at = None
             attempt += 1

@@ -8,7 +8,7 @@ from typing import Any
 
 from temporalio.common import SearchAttributeKey, SearchAttributeUpdate
 
-from durabatch.contract import PROVIDER_LOST_BATCH, BatchConfig
+from durabatch.contract import PROVIDER_LOST_BATCH, TERMINAL_BATCH_STATUSES, BatchConfig
 from durabatch.models import BatchState, BatchStatus, BatchSummary, OutcomeCounts, StatusQuery
 
 __all__ = [
@@ -17,8 +17,10 @@ __all__ = [
     "SA_REQUESTS",
     "SA_STATUS",
     "details_markdown",
+    "dollars",
     "ended_status",
     "live_counts",
+    "relative_time",
     "search_attribute_updates",
     "status_of",
     "summary_of",
@@ -139,19 +141,71 @@ def search_attribute_updates(cfg: BatchConfig, st: BatchState) -> list[SearchAtt
     return updates
 
 
-def details_markdown(cfg: BatchConfig, st: BatchState, next_poll_at: datetime | None) -> str:
-    """The Web UI's current details of a batch."""
+def details_markdown(
+    cfg: BatchConfig, st: BatchState, next_poll_at: datetime | None, now: datetime | None = None
+) -> str:
+    """The Web UI's current details of a batch (its page's "Current Details"): status, counts,
+    provider, model, cost so far and when the next poll comes. `now` is the workflow's clock
+    (`workflow.now()`), so the relative time is the same on every replay."""
     counts = live_counts(st)
     provider_batches = ", ".join(
         f"{s.provider_batch_id} ({s.provider_status or s.state})" for s in st.shards if s.provider_batch_id
     )
+    polls = f"**polls** {st.poll_count}"
+    if next_poll_at is not None and st.status not in TERMINAL_BATCH_STATUSES:
+        when = f"{next_poll_at:%H:%M:%S} UTC"
+        polls += (
+            f" · next poll {relative_time(next_poll_at, now)} (at {when})" if now else f" · next at {when}"
+        )
     lines = [
-        f"**status** {st.status} · **provider** {cfg.provider} · **model** {st.model or '-'}",
+        f"**status** {st.status} · **provider** {cfg.provider} · **model** {st.model or cfg.model or '-'}",
         f"**requests** {counts.total}: {counts.succeeded} succeeded, {counts.failed} failed, "
         f"{counts.expired} expired, {counts.cancelled} cancelled, {counts.pending} pending",
+        f"**cost so far** {_cost_so_far(st)}",
         f"**provider batches** {provider_batches or '-'}",
-        f"**polls** {st.poll_count}" + (f" · next at {next_poll_at:%H:%M:%S} UTC" if next_poll_at else ""),
+        polls,
     ]
+    if cfg.mode == "realtime" or st.realtime_requests:
+        rate = f" at {st.realtime_rpm:g} requests/min" if st.realtime_rpm else ""
+        lines.append(f"**real time** {st.realtime_requests} finished{rate}")
+    if st.retry_rounds:
+        lines.append(f"**retry rounds** {st.retry_rounds} of {cfg.max_rounds - 1}")
+    waiting = [s for s in st.shards if s.state == "waiting_admission"]
+    for shard in waiting:
+        lines.append(f"**shard {shard.shard}** {shard.admission_reason or 'waiting for admission'}")
     if st.failure_reason:
         lines.append(f"**failure** {st.failure_reason}")
     return "\n\n".join(lines)
+
+
+def _cost_so_far(st: BatchState) -> str:
+    input_tokens, output_tokens, cost = usage_so_far(st)
+    if st.totals is None and not any(s.ingested for s in st.shards):
+        return "- (no results yet)"
+    tokens = f"{input_tokens:,} input + {output_tokens:,} output tokens"
+    if cost is None:
+        return f"unknown: no price for the model ({tokens})"
+    return f"{dollars(cost)} ({tokens})"
+
+
+def dollars(amount: float) -> str:
+    """A cost as people read it: cents above a dollar, else up to six decimals ($0.000011), so a
+    small test batch does not read $0.00."""
+    if amount >= 1:
+        return f"${amount:,.2f}"
+    whole, _, cents = f"{amount:.6f}".rstrip("0").partition(".")
+    return f"${whole}.{cents.ljust(2, '0')}"
+
+
+def relative_time(at: datetime, now: datetime) -> str:
+    """`at` as people say it from `now`: "in 40 s", "in 4 min", "in 2 h 5 min", "now"."""
+    seconds = (at - now).total_seconds()
+    if seconds < 1:
+        return "now"
+    if seconds < 60:
+        return f"in {int(seconds)} s"
+    minutes = round(seconds / 60)
+    if minutes < 60:
+        return f"in {minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    return f"in {hours} h {minutes} min" if minutes else f"in {hours} h"

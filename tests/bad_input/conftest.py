@@ -1,4 +1,4 @@
-"""The bad-input corpus runs on the real stack of tests/workflows (dev server, PostgreSQL, emulator,
+"""The bad-input corpus runs on the shared real stack (tests/stack.py: dev server, PostgreSQL, emulator,
 in-process worker), plus a batch that runs through the whole module and must end untouched.
 
 `expect_refused` is the one assertion every refused input makes: the error names the line or the
@@ -20,20 +20,8 @@ from temporalio.client import WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import ApplicationError
 
 from durabatch.models import BatchSummary, StatusQuery
-from tests.workflows.conftest import Stack, api_keys, stack
-
-__all__ = [
-    "Background",
-    "api_keys",
-    "assert_background_untouched",
-    "assert_one_outcome_each",
-    "background",
-    "expect_invalid_start",
-    "expect_refused",
-    "new_id",
-    "provider_requests",
-    "stack",
-]
+from tests.helpers import wait_status
+from tests.stack import Stack, assert_one_outcome_each
 
 #: a refused input must end the batch at once, not after retries
 REFUSAL_SECONDS = 15.0
@@ -47,18 +35,6 @@ def new_id() -> str:
 def provider_requests(stats: dict[str, Any], provider: str) -> dict[str, int]:
     """The emulator's per-operation request counts for one provider (`openai:files.create`, ...)."""
     return {k: v for k, v in stats["requests"].items() if k.startswith(f"{provider}:")}
-
-
-async def _wait_status(
-    handle: WorkflowHandle[Any, BatchSummary], predicate: Any, timeout: float = 30.0
-) -> StatusQuery:
-    deadline = time.monotonic() + timeout
-    while True:
-        status = await handle.query("status", result_type=StatusQuery)
-        if predicate(status):
-            return status
-        assert time.monotonic() < deadline, f"status never matched; last: {status}"
-        await asyncio.sleep(0.1)
 
 
 async def expect_refused(
@@ -172,7 +148,7 @@ async def background(stack: Stack) -> AsyncIterator[Background]:
             endpoint="/v1/messages",
             requests=_background_requests(BACKGROUND_REQUESTS),
         )
-        status = await _wait_status(handle, lambda s: bool(s.shards and s.shards[0].provider_batch_id))
+        status = await wait_status(handle, lambda s: bool(s.shards and s.shards[0].provider_batch_id))
     finally:
         await stack.admin("PATCH", "/config", json={"validating_seconds": saved["validating_seconds"]})
     provider_batch_id = status.shards[0].provider_batch_id
@@ -195,14 +171,3 @@ async def assert_background_untouched(bg: Background) -> None:
     after = await bg.stack.admin("GET", "/stats")
     assert after["batches_created"].get("anthropic", 0) == before["batches_created"].get("anthropic", 0)
     await assert_one_outcome_each(bg.stack, bg.batch_id)
-
-
-async def assert_one_outcome_each(stack: Stack, batch_id: str) -> None:
-    """Every staged request of the batch has exactly one result row."""
-    rows = await stack.pool.fetch(
-        """SELECT r.custom_id, count(x.custom_id) AS n FROM requests r
-             LEFT JOIN results x ON x.batch_id = r.batch_id AND x.custom_id = r.custom_id
-            WHERE r.batch_id = $1 GROUP BY r.custom_id""",
-        batch_id,
-    )
-    assert rows and all(r["n"] == 1 for r in rows), [dict(r) for r in rows if r["n"] != 1]

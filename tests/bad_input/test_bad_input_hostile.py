@@ -19,7 +19,7 @@ from aiohttp import web
 from durabatch.models import workflow_id_for
 from tests.bad_input.conftest import expect_refused, new_id
 from tests.conftest import free_port
-from tests.workflows.conftest import Stack, chat_requests
+from tests.stack import Stack, chat_requests
 
 ENDPOINT = "/v1/chat/completions"
 

@@ -13,7 +13,7 @@ from typing import Any
 from durabatch.providers.formats import MAX_CUSTOM_ID_LENGTH
 from durabatch.providers.gemini import GEMINI_LIMITS
 from tests.bad_input.conftest import Background, assert_background_untouched, expect_refused
-from tests.workflows.conftest import Stack, chat_requests
+from tests.stack import Stack, chat_requests
 
 ENDPOINT = "/v1/chat/completions"
 

@@ -29,13 +29,12 @@ from durabatch.settings import Settings
 from tests.bad_input.conftest import (
     Background,
     assert_background_untouched,
-    assert_one_outcome_each,
     expect_invalid_start,
     expect_refused,
     new_id,
     provider_requests,
 )
-from tests.workflows.conftest import API_KEY, Stack, chat_requests, write_jsonl
+from tests.stack import API_KEY, Stack, assert_one_outcome_each, chat_requests, write_jsonl
 
 ENDPOINT = "/v1/chat/completions"
 

@@ -8,7 +8,6 @@ import io
 import json
 import signal
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +22,7 @@ from durabatch.cli import app
 from durabatch.devstack import DEV_API_KEY
 from tests.cli.conftest import CLI, DevProcess, clean_env, run_cli
 from tests.conftest import free_port, with_database
+from tests.helpers import eventually_sync
 
 
 def new_id(prefix: str = "cli") -> str:
@@ -39,19 +39,17 @@ def status_json(dev: DevProcess, batch_id: str) -> dict[str, Any]:
 def wait_for_status(
     dev: DevProcess, batch_id: str, statuses: set[str], timeout: float = 30
 ) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
+    def fetch() -> dict[str, Any]:
         r = run_cli("status", batch_id, "--json", env=dev.env)
         assert r.returncode in (0, 3), r.stderr  # 3: the submitting process has not started it yet
         st: dict[str, Any] = json.loads(r.stdout) if r.returncode == 0 else {"status": None, "shards": []}
-        if (
-            st["status"] in statuses
-            and st["shards"]
-            and all(s.get("provider_batch_id") for s in st["shards"])
-        ):
-            return st
-        assert time.monotonic() < deadline, st
-        time.sleep(0.5)
+        return st
+
+    def done(st: dict[str, Any]) -> bool:
+        shards = st["shards"]
+        return st["status"] in statuses and bool(shards) and all(s.get("provider_batch_id") for s in shards)
+
+    return eventually_sync(fetch, done, timeout, what=f"status in {sorted(statuses)} with every shard sent")
 
 
 @pytest.mark.parametrize(
@@ -109,19 +107,16 @@ def test_submit_wait_shows_progress_and_summary_then_status_list_results(
     assert r.returncode == 0 and "completed" in r.stdout and "12: 12 ok" in r.stdout, r.stdout
     # the Web UI's summary, set at start, counts the file's requests; its details end completed
     summary, details = asyncio.run(_static_summary_and_details(dev, batch_id))
-    assert summary == f"openai batch {batch_id} (12 requests)", summary
+    assert summary == f"openai batch {batch_id}: 12 requests, model gpt-4o-mini", summary
     assert details is not None and "requests: " in details and "(12 requests)" in details, details
 
     # visibility is eventually consistent
-    deadline = time.monotonic() + 10
-    while True:
+    def listed() -> list[dict[str, Any]]:
         r = run_cli("list", "--status", "completed", "--provider", "openai", "--json", env=dev.env)
         assert r.returncode == 0, r.stderr
-        rows = [json.loads(line) for line in r.stdout.splitlines()]
-        if any(row["batch_id"] == batch_id for row in rows):
-            break
-        assert time.monotonic() < deadline, rows
-        time.sleep(0.5)
+        return [json.loads(line) for line in r.stdout.splitlines()]
+
+    rows = eventually_sync(listed, lambda rows: any(row["batch_id"] == batch_id for row in rows), 10)
     [row] = [row for row in rows if row["batch_id"] == batch_id]
     assert (row["status"], row["provider"], row["requests"]) == ("completed", "openai", 12)
     r = run_cli("list", "--status", "completed", env=dev.env)
@@ -401,6 +396,9 @@ def test_emulator_command_starts_and_answers() -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
+        proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()  # left open, the pipe is a ResourceWarning
 
 
 def test_worker_command_runs_batches_and_stops_on_sigterm(dev: DevProcess, requests_file: Path) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import socket
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from durabatch.cli import EXIT_USAGE
 from durabatch.devstack import DEV_API_KEY, port_in_use
 from tests.cli.conftest import clean_env, data_dir, run_cli, start_dev
 from tests.conftest import free_port
+from tests.helpers import eventually_sync
 
 
 def test_dev_stops_on_sigint_and_a_restart_keeps_running_workflows(requests_file: Path) -> None:
@@ -83,17 +83,19 @@ def test_dev_stops_on_sigint_and_a_restart_keeps_running_workflows(requests_file
 
 
 def _wait_submitted(env: dict[str, str], batch_id: str, timeout: float = 30) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
+    def fetch() -> dict[str, Any]:
         r = run_cli("status", batch_id, "--json", env=env)
-        if r.returncode == 0:
-            st: dict[str, Any] = json.loads(r.stdout)
-            shards = st["shards"]
-            assert isinstance(shards, list)
-            if shards and shards[0].get("provider_batch_id"):
-                return st
-        assert time.monotonic() < deadline, r.stdout + r.stderr
-        time.sleep(0.5)
+        # before the workflow exists `status` exits non-zero: keep its words as the value seen
+        st: dict[str, Any] = json.loads(r.stdout) if r.returncode == 0 else {"shards": [], "cli": r.stderr}
+        return st
+
+    st = eventually_sync(
+        fetch,
+        lambda s: bool(s["shards"] and s["shards"][0].get("provider_batch_id")),
+        timeout,
+        what="the first shard sent",
+    )
+    return st
 
 
 def test_dev_names_the_port_already_in_use() -> None:

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import json
 import re
-import time
+import subprocess
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -16,6 +17,7 @@ from durabatch.cli import app
 from durabatch.contract import BATCH_STATUSES
 from tests.cli.conftest import DevProcess, clean_env, run_cli
 from tests.conftest import free_port
+from tests.helpers import eventually_sync
 
 
 @pytest.mark.parametrize(
@@ -102,14 +104,12 @@ def test_at_80_columns_progress_keeps_its_counts_and_list_keeps_whole_ids(
     assert "12/12" in bar and re.search(r" \d+:\d\d:\d\d$", bar), bar
     assert len(bar) <= 80, bar
 
-    deadline = time.monotonic() + 15
-    while True:
+    def listed() -> subprocess.CompletedProcess[str]:
         r = run_cli("list", "--limit", "1000", env=env)
         assert r.returncode == 0, r.stderr
-        if batch_id in r.stdout:
-            break
-        assert time.monotonic() < deadline, r.stdout
-        time.sleep(0.5)
+        return r
+
+    r = eventually_sync(listed, lambda r: batch_id in r.stdout, 15, what="the batch listed")
     # Even the id and the status do not fit in a table row: plain lines, the id whole on one line.
     [row] = [line for line in r.stdout.splitlines() if batch_id in line]
     assert row.split() == [batch_id, "completed"], row
@@ -144,15 +144,12 @@ def test_list_json_gives_null_for_a_batch_without_a_model(dev: DevProcess, tmp_p
     args = ["submit", str(path), "--provider", "openai", "--endpoint", "/v1/chat/completions"]
     r = run_cli(*args, "--batch-id", batch_id, "--poll", "1", env=dev.env)
     assert r.returncode == 0, r.stdout + r.stderr
-    deadline = time.monotonic() + 15
-    while True:
+
+    def mine_listed() -> list[dict[str, Any]]:
         r = run_cli("list", "--json", "--limit", "1000", env=dev.env)
-        rows = [json.loads(line) for line in r.stdout.splitlines()]
-        mine = [row for row in rows if row["batch_id"] == batch_id]
-        if mine:
-            break
-        assert time.monotonic() < deadline, rows
-        time.sleep(0.5)
+        return [row for row in map(json.loads, r.stdout.splitlines()) if row["batch_id"] == batch_id]
+
+    mine = eventually_sync(mine_listed, bool, 15, what="the batch listed")
     assert mine[0]["model"] is None, mine
     r = run_cli("list", "--limit", "1000", env=dev.env)
     [row] = [line for line in r.stdout.splitlines() if batch_id in line]

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import httpx
+
+from tests.helpers import eventually
 
 KEY = "test-key"
 OPENAI_H = {"Authorization": f"Bearer {KEY}"}
@@ -15,19 +15,6 @@ ANTHROPIC_H = {"x-api-key": KEY, "anthropic-version": "2023-06-01"}
 GEMINI_H = {"x-goog-api-key": KEY}
 
 T = TypeVar("T")
-
-
-async def wait_for(fetch: Callable[[], Awaitable[T]], done: Callable[[T], bool], timeout: float = 10.0) -> T:
-    """Poll `fetch` until `done(value)`; fails the test after `timeout` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        value = await fetch()
-        if done(value):
-            return value
-        if loop.time() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s; last value: {value!r}")
-        await asyncio.sleep(0.02)
 
 
 def chat_line(custom_id: str, text: str = "hello world", model: str = "gpt-4o-mini") -> dict[str, Any]:
@@ -70,7 +57,9 @@ async def openai_wait(http: httpx.AsyncClient, batch_id: str, statuses: set[str]
         r.raise_for_status()
         return dict(r.json())
 
-    return await wait_for(fetch, lambda b: b["status"] in statuses)
+    return await eventually(
+        fetch, lambda b: b["status"] in statuses, 10.0, 0.02, what=f"status in {statuses}"
+    )
 
 
 def parse_jsonl(raw: bytes) -> list[dict[str, Any]]:

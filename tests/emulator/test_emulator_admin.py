@@ -99,18 +99,19 @@ async def test_every_key_works_for_every_provider() -> None:
 
 
 def test_module_entry_point_prints_url_and_stops_on_sigterm() -> None:
-    proc = subprocess.Popen(
+    # the context manager closes the stdout pipe (left open, it is a ResourceWarning)
+    with subprocess.Popen(
         [sys.executable, "-m", "durabatch.emulator", "--host", "127.0.0.1", "--port", "0", "--api-key", "k"],
         stdout=subprocess.PIPE,
         text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline().strip()
-        assert line.startswith("durabatch emulator listening on http://127.0.0.1:")
-        url = line.rsplit(" ", 1)[1]
-        r = httpx.get(url + "/v1/batches", headers={"Authorization": "Bearer k"})
-        assert r.status_code == 200
-    finally:
-        proc.terminate()
-        assert proc.wait(timeout=10) == 0
+    ) as proc:
+        try:
+            assert proc.stdout is not None
+            line = proc.stdout.readline().strip()
+            assert line.startswith("durabatch emulator listening on http://127.0.0.1:")
+            url = line.rsplit(" ", 1)[1]
+            r = httpx.get(url + "/v1/batches", headers={"Authorization": "Bearer k"})
+            assert r.status_code == 200
+        finally:
+            proc.terminate()
+            assert proc.wait(timeout=10) == 0

@@ -10,7 +10,8 @@ import pytest
 
 from durabatch.emulator import expected_chat_response
 from durabatch.emulator.server import RunningEmulator
-from tests.emulator.helpers import ANTHROPIC_H, KEY, wait_for
+from tests.emulator.helpers import ANTHROPIC_H, KEY
+from tests.helpers import eventually
 
 
 @pytest.fixture
@@ -34,7 +35,7 @@ async def test_lifecycle_and_results(client: anthropic.AsyncAnthropic) -> None:
     assert batch.processing_status == "in_progress"
     assert batch.request_counts.processing == 12 and batch.results_url is None
 
-    ended = await wait_for(
+    ended = await eventually(
         lambda: client.messages.batches.retrieve(batch.id), lambda b: b.processing_status == "ended"
     )
     assert ended.request_counts.succeeded == 10 and ended.request_counts.errored == 2
@@ -66,10 +67,10 @@ async def test_cancel_gives_canceled_results(client: anthropic.AsyncAnthropic, e
     async def processed() -> int:
         return emu.state.batches[batch.id].timeline.processed(emu.state.now())
 
-    await wait_for(processed, lambda k: k > 0)
+    await eventually(processed, lambda k: k > 0)
     canceling = await client.messages.batches.cancel(batch.id)
     assert canceling.processing_status == "canceling" and canceling.cancel_initiated_at is not None
-    ended = await wait_for(
+    ended = await eventually(
         lambda: client.messages.batches.retrieve(batch.id), lambda b: b.processing_status == "ended"
     )
     counts = ended.request_counts
@@ -82,7 +83,7 @@ async def test_expiry_gives_expired_results(client: anthropic.AsyncAnthropic, em
     emu.state.config.ms_per_request = 10.0
     emu.state.config.expire_after_seconds = 0.4
     batch = await client.messages.batches.create(requests=[req(f"e{i}") for i in range(100)])
-    ended = await wait_for(
+    ended = await eventually(
         lambda: client.messages.batches.retrieve(batch.id), lambda b: b.processing_status == "ended"
     )
     assert ended.request_counts.expired > 0 and ended.request_counts.succeeded > 0

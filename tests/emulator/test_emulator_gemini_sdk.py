@@ -13,7 +13,8 @@ from google.genai import types
 
 from durabatch.emulator import expected_chat_response
 from durabatch.emulator.server import RunningEmulator
-from tests.emulator.helpers import KEY, wait_for
+from tests.emulator.helpers import KEY
+from tests.helpers import eventually
 
 MODEL = "gemini-2.5-flash"
 
@@ -35,7 +36,7 @@ def contents(text: str) -> list[dict[str, Any]]:
 
 
 async def _wait_done(client: genai.Client, name: str) -> types.BatchJob:
-    return await wait_for(lambda: client.aio.batches.get(name=name), lambda j: bool(j.done))
+    return await eventually(lambda: client.aio.batches.get(name=name), lambda j: bool(j.done))
 
 
 async def test_inline_lifecycle(client: genai.Client) -> None:
@@ -98,7 +99,7 @@ async def test_cancel(client: genai.Client, emu: RunningEmulator) -> None:
     job = await client.aio.batches.create(model=MODEL, src=src)
     name = job.name
     assert name is not None
-    await wait_for(
+    await eventually(
         lambda: client.aio.batches.get(name=name), lambda j: j.state == types.JobState.JOB_STATE_RUNNING
     )
     await client.aio.batches.cancel(name=name)

@@ -10,7 +10,8 @@ from openai.types import Batch, BatchRequestCounts
 
 from durabatch.emulator import expected_chat_response
 from durabatch.emulator.server import RunningEmulator
-from tests.emulator.helpers import KEY, chat_line, jsonl, wait_for
+from tests.emulator.helpers import KEY, chat_line, jsonl
+from tests.helpers import eventually
 
 
 def counts(b: Batch) -> BatchRequestCounts:
@@ -40,7 +41,7 @@ async def test_lifecycle_results_match_deterministic_content(client: openai.Asyn
     assert batch.status == "validating"
     assert batch.request_counts is not None and batch.request_counts.total == 0
 
-    done = await wait_for(lambda: client.batches.retrieve(batch.id), lambda b: b.status == "completed")
+    done = await eventually(lambda: client.batches.retrieve(batch.id), lambda b: b.status == "completed")
     assert done.request_counts is not None
     assert (done.request_counts.total, counts(done).completed, counts(done).failed) == (
         21,
@@ -75,13 +76,13 @@ async def test_lifecycle_results_match_deterministic_content(client: openai.Asyn
 async def test_cancel_gives_partial_results(client: openai.AsyncOpenAI, emu: RunningEmulator) -> None:
     emu.state.config.ms_per_request = 20.0
     batch = await _create(client, [chat_line(f"c{i}") for i in range(200)])
-    await wait_for(
+    await eventually(
         lambda: client.batches.retrieve(batch.id),
         lambda b: b.status == "in_progress" and counts(b).completed > 0,
     )
     cancelling = await client.batches.cancel(batch.id)
     assert cancelling.status == "cancelling" and cancelling.cancelling_at is not None
-    done = await wait_for(lambda: client.batches.retrieve(batch.id), lambda b: b.status == "cancelled")
+    done = await eventually(lambda: client.batches.retrieve(batch.id), lambda b: b.status == "cancelled")
     assert 0 < counts(done).completed < 200
     assert done.output_file_id and done.error_file_id
     err = (await client.files.content(str(done.error_file_id))).content.splitlines()
@@ -96,7 +97,7 @@ async def test_expiry_with_partial_results(client: openai.AsyncOpenAI, emu: Runn
     emu.state.config.ms_per_request = 10.0
     emu.state.config.expire_after_seconds = 0.5
     batch = await _create(client, [chat_line(f"e{i}") for i in range(200)])
-    done = await wait_for(lambda: client.batches.retrieve(batch.id), lambda b: b.status == "expired")
+    done = await eventually(lambda: client.batches.retrieve(batch.id), lambda b: b.status == "expired")
     assert done.expired_at is not None
     assert 0 < counts(done).completed < 200
     assert counts(done).failed == 200 - counts(done).completed
@@ -128,7 +129,7 @@ async def test_validation_failure_reports_lines(client: openai.AsyncOpenAI) -> N
     b = await client.batches.create(
         input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h"
     )
-    done = await wait_for(lambda: client.batches.retrieve(b.id), lambda x: x.status == "failed")
+    done = await eventually(lambda: client.batches.retrieve(b.id), lambda x: x.status == "failed")
     assert done.errors is not None and done.failed_at is not None
     got = [(e.code, e.line) for e in done.errors.data or []]
     assert got == [
@@ -153,7 +154,7 @@ async def test_over_the_limits_fails_the_batch(
     for name, value in limit.items():
         setattr(emu.state.config, name, value)
     b = await _create(client, [chat_line("a"), chat_line("b"), chat_line("c")])
-    done = await wait_for(lambda: client.batches.retrieve(b.id), lambda x: x.status == "failed")
+    done = await eventually(lambda: client.batches.retrieve(b.id), lambda x: x.status == "failed")
     assert done.errors is not None
     assert [e.code for e in done.errors.data or []] == [code]
     assert counts(done).total == 0 and done.output_file_id is None

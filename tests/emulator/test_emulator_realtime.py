@@ -35,8 +35,8 @@ from tests.emulator.helpers import (
     openai_batch,
     openai_wait,
     parse_jsonl,
-    wait_for,
 )
+from tests.helpers import eventually
 
 CHAT: dict[str, Any] = {
     "model": "gpt-4o-mini",
@@ -132,7 +132,7 @@ async def test_anthropic_answer_matches_the_batch_result(
     async def fetch() -> dict[str, Any]:
         return dict((await http.get(f"/v1/messages/batches/{batch_id}", headers=ANTHROPIC_H)).json())
 
-    await wait_for(fetch, lambda b: b["processing_status"] == "ended")
+    await eventually(fetch, lambda b: b["processing_status"] == "ended")
     raw = (await http.get(f"/v1/messages/batches/{batch_id}/results", headers=ANTHROPIC_H)).content
     batched = parse_jsonl(raw)[0]["result"]["message"]
     # the one difference the real provider has too: the usage tier
@@ -154,7 +154,7 @@ async def test_gemini_answer_matches_the_batch_result(emu: RunningEmulator, http
     async def fetch() -> dict[str, Any]:
         return dict((await http.get(f"/v1beta/{op['name']}", headers=GEMINI_H)).json())
 
-    done = await wait_for(fetch, lambda o: bool(o.get("done")))
+    done = await eventually(fetch, lambda o: bool(o.get("done")))
     assert done["response"]["inlinedResponses"]["inlinedResponses"][0]["response"] == live.json()
     sdk = await _gemini(emu).aio.models.generate_content(model="gemini-2.5-flash", contents="hi gemini")
     assert sdk.text == live.json()["candidates"][0]["content"]["parts"][0]["text"]
@@ -346,6 +346,9 @@ def test_the_emulator_command_takes_rpm_and_tpm() -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
+        proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()  # left open, the pipe is a ResourceWarning
 
 
 async def test_a_flaky_request_that_failed_stays_failed_once_across_a_restart(tmp_path: Path) -> None:

@@ -164,7 +164,11 @@ def test_the_command_line_keeps_batches_in_its_state_dir(tmp_path: Path, command
 
     def stop(proc: subprocess.Popen[str]) -> None:
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=15) == 0
+        try:
+            assert proc.wait(timeout=15) == 0
+        finally:
+            if proc.stdout is not None:
+                proc.stdout.close()  # left open, the pipe is a ResourceWarning
 
     proc, url = start()
     try:

@@ -182,12 +182,18 @@ async def test_results_url_on_foreign_host_is_read_from_base_url() -> None:
 
 
 async def test_cancel_after_end_is_fine() -> None:
+    sent: list[httpx.Request] = []
+
     def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
         return httpx.Response(
             400, json={"type": "error", "error": {"type": "invalid_request_error", "message": "ended"}}
         )
 
     await _provider(handler).cancel(ProviderBatchRef(provider="anthropic", provider_batch_id="b"))
+    # one cancel to the batch's route with the key; the 400 (already ended) is final, not retried
+    assert [(r.method, r.url.path) for r in sent] == [("POST", "/v1/messages/batches/b/cancel")]
+    assert sent[0].headers["x-api-key"] == SECRET
 
 
 async def test_404_right_after_create_is_retryable() -> None:

@@ -27,6 +27,7 @@ from durabatch.providers.base import (
 )
 from durabatch.providers.gemini import GeminiProvider
 from durabatch.providers.openai import OpenAIProvider
+from tests.helpers import eventually
 from tests.providers.conftest import make_shard
 
 KEY = "test-key-0123456789abcdef"
@@ -96,14 +97,25 @@ async def admin(
     assert response.is_success, response.text
 
 
+async def batch_view(http: httpx.AsyncClient, emu: RunningEmulator, ref: ProviderBatchRef) -> dict[str, Any]:
+    """The emulator's own view of a batch (its phase), from the admin API."""
+    response = await http.get(f"{emu.url}/_emulator/batches/{ref.provider_batch_id}")
+    assert response.is_success, response.text
+    view: dict[str, Any] = response.json()
+    return view
+
+
+async def cancels_sent(http: httpx.AsyncClient, emu: RunningEmulator, provider: str) -> int:
+    """How many cancel calls the emulator has received for `provider` (Gemini counts per API version)."""
+    response = await http.get(f"{emu.url}/_emulator/stats")
+    ops: dict[str, int] = response.json()["requests"]
+    return sum(n for op, n in ops.items() if op.startswith(f"{provider}:batches.cancel"))
+
+
 async def wait_terminal(client: BatchProvider, ref: ProviderBatchRef, timeout: float = 10) -> ProviderStatus:
-    deadline = time.monotonic() + timeout
-    while True:
-        status = await client.status(ref)
-        if status.terminal:
-            return status
-        assert time.monotonic() < deadline, f"still {status.provider_status}"
-        await asyncio.sleep(0.02)
+    return await eventually(
+        lambda: client.status(ref), lambda s: s.terminal, timeout, 0.02, what="a terminal provider status"
+    )
 
 
 async def all_results(
@@ -131,8 +143,11 @@ async def test_full_lifecycle(provider: str, emu: RunningEmulator, http: httpx.A
     for i, line in enumerate(lines):
         rest = [x.custom_id async for x in client.results(ref, status, line.cursor)]
         assert rest == [x.custom_id for x in lines[i + 1 :]]
-    # cancelling an ended batch is not an error
+    # cancelling an ended batch is not an error: the cancel reaches the provider once and changes nothing
+    before = await cancels_sent(http, emu, provider)
     await client.cancel(ref)
+    assert await cancels_sent(http, emu, provider) == before + 1
+    assert (await batch_view(http, emu, ref))["phase"] == "completed"
 
 
 async def test_gemini_inline_lifecycle(emu: RunningEmulator, http: httpx.AsyncClient) -> None:
@@ -155,13 +170,21 @@ async def test_cancel_with_partial_results(
     ref = await client.submit(shard_for(provider, 6))
     await admin(http, emu, ref, "hold")
     await client.cancel(ref)
+    # the provider got the cancel: held, an OpenAI or Anthropic batch stays `cancelling` until
+    # released; a Gemini job has no draining phase and is `cancelled` at once
+    assert await cancels_sent(http, emu, provider) == 1
+    draining = provider != "gemini"
+    assert (await batch_view(http, emu, ref))["phase"] == ("cancelling" if draining else "cancelled")
+    assert (await client.status(ref)).terminal is not draining
     await admin(http, emu, ref, "release")
     status = await wait_terminal(client, ref)
     assert status.state == "cancelled", status
     lines = await all_results(client, ref, status)
     assert len({x.custom_id for x in lines}) == len(lines)
     assert {x.outcome for x in lines} <= {"succeeded", "cancelled"}
-    await client.cancel(ref)  # again, after the end: fine
+    await client.cancel(ref)  # again, after the end: sent, refused quietly, nothing changes
+    assert await cancels_sent(http, emu, provider) == 2
+    assert (await batch_view(http, emu, ref))["phase"] == "cancelled"
 
 
 # -- wire faults: classification ----------------------------------------------------------------

@@ -278,12 +278,18 @@ async def test_results_read_both_parts_and_resume() -> None:
 
 
 async def test_cancel_of_ended_batch_is_not_an_error() -> None:
+    sent: list[httpx.Request] = []
+
     def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
         return httpx.Response(
             409, json={"error": {"message": "Cannot cancel a batch with status 'completed'."}}
         )
 
     await _provider(handler).cancel(ProviderBatchRef(provider="openai", provider_batch_id="batch_1"))
+    # one cancel, to the batch's own route, with the key: the 409 (already ended) is final, not retried
+    assert [(r.method, r.url.path) for r in sent] == [("POST", "/v1/batches/batch_1/cancel")]
+    assert sent[0].headers["authorization"] == f"Bearer {SECRET}"
 
 
 async def test_missing_key_names_variable() -> None:

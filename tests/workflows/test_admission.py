@@ -15,7 +15,8 @@ from temporalio.client import Client, WorkflowHandle
 from durabatch.cli.console import status_table
 from durabatch.models import BatchSummary, StatusQuery
 from durabatch.store.pool import Pool
-from tests.workflows.conftest import Stack, chat_requests, worker_stack
+from tests.helpers import eventually
+from tests.stack import Stack, chat_requests, worker_stack
 
 
 @pytest.fixture(scope="module")
@@ -37,13 +38,7 @@ async def status_of(handle: WorkflowHandle[Any, Any]) -> StatusQuery:
 
 
 async def until(handle: WorkflowHandle[Any, Any], check: Any, timeout: float = 30) -> StatusQuery:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        st = await status_of(handle)
-        if check(st):
-            return st
-        assert asyncio.get_running_loop().time() < deadline, f"never matched; last {st}"
-        await asyncio.sleep(0.1)
+    return await eventually(lambda: status_of(handle), check, timeout, what="batch status")
 
 
 async def start(stack: Stack, **fields: Any) -> WorkflowHandle[Any, BatchSummary]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from pathlib import Path
 
@@ -11,23 +10,19 @@ from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.exceptions import CancelledError
 
 from durabatch.models import StatusQuery
-from tests.workflows.conftest import Stack, chat_requests, replay_and_record, write_jsonl
-from tests.workflows.test_batch_workflow import assert_one_outcome_each, outcomes
+from tests.helpers import wait_status
+from tests.stack import (
+    Stack,
+    assert_one_outcome_each,
+    chat_requests,
+    outcomes,
+    replay_and_record,
+    write_jsonl,
+)
 
 
 def new_id() -> str:
     return uuid.uuid4().hex[:10]
-
-
-async def wait_status(handle, predicate, timeout: float = 30.0) -> StatusQuery:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        status = await handle.query("status", result_type=StatusQuery)
-        if predicate(status):
-            return status
-        assert loop.time() < deadline, f"status never matched; last: {status}"
-        await asyncio.sleep(0.2)
 
 
 async def test_cancel_in_progress_keeps_partial_results(stack: Stack, tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ from temporalio.testing import WorkflowEnvironment
 from durabatch.contract import summary_from_failure
 from durabatch.models import BatchInput, BatchSummary, StatusQuery, workflow_id_for
 from durabatch.store.pool import Pool
-from tests.workflows.conftest import (
+from tests.stack import (
     Stack,
     chat_requests,
     emulator_config,

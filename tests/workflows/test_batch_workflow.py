@@ -6,37 +6,11 @@ import uuid
 
 from durabatch.emulator import expected_chat_response
 from durabatch.results_format import result_body
-from tests.workflows.conftest import Stack, chat_requests, replay_and_record
+from tests.stack import Stack, assert_one_outcome_each, chat_requests, replay_and_record
 
 
 def new_id() -> str:
     return uuid.uuid4().hex[:10]
-
-
-async def outcomes(stack: Stack, batch_id: str) -> dict[str, int]:
-    rows = await stack.pool.fetch(
-        "SELECT outcome, count(*) AS n FROM results WHERE batch_id = $1 GROUP BY outcome", batch_id
-    )
-    return {r["outcome"]: r["n"] for r in rows}
-
-
-async def assert_one_outcome_each(stack: Stack, batch_id: str) -> None:
-    """Every request has exactly one result for its current (final) round, and none beyond it;
-    earlier rounds' rows are the attempts a retry round replaced."""
-    row = await stack.pool.fetchrow(
-        """SELECT count(*) AS requests,
-                  count(*) FILTER (WHERE final = 1 AND later = 0) AS exactly_one
-             FROM (SELECT r.custom_id,
-                          count(x.custom_id) FILTER (WHERE x.round = r.round) AS final,
-                          count(x.custom_id) FILTER (WHERE x.round > r.round) AS later
-                     FROM requests r
-                     LEFT JOIN results x ON x.batch_id = r.batch_id AND x.custom_id = r.custom_id
-                    WHERE r.batch_id = $1 GROUP BY r.custom_id) s""",
-        batch_id,
-    )
-    assert row is not None
-    assert row["requests"] > 0
-    assert row["requests"] == row["exactly_one"]
 
 
 async def test_clean_openai_batch_lands_in_postgres(stack: Stack) -> None:

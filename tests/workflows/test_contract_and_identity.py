@@ -18,10 +18,16 @@ from temporalio.exceptions import ApplicationError
 
 from durabatch.client import BatchClient
 from durabatch.contract import BATCH_FAILED, BATCH_ID_IN_USE, INVALID_INPUT, summary_from_failure
-from durabatch.models import StatusQuery
 from durabatch.store.pool import Pool
-from tests.workflows.conftest import Stack, chat_requests, poll_events, replay_and_record, worker_stack
-from tests.workflows.test_batch_workflow import assert_one_outcome_each
+from tests.helpers import wait_status
+from tests.stack import (
+    Stack,
+    assert_one_outcome_each,
+    chat_requests,
+    poll_events,
+    replay_and_record,
+    worker_stack,
+)
 
 
 def new_id() -> str:
@@ -34,17 +40,6 @@ async def stack(
 ) -> AsyncIterator[Stack]:
     async with worker_stack(temporal_client, pool, database_url, queue_prefix="contract") as s:
         yield s
-
-
-async def wait_status(handle: WorkflowHandle[Any, Any], predicate: Any, timeout: float = 30.0) -> StatusQuery:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        status = await handle.query("status", result_type=StatusQuery)
-        if predicate(status):
-            return status
-        assert loop.time() < deadline, f"status never matched; last: {status}"
-        await asyncio.sleep(0.2)
 
 
 async def start_raw(stack: Stack, payload: Any, batch_id: str) -> WorkflowHandle[Any, Any]:

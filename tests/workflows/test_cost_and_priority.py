@@ -11,7 +11,7 @@ import pytest
 from temporalio.api.enums.v1 import EventType
 
 from durabatch.client import BatchClient, CostLimitExceeded
-from tests.workflows.conftest import Stack, chat_requests, write_jsonl
+from tests.stack import Stack, chat_requests, write_jsonl
 
 
 def new_id() -> str:

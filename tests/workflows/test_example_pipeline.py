@@ -8,7 +8,7 @@ from pathlib import Path
 from temporalio.worker import Worker
 
 from examples.pipeline import EvalPipeline, PipelineInput
-from tests.workflows.conftest import Stack, chat_requests, write_jsonl
+from tests.stack import Stack, chat_requests, write_jsonl
 
 
 async def test_parent_workflow_suspends_on_a_batch(stack: Stack, tmp_path: Path) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import uuid
 from typing import Any
@@ -16,10 +15,11 @@ from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 from temporalio.worker import Worker
 
-from durabatch.models import BatchSummary, RedispatchResult, StatusQuery
+from durabatch.models import BatchSummary, RedispatchResult
 from durabatch.webhook_receiver import WebhookReceiver
 from durabatch.webhooks import sign
-from tests.workflows.conftest import Stack, chat_requests, replay_and_record
+from tests.helpers import wait_status
+from tests.stack import Stack, chat_requests, replay_and_record
 
 SECRET_ENV = "DURABATCH_TEST_WEBHOOK_SECRET"
 SECRET = "whsec-test-4f9a1c"
@@ -79,14 +79,7 @@ async def test_redispatch_reruns_only_failed_handlers(stack: Stack) -> None:
             ],
             handler_grace_seconds=120,
         )
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 30
-        while True:
-            st = await handle.query("status", result_type=StatusQuery)
-            if [h.status for h in st.handlers] == ["succeeded", "failed"]:
-                break
-            assert loop.time() < deadline, st
-            await asyncio.sleep(0.2)
+        await wait_status(handle, lambda st: [h.status for h in st.handlers] == ["succeeded", "failed"])
         bad.fail_remaining = 0  # the receiver is fixed
         result = await handle.execute_update("redispatch_handlers", result_type=RedispatchResult)
         assert [h.status for h in result.handlers] == ["succeeded", "succeeded"]

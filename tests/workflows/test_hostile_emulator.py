@@ -7,8 +7,7 @@ import uuid
 from typing import Any
 
 from durabatch.emulator.results import HOSTILE_FIELD
-from tests.workflows.conftest import Stack
-from tests.workflows.test_batch_workflow import assert_one_outcome_each
+from tests.stack import Stack, assert_one_outcome_each
 
 ENDPOINT = "/v1/chat/completions"
 

@@ -25,8 +25,7 @@ import pytest
 from durabatch.client import BatchClient
 from durabatch.emulator import expected_chat_response
 from durabatch.emulator.files import StoredFile
-from tests.workflows.conftest import API_KEY, Stack, chat_requests
-from tests.workflows.test_batch_workflow import assert_one_outcome_each
+from tests.stack import API_KEY, Stack, assert_one_outcome_each, chat_requests
 
 #: raw JSON text, spliced into the served line as is: every escape reaches the client undecoded
 HOSTILE_CONTENT = '"nul:\\u0000 lone:\\ud800 pair:\\ud83d\\ude00 quote:\\" ctl:\\u001f"'

@@ -22,8 +22,7 @@ from durabatch.activity_api import IngestInput
 from durabatch.models import ProviderBatchRef, ShardState
 from durabatch.providers.base import ResultCursor
 from durabatch.providers.registry import build_provider
-from tests.workflows.conftest import API_KEY, Stack, chat_requests, write_jsonl
-from tests.workflows.test_batch_workflow import assert_one_outcome_each
+from tests.stack import API_KEY, Stack, assert_one_outcome_each, chat_requests, write_jsonl
 
 N = 5000
 

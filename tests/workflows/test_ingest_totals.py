@@ -21,8 +21,7 @@ from durabatch.activity_api import IngestInput, IngestResult
 from durabatch.models import ProviderBatchRef, ShardState
 from durabatch.providers.registry import build_provider
 from durabatch.store import results
-from tests.workflows.conftest import Stack, chat_requests, write_jsonl
-from tests.workflows.test_batch_workflow import assert_one_outcome_each
+from tests.stack import Stack, assert_one_outcome_each, chat_requests, write_jsonl
 
 N = 40
 SPECIAL = ["f__fail_400", "m__missing", "u__malformed", "d__duplicate"]

@@ -24,7 +24,7 @@ from temporalio.exceptions import ApplicationError
 
 from durabatch.contract import BATCH_FAILED, INVALID_INPUT
 from durabatch.store.pool import Pool
-from tests.workflows.conftest import Stack, chat_requests, worker_stack
+from tests.stack import Stack, chat_requests, worker_stack
 from tests.workflows.test_contract_and_identity import start_raw_json
 
 #: Field names an InvalidInput message may name (top level, inside handlers, metadata keys).

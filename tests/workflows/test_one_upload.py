@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from tests.workflows.conftest import Stack, chat_requests
-from tests.workflows.test_batch_workflow import assert_one_outcome_each
+from tests.stack import Stack, assert_one_outcome_each, chat_requests
 
 
 def new_id() -> str:

@@ -24,7 +24,7 @@ from durabatch.hooks.wiring import deps_for
 from durabatch.models import StatusQuery
 from durabatch.store.pool import Pool, create_pool
 from tests.conftest import free_port
-from tests.workflows.conftest import Stack, chat_requests, emulator_config, worker_stack
+from tests.stack import Stack, chat_requests, emulator_config, worker_stack
 
 SECRET = "whsec_" + base64.b64encode(b"durabatch-test-webhook-secret-32b").decode()
 

@@ -12,8 +12,7 @@ from temporalio.client import Client
 
 from durabatch.models import StatusQuery
 from durabatch.store.pool import Pool
-from tests.workflows.conftest import Stack, chat_requests, emulator_config, worker_stack
-from tests.workflows.test_batch_workflow import assert_one_outcome_each
+from tests.stack import Stack, assert_one_outcome_each, chat_requests, emulator_config, worker_stack
 
 
 def new_id() -> str:

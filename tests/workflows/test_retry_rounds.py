@@ -8,7 +8,7 @@ import uuid
 from typing import Any
 
 from durabatch.client import BatchClient
-from tests.workflows.conftest import Stack, chat_requests
+from tests.stack import Stack, chat_requests
 
 
 def mixed_requests() -> list[dict[str, Any]]:

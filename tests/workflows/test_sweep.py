@@ -8,9 +8,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -25,7 +24,8 @@ from durabatch.models import StatusQuery, SweepTotals, SweepWorkflowInput, sweep
 from durabatch.service import start_sweeps
 from durabatch.settings import SettingsError, load_settings
 from durabatch.store.pool import Pool
-from tests.workflows.conftest import API_KEY, HISTORIES, Stack, chat_requests, worker_stack
+from tests.helpers import eventually
+from tests.stack import API_KEY, HISTORIES, Stack, chat_requests, worker_stack
 from workflows.sweep import AccountSweepWorkflow
 
 pytestmark = pytest.mark.usefixtures("api_keys")
@@ -81,13 +81,6 @@ async def totals(client: Client, workflow_id: str) -> SweepTotals:
     return await client.get_workflow_handle(workflow_id).query(AccountSweepWorkflow.status)
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not await check():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.2)
-
-
 async def sweeps_pass(client: Client, workflow_id: str, n: int) -> SweepTotals:
     """The totals once `n` more sweeps have completed."""
     target = (await totals(client, workflow_id)).sweeps + n
@@ -95,7 +88,7 @@ async def sweeps_pass(client: Client, workflow_id: str, n: int) -> SweepTotals:
     async def done() -> bool:
         return (await totals(client, workflow_id)).sweeps >= target
 
-    await eventually(done)
+    await eventually(done, bool, interval=0.2)
     return await totals(client, workflow_id)
 
 
@@ -211,7 +204,7 @@ async def test_a_batch_that_is_not_ours_never_causes_a_signal(
                 )
                 return bool(row == "finalizing")
 
-            await eventually(finalizing)
+            await eventually(finalizing, bool, interval=0.2)
             before = await sweeps_pass(stack.client, sweep.id, 2)
             assert before.last_changed == 0 and before.signalled >= 1
 
@@ -223,7 +216,7 @@ async def test_a_batch_that_is_not_ours_never_causes_a_signal(
                 async def foreign_ended() -> bool:
                     return (await client.batches.retrieve(foreign)).status == "completed"
 
-                await eventually(foreign_ended)
+                await eventually(foreign_ended, bool, interval=0.2)
             finally:
                 await client.close()
             after = await sweeps_pass(stack.client, sweep.id, 3)
@@ -251,7 +244,7 @@ async def test_the_sweep_pages_through_the_account_to_find_an_older_batch_of_our
             requests=chat_requests(2),
             poll_schedule_seconds=HOUR,
         )
-        await eventually(lambda: submitted(stack.pool, batch_id))
+        await eventually(lambda: submitted(stack.pool, batch_id), bool, interval=0.2)
         await foreign_batches(stack, 150)  # newer than ours: ours is on the second page of 100
 
         # the control: one page per sweep never reaches it
@@ -278,7 +271,7 @@ async def test_the_sweep_continues_as_new_and_keeps_waking_batches(
                 described = await stack.client.get_workflow_handle(sweep.id).describe()
                 return described.run_id != first_run and (await totals(stack.client, sweep.id)).sweeps >= 5
 
-            await eventually(continued_twice)
+            await eventually(continued_twice, bool, interval=0.2)
             handle = await stack.start(
                 batch_id=new_id(),
                 provider="openai",

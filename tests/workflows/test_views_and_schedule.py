@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
+from durabatch.client import start_summary
+from durabatch.contract import decode_input, validate_input
 from durabatch.models import BatchState, BatchTotals, ProviderBatchRef, ShardState
 from workflows.schedule import JITTER_FRACTION, poll_delay
 from workflows.validate import BatchConfig
-from workflows.views import details_markdown, status_of, summary_of, usage_so_far
+from workflows.views import details_markdown, dollars, relative_time, status_of, summary_of, usage_so_far
 
 SCHEDULE = (30.0, 60.0, 120.0)
 
@@ -105,3 +109,114 @@ def test_a_stretch_spares_the_first_two_polls() -> None:
     middle = 0.5
     assert [poll_delay(SCHEDULE, i, middle, 4.0) for i in range(4)] == [30.0, 60.0, 480.0, 480.0]
     assert poll_delay(SCHEDULE, 5, middle) == 120.0
+
+
+NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "said"),
+    [
+        (0, "now"),
+        (0.4, "now"),
+        (40, "in 40 s"),
+        (240, "in 4 min"),
+        (89, "in 1 min"),
+        (7500, "in 2 h 5 min"),
+        (7200, "in 2 h"),
+        (-30, "now"),
+    ],
+)
+def test_relative_time_is_what_people_say(seconds: float, said: str) -> None:
+    assert relative_time(NOW + timedelta(seconds=seconds), NOW) == said
+
+
+def test_details_show_status_provider_model_cost_so_far_and_the_next_poll_from_workflow_time() -> None:
+    st = BatchState(
+        status="in_progress",
+        request_count=10,
+        model="gpt-4o-mini",
+        poll_count=2,
+        shards=[
+            ShardState(
+                shard=0,
+                provider_batch_id="b0",
+                ingested=True,
+                input_tokens=1200,
+                output_tokens=30,
+                cost_usd=0.0123,
+            ),
+            ShardState(shard=1, provider_batch_id="b1", provider_status="in_progress"),
+        ],
+    )
+    text = details_markdown(_cfg(), st, NOW + timedelta(minutes=4), NOW)
+    assert "**status** in_progress · **provider** openai · **model** gpt-4o-mini" in text
+    assert "**cost so far** $0.0123 (1,200 input + 30 output tokens)" in text
+    assert "**polls** 2 · next poll in 4 min (at 12:04:00 UTC)" in text
+    # the same state at the same workflow time reads the same: nothing in it comes from the wall clock
+    assert details_markdown(_cfg(), st, NOW + timedelta(minutes=4), NOW) == text
+
+
+def test_details_say_when_the_cost_is_not_known_yet_or_at_all() -> None:
+    nothing = BatchState(status="submitted", request_count=3, shards=[ShardState(shard=0)])
+    assert "**cost so far** - (no results yet)" in details_markdown(_cfg(), nothing, None, NOW)
+    unpriced = BatchState(
+        status="in_progress",
+        shards=[ShardState(shard=0, ingested=True, input_tokens=5, output_tokens=1, cost_usd=None)],
+    )
+    assert "**cost so far** unknown: no price for the model (5 input + 1 output tokens)" in details_markdown(
+        _cfg(), unpriced, None, NOW
+    )
+
+
+def test_an_ended_batch_shows_no_next_poll() -> None:
+    st = BatchState(status="completed", poll_count=4, totals=BatchTotals(status="completed", cost_usd=0.5))
+    text = details_markdown(_cfg(), st, NOW + timedelta(minutes=1), NOW)
+    assert text.count("**polls** 4") == 1 and "next" not in text
+    assert "**cost so far** $0.50" in text
+
+
+@pytest.mark.parametrize(
+    ("amount", "said"),
+    [(0, "$0.00"), (0.5, "$0.50"), (0.0123, "$0.0123"), (0.0000108, "$0.000011"), (1234.5, "$1,234.50")],
+)
+def test_dollars_keep_small_costs_readable(amount: float, said: str) -> None:
+    assert dollars(amount) == said
+
+
+def test_the_static_summary_names_provider_model_and_request_count() -> None:
+    assert (
+        start_summary("openai", "b1", "gpt-4o-mini", 12) == "openai batch b1: 12 requests, model gpt-4o-mini"
+    )
+    assert start_summary("anthropic", "b2", None, 3) == "anthropic batch b2: 3 requests"
+    assert (
+        start_summary("gemini", "b3", "gemini-2.0-flash", None) == "gemini batch b3: model gemini-2.0-flash"
+    )
+    assert start_summary("openai", "b4", None, None) == "openai batch b4"
+
+
+def test_details_show_rounds_real_time_and_waiting_shards() -> None:
+    cfg = validate_input(
+        decode_input(
+            {
+                "batch_id": "b1",
+                "provider": "openai",
+                "endpoint": "/v1/chat/completions",
+                "requests": [{}],
+                "max_rounds": 3,
+            }
+        ),
+        "batch-b1",
+    )
+    waiting = ShardState(
+        shard=1,
+        state="waiting_admission",
+        admission_reason="waiting for admission: 2 ahead; 1 of 1 concurrent batches running",
+    )
+    st = BatchState(
+        shards=[ShardState(shard=0), waiting], retry_rounds=1, realtime_requests=7, realtime_rpm=120.0
+    )
+    text = details_markdown(cfg, st, None)
+    assert "**retry rounds** 1 of 2" in text
+    assert "**real time** 7 finished at 120 requests/min" in text
+    assert "**shard 1** waiting for admission: 2 ahead" in text

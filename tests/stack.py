@@ -1,5 +1,9 @@
-"""A real stack for workflow tests: the dev server, a migrated database, the emulator over HTTP and
-an in-process worker on its own task queue, with the provider settings pointed at the emulator."""
+"""The real stack several test folders run batches on (workflows, bad_input, secrets, tracing): the
+dev server, a migrated database, the emulator over HTTP and an in-process worker on its own task
+queue, with the provider settings pointed at the emulator.
+
+A pytest plugin: tests/conftest.py registers it (`pytest_plugins`), so its fixtures (`api_keys`,
+`stack`) reach every folder without being imported; tests import only its helpers and types."""
 
 from __future__ import annotations
 
@@ -154,6 +158,32 @@ async def stack(
         yield s
 
 
+async def outcomes(stack: Stack, batch_id: str) -> dict[str, int]:
+    """The batch's result rows counted by outcome."""
+    rows = await stack.pool.fetch(
+        "SELECT outcome, count(*) AS n FROM results WHERE batch_id = $1 GROUP BY outcome", batch_id
+    )
+    return {r["outcome"]: r["n"] for r in rows}
+
+
+async def assert_one_outcome_each(stack: Stack, batch_id: str) -> None:
+    """Every staged request of the batch has exactly one result for its current (final) round and
+    none beyond it (earlier rounds' rows are the attempts a retry round replaced); the failure
+    lists the requests that break it."""
+    rows = await stack.pool.fetch(
+        """SELECT r.custom_id,
+                  count(x.custom_id) FILTER (WHERE x.round = r.round) AS final,
+                  count(x.custom_id) FILTER (WHERE x.round > r.round) AS later
+             FROM requests r
+             LEFT JOIN results x ON x.batch_id = r.batch_id AND x.custom_id = r.custom_id
+            WHERE r.batch_id = $1 GROUP BY r.custom_id""",
+        batch_id,
+    )
+    assert rows, f"batch {batch_id} has no staged requests"
+    wrong = [dict(r) for r in rows if (r["final"], r["later"]) != (1, 0)]
+    assert not wrong, wrong
+
+
 def chat_requests(n: int, prefix: str = "r", model: str = "gpt-4o-mini") -> list[dict[str, Any]]:
     return [
         {
@@ -174,7 +204,7 @@ def write_jsonl(path: Path, requests: list[dict[str, Any]]) -> str:
     return str(path)
 
 
-HISTORIES = Path(__file__).resolve().parent.parent / "histories"
+HISTORIES = Path(__file__).resolve().parent / "histories"
 
 
 async def replay_and_record(handle: WorkflowHandle[Any, Any], name: str, *, gzip_it: bool = False) -> None:
