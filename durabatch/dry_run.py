@@ -45,9 +45,8 @@ class DryRun:
             f"output tokens   at most {self.max_output_tokens:,}",
         ]
         if self.uncapped:
-            out.append(
-                f"                ({self.uncapped:,} requests set no cap: {UNCAPPED_OUTPUT_TOKENS:,} counted each)"
-            )
+            who = f"{self.uncapped:,} requests set" if self.uncapped != 1 else "1 request sets"
+            out.append(f"                ({who} no cap: {UNCAPPED_OUTPUT_TOKENS:,} counted each)")
         if self.cost is None:
             out.append("cost            unknown: no batch price for this model")
         else:
@@ -61,6 +60,9 @@ class DryRun:
 
 
 def _usd(value: Decimal) -> str:
+    """Enough digits to tell a small batch's cost from zero, cents for a big one."""
+    if value < Decimal("0.01"):
+        return f"{value:.6f}"
     return f"{value:,.4f}" if value < 100 else f"{value:,.2f}"
 
 

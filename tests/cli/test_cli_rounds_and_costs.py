@@ -29,6 +29,30 @@ def test_dry_run_prints_the_estimate_and_sends_nothing(requests_file: Path) -> N
     assert done.stdout.rstrip().endswith("nothing was sent")
 
 
+def test_dry_run_figures_match_a_hand_computed_example(tmp_path: Path) -> None:
+    # two bodies of 84 and 76 bytes as staged (compact JSON): 21 + 19 estimated input tokens;
+    # output: the first caps at 100, the second sets no cap and counts 4,096;
+    # gpt-4o-mini at batch prices ($0.075 in, $0.30 out per 1M tokens):
+    #   low  = 40 * 0.075 / 1e6                      = $0.000003
+    #   high = 0.000003 + (100 + 4096) * 0.30 / 1e6  = $0.0012618 -> $0.001262
+    lines = [
+        {"custom_id": "a", "method": "POST", "url": "/v1/chat/completions",
+         "body": {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 100}},
+        {"custom_id": "b", "method": "POST", "url": "/v1/chat/completions",
+         "body": {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hello there"}]}},
+    ]  # fmt: skip
+    path = tmp_path / "two.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    done = run_cli("submit", str(path), *SUBMIT, "--dry-run", env=clean_env())
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "requests        2 in 1 provider batch (0.0 MB)" in out
+    assert "input tokens    ~40 " in out
+    assert "output tokens   at most 4,196" in out
+    assert "(1 request sets no cap: 4,096 counted each)" in out
+    assert "cost            $0.000003 to $0.001262 at batch prices" in out
+
+
 def test_dry_run_with_a_cost_limit_it_breaks_exits_2(requests_file: Path) -> None:
     done = run_cli(
         "submit", str(requests_file), *SUBMIT, "--dry-run", "--max-cost", "0.0000001", env=clean_env()

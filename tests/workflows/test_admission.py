@@ -114,3 +114,36 @@ async def test_a_cancel_while_waiting_sends_nothing_and_frees_the_place(one_batc
     after = await start(stack)  # the cancelled one holds no room: the next batch runs at once
     assert (await asyncio.wait_for(after.result(), 60)).status == "completed"
     assert (await stack.admin("GET", "/stats"))["batches_created"]["openai"] == created + 1
+
+
+@pytest.fixture(scope="module")
+async def two_batch_account(
+    temporal_client: Client, pool: Pool, database_url: str, api_keys: None
+) -> AsyncIterator[Stack]:
+    async with worker_stack(
+        temporal_client, pool, database_url, queue_prefix="adm2", openai_max_concurrent_batches=2
+    ) as stack:
+        yield stack
+
+
+async def test_the_tenant_holding_less_room_goes_first(two_batch_account: Stack) -> None:
+    """Tenant a holds both slots and queues a third batch first; tenant b's batch, queued later,
+    gets the first free slot, because a already holds one."""
+    stack = two_batch_account
+    held = []
+    for _ in range(2):
+        handle = await start(stack, tenant="a")
+        st = await until(handle, lambda s: bool(s.shards and s.shards[0].provider_batch_id))
+        assert st.shards[0].provider_batch_id
+        await stack.admin("POST", f"/batches/{st.shards[0].provider_batch_id}/hold")
+        held.append((handle, st.shards[0].provider_batch_id))
+    a_third = await start(stack, tenant="a")
+    await until(a_third, lambda s: bool(s.shards) and s.shards[0].state == "waiting_admission")
+    b_first = await start(stack, tenant="b")
+    await until(b_first, lambda s: bool(s.shards) and s.shards[0].state == "waiting_admission")
+    await stack.admin("POST", f"/batches/{held[0][1]}/release")
+    await until(b_first, lambda s: bool(s.shards[0].provider_batch_id))
+    assert (await status_of(a_third)).shards[0].state == "waiting_admission"
+    await stack.admin("POST", f"/batches/{held[1][1]}/release")
+    for handle in (held[0][0], held[1][0], b_first, a_third):
+        assert (await asyncio.wait_for(handle.result(), 60)).status == "completed"
