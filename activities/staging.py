@@ -32,7 +32,7 @@ from durabatch import activity_api as api
 from durabatch.activity_api import ShardPlan, StageInput, StageResult
 from durabatch.providers.http_errors import parse_retry_after
 from durabatch.providers.prices import price_of
-from durabatch.requests_file import InvalidRequestLine, InvalidRequests, RequestsValidator
+from durabatch.requests_file import InvalidRequestLine, InvalidRequests, RequestsValidator, capped
 from durabatch.staging import (
     STAGED_URI,
     RequestsUriRefused,
@@ -147,7 +147,9 @@ class StagingActivities:
             model=inp.model,
             metadata=inp.metadata,
         )
-        limits = self._deps.provider(inp.provider).limits
+        limits = capped(
+            self._deps.provider(inp.provider).limits, inp.max_requests_per_shard, inp.max_bytes_per_shard
+        )
         validator = RequestsValidator(inp.provider, inp.endpoint, inp.model, limits)
         if inp.requests is None and inp.requests_uri == STAGED_URI:
             async with transaction(self._deps.pool) as conn:

@@ -105,6 +105,9 @@ class StageInput(_Model):
     metadata: dict[str, str] = Field(default_factory=dict)
     #: the batch has a cost limit: estimate its cost even for requests a client staged
     estimate_cost: bool = False
+    #: the batch's own caps on one provider batch (below the provider's limits)
+    max_requests_per_shard: int | None = None
+    max_bytes_per_shard: int | None = None
 
 
 class StageResult(_Model):

@@ -213,7 +213,13 @@ class BatchClient:
     async def _stage_file(self, inp: BatchConfig, path: Path) -> tuple[int, str | None]:
         """Validate `path` and COPY it into the store for `inp`'s batch; returns the request count
         and the model (the batch's, or the one the lines name)."""
-        from durabatch.requests_file import InvalidRequestLine, InvalidRequests, located
+        from durabatch.requests_file import (
+            DEFAULT_LIMITS,
+            InvalidRequestLine,
+            InvalidRequests,
+            capped,
+            located,
+        )
         from durabatch.staging import StagedElsewhere, stage_client_file
 
         if not path.is_file():
@@ -232,6 +238,9 @@ class BatchClient:
                 metadata=inp.metadata,
                 path=path,
                 accept=functools.partial(self._within_budget, inp),
+                limits=capped(
+                    DEFAULT_LIMITS[inp.provider], inp.max_requests_per_shard, inp.max_bytes_per_shard
+                ),
             )
         except InvalidRequestLine as exc:
             raise InvalidRequestsFile(located(path, exc), exc.line_no) from None

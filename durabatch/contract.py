@@ -12,7 +12,6 @@ Pure and deterministic (no I/O, clocks or randomness): safe inside workflow code
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -21,11 +20,18 @@ from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
-from durabatch.budget import MAX_COST_USD
+from durabatch import contract_jobs as jobs
 from durabatch.contract_checks import InvalidBatchInput
 from durabatch.contract_checks import fail as _fail
 from durabatch.contract_checks import seconds as _seconds
 from durabatch.contract_checks import text as _text
+from durabatch.contract_jobs import (
+    DEFAULT_MAX_ROUNDS,
+    MAX_ROUNDS,
+    MODES,
+    PRIORITY_RANGE,
+    TENANT_MAX_CHARS,
+)
 from durabatch.failures import summary_from_failure
 from durabatch.models import BatchInput, BatchState, HandlerSpec, RealtimeLimits
 
@@ -109,16 +115,6 @@ MAX_AGE_SECONDS_MAX = 30 * 24 * 3600.0
 MAX_POLL_DELAY_SECONDS = 24 * 3600.0
 MAX_POLL_SCHEDULE_LEN = 100
 MAX_HANDLER_GRACE_SECONDS = 7 * 24 * 3600.0
-#: Temporal's task priorities durabatch uses: 1 runs first; unset means 3 (the middle).
-PRIORITY_RANGE = (1, 5)
-DEFAULT_MAX_ROUNDS = 2
-MAX_ROUNDS = 10
-MODES = ("batch", "realtime")
-MAX_POLL_STRETCH = 100.0
-#: requests in flight at once in real time, and the rates it may be given
-MAX_REALTIME_CONCURRENCY = 256
-MAX_REALTIME_RATE = 100_000_000
-TENANT_MAX_CHARS = 64
 MAX_HANDLER_ATTEMPTS = 100
 MAX_HANDLERS = 20
 METADATA_MAX_KEYS = 64
@@ -157,6 +153,8 @@ class BatchConfig:
     realtime: RealtimeLimits = field(default_factory=RealtimeLimits)
     deadline_seconds: float | None = None
     push_poll_stretch: float = 1.0
+    max_requests_per_shard: int | None = None
+    max_bytes_per_shard: int | None = None
 
 
 def validate_batch_id(batch_id: object) -> str:
@@ -329,74 +327,14 @@ def validate_input(inp: BatchInput, workflow_id: str, *, continued: bool = False
         handlers=handlers,
         metadata=_metadata(inp.metadata),
         handler_grace_seconds=grace,
-        max_cost_usd=_max_cost(inp.max_cost_usd),
-        priority=_priority(inp.priority),
-        tenant=_tenant(inp.tenant),
-        max_rounds=_max_rounds(inp.max_rounds),
-        mode=_mode(inp.mode),
-        realtime=_realtime(inp.realtime),
-        deadline_seconds=_deadline(inp.deadline_seconds, max_age),
-        push_poll_stretch=_stretch(inp.push_poll_stretch),
+        max_cost_usd=jobs.max_cost(inp.max_cost_usd),
+        priority=jobs.priority(inp.priority),
+        tenant=jobs.tenant(inp.tenant),
+        max_rounds=jobs.max_rounds(inp.max_rounds),
+        mode=jobs.mode(inp.mode),
+        realtime=jobs.realtime(inp.realtime),
+        deadline_seconds=jobs.deadline(inp.deadline_seconds, max_age),
+        push_poll_stretch=jobs.stretch(inp.push_poll_stretch),
+        max_requests_per_shard=jobs.cap("max_requests_per_shard", inp.max_requests_per_shard, 1),
+        max_bytes_per_shard=jobs.cap("max_bytes_per_shard", inp.max_bytes_per_shard, jobs.MIN_SHARD_BYTES),
     )
-
-
-def _stretch(value: float | None) -> float:
-    if value is not None and not (math.isfinite(value) and 1 <= value <= MAX_POLL_STRETCH):
-        raise _fail("push_poll_stretch", f"must be a number from 1 to {MAX_POLL_STRETCH:g}, got {value!r}")
-    return 1.0 if value is None else float(value)
-
-
-def _mode(value: str | None) -> str:
-    if value is not None and value not in MODES:
-        raise _fail("mode", f"must be one of {', '.join(MODES)}, got {value!r}")
-    return value or "batch"
-
-
-def _realtime(value: RealtimeLimits | None) -> RealtimeLimits:
-    limits = value or RealtimeLimits()
-    for name, high in (
-        ("concurrency", MAX_REALTIME_CONCURRENCY),
-        ("rpm", MAX_REALTIME_RATE),
-        ("tpm", MAX_REALTIME_RATE),
-    ):
-        got = getattr(limits, name)
-        if got is not None and not 1 <= got <= high:
-            raise _fail(f"realtime.{name}", f"must be an integer from 1 to {high}, got {got!r}")
-    return limits
-
-
-def _deadline(value: float | None, max_age: float) -> float | None:
-    if value is None:
-        return None
-    seconds = _seconds("deadline_seconds", value, low=0, high=MAX_AGE_SECONDS_MAX, low_open=True)
-    if seconds >= max_age:
-        raise _fail(
-            "deadline_seconds", f"must be shorter than max_age_seconds ({max_age:g}), got {seconds:g}"
-        )
-    return seconds
-
-
-def _max_cost(value: float | None) -> float | None:
-    if value is not None and not (math.isfinite(value) and 0 < value <= MAX_COST_USD):
-        raise _fail(
-            "max_cost_usd", f"must be a number of US dollars in (0, {MAX_COST_USD:.0f}], got {value!r}"
-        )
-    return value
-
-
-def _priority(value: int | None) -> int | None:
-    if value is not None and not PRIORITY_RANGE[0] <= value <= PRIORITY_RANGE[1]:
-        raise _fail("priority", f"must be an integer from 1 (first) to 5 (last), got {value!r}")
-    return value
-
-
-def _max_rounds(value: int | None) -> int:
-    if value is not None and not 1 <= value <= MAX_ROUNDS:
-        raise _fail("max_rounds", f"must be an integer from 1 (no retry) to {MAX_ROUNDS}, got {value!r}")
-    return DEFAULT_MAX_ROUNDS if value is None else value
-
-
-def _tenant(value: str | None) -> str | None:
-    if value is not None and not value.strip():
-        raise _fail("tenant", "must not be empty; leave it out for no fairness key")
-    return _text("tenant", value, TENANT_MAX_CHARS)

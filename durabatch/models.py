@@ -281,6 +281,9 @@ class BatchInput(_Model):
     #: from the third poll on, the schedule's delays times this (1..100): for batches that
     #: provider webhooks or the account sweep wake, whose polls are a safety net
     push_poll_stretch: _StrictFloat | None = None
+    #: caps on one provider batch below the provider's own limits (requests, bytes of requests)
+    max_requests_per_shard: _StrictInt | None = None
+    max_bytes_per_shard: _StrictInt | None = None
     #: set by the workflow itself when it continues as new; clients leave it out
     state: BatchState | None = None
 

@@ -19,6 +19,7 @@ Pure and synchronous: no I/O, so the client and the worker give the same verdict
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Iterator
@@ -42,6 +43,7 @@ __all__ = [
     "RequestsValidator",
     "ShardPlanner",
     "StagedRequest",
+    "capped",
     "iter_lines",
     "located",
 ]
@@ -56,6 +58,15 @@ DEFAULT_LIMITS: dict[str, ProviderLimits] = {
     "anthropic": ANTHROPIC_LIMITS,
     "gemini": GEMINI_LIMITS,
 }
+
+
+def capped(limits: ProviderLimits, max_requests: int | None, max_bytes: int | None) -> ProviderLimits:
+    """The provider's limits, lowered to a batch's own caps on one provider batch."""
+    return dataclasses.replace(
+        limits,
+        max_requests=min(limits.max_requests, max_requests or limits.max_requests),
+        max_bytes=min(limits.max_bytes, max_bytes or limits.max_bytes),
+    )
 
 
 class InvalidRequests(ValueError):

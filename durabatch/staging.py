@@ -124,12 +124,13 @@ async def stage_client_file(
     metadata: dict[str, str],
     path: Path,
     accept: Callable[[StagingOutcome], None] | None = None,
+    limits: ProviderLimits | None = None,
 ) -> StagingOutcome:
     """Stage a local file before its workflow starts: the batch row and every request in one
     transaction. A batch id whose row a run already owns (or has sent) raises StagedElsewhere; an
     unowned row (a client that staged and then never started) is staged again. `accept` sees the
     outcome before the commit: whatever it raises leaves nothing staged (the cost limit)."""
-    validator = RequestsValidator(provider, endpoint, model)
+    validator = RequestsValidator(provider, endpoint, model, limits)
     async with transaction(pool) as conn:
         if not await requests.clear_unstarted(conn, batch_id):
             raise StagedElsewhere(f"batch {batch_id!r} already exists")

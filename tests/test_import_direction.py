@@ -150,6 +150,7 @@ RULES: dict[str, tuple[str, ...]] = {
     "durabatch.vocabulary": PURE,
     "durabatch.failures": PURE,
     "durabatch.contract_checks": PURE,
+    "durabatch.contract_jobs": PURE,
     # the webhook receiver: the store and Temporal's client, none of the worker's layers
     "durabatch.hooks": ("workflows", "activities", "worker", "durabatch.providers", "durabatch.service"),
     "durabatch.admission": PURE,
