@@ -242,6 +242,8 @@ class BatchWorkflow(BatchRealtime):
                         requests_uri=inp.requests_uri,
                         metadata=cfg.metadata,
                         estimate_cost=cfg.max_cost_usd is not None,
+                        max_requests_per_shard=cfg.max_requests_per_shard,
+                        max_bytes_per_shard=cfg.max_bytes_per_shard,
                     ),
                     options.STAGE,
                     summary="stage requests into PostgreSQL",

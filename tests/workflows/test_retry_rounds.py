@@ -119,3 +119,21 @@ async def test_a_request_that_fails_once_succeeds_in_the_retry_round_and_both_at
     assert [o for _, o in rows["r0"]] == ["failed", "succeeded"]
     billed = await stack.pool.fetchval("SELECT sum(input_tokens) FROM results WHERE batch_id = $1", batch_id)
     assert summary.input_tokens == billed
+
+
+async def test_a_batch_s_shard_cap_splits_it_into_provider_batches_polled_together(stack: Stack) -> None:
+    batch_id = uuid.uuid4().hex[:10]
+    handle = await stack.start(
+        batch_id=batch_id,
+        provider="openai",
+        endpoint="/v1/chat/completions",
+        requests=chat_requests(25),
+        max_requests_per_shard=10,
+    )
+    summary = await asyncio.wait_for(handle.result(), 60)
+    assert summary.status == "completed" and summary.counts.succeeded == 25
+    assert len(summary.provider_batch_ids) == 3
+    sizes = await stack.pool.fetch(
+        "SELECT request_count FROM provider_batches WHERE batch_id = $1 ORDER BY shard", batch_id
+    )
+    assert [r["request_count"] for r in sizes] == [10, 10, 5]
