@@ -16,10 +16,7 @@ not JSON fails the request it names, with the reason, or is logged and counted i
 from __future__ import annotations
 
 import asyncio
-import json
-import re
 import time
-from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -27,6 +24,7 @@ from temporalio import activity
 
 from activities.deps import ActivityDeps
 from activities.errors import to_application_error
+from activities.result_rows import CostFn, result_row
 from durabatch import activity_api as api
 from durabatch.activity_api import IngestInput, IngestResult
 from durabatch.providers import errors as perr
@@ -47,10 +45,7 @@ _CHUNK_ROWS = 5000
 _CHUNK_BYTES = 8 * 1024 * 1024
 _YIELD_EVERY = 64
 #: (input, cached, output) tokens -> the stored cost of a succeeded result
-_Cost = Callable[[int, int, int], Decimal]
 _LOGGED_DROPS = 20
-_MAX_COUNT = 2**31 - 1
-_SURROGATE = re.compile("[\ud800-\udfff]")
 
 #: what a request with no result line gets, by the provider batch's final state
 _UNRESOLVED = {
@@ -192,7 +187,7 @@ class IngestActivities:
         inp: IngestInput,
         lines: Any,
         progress: results.ShardProgress,
-        cost: _Cost | None,
+        cost: CostFn | None,
         tally: _Tally,
     ) -> None:
         """Parse into chunks while the previous chunk is being written (one write in flight)."""
@@ -254,7 +249,7 @@ class IngestActivities:
             },
         )
 
-    def _record(self, inp: IngestInput, line: ResultLine, cost_fn: _Cost | None) -> tuple[Any, ...]:
+    def _record(self, inp: IngestInput, line: ResultLine, cost_fn: CostFn | None) -> tuple[Any, ...]:
         raw = line.raw
         if line.outcome == "cancelled" and inp.expiry_reason:
             line.outcome = "expired"
@@ -275,27 +270,9 @@ class IngestActivities:
                     "line": None,
                 },
             )
-        input_tokens = _count(line.input_tokens)
-        output_tokens = _count(line.output_tokens)
-        cached_tokens = _count(line.cached_tokens)
-        cost: Decimal | None = None
-        if cost_fn is not None and line.outcome == "succeeded":
-            # rounded as the numeric(18, 10) column stores it, so the sums kept in memory are the
-            # sums of the stored values
-            cost = cost_fn(input_tokens, cached_tokens, output_tokens)
-        return (
-            inp.batch_id,
-            line.custom_id,
-            inp.shard.round,
-            line.outcome,
-            line.status_code if line.status_code is None or 0 <= line.status_code < 1000 else None,
-            raw,
-            None if line.error is None else _storable(line.error),
-            input_tokens,
-            output_tokens,
-            cached_tokens,
-            cost,
-        )
+        # the cost is rounded as the numeric(18, 10) column stores it, so the sums kept in
+        # memory are the sums of the stored values
+        return result_row(inp.batch_id, inp.shard.round, line, raw, cost_fn)
 
     async def _flush(
         self, inp: IngestInput, chunk: list[tuple[Any, ...]], cursor: ResultCursor | None, tally: _Tally
@@ -320,33 +297,3 @@ class IngestActivities:
             error_file_id=status.error_location,
             ingested=True,
         )
-
-
-def _count(value: int) -> int:
-    """A token count the integer columns can hold; a provider's absurd count is not worth a wedge."""
-    return value if 0 <= value <= _MAX_COUNT else 0
-
-
-def _storable(error: dict[str, Any]) -> Any:
-    """The error object as jsonb can hold it. The provider's exact words are in `line`; this copy
-    serves queries, so NUL, lone surrogates and non-finite numbers are replaced, not refused."""
-    try:
-        text = json.dumps(error, ensure_ascii=False, allow_nan=False)
-        text.encode("utf-8")
-        if "\\u0000" not in text:
-            return error
-    except (ValueError, UnicodeEncodeError):
-        pass
-    return _clean(error)
-
-
-def _clean(value: Any) -> Any:
-    if isinstance(value, str):
-        return _SURROGATE.sub("\ufffd", value.replace("\x00", "\ufffd"))
-    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
-        return str(value)
-    if isinstance(value, dict):
-        return {_clean(str(k)): _clean(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_clean(v) for v in value]
-    return value

@@ -18,16 +18,14 @@ retries, fails the attempt (retryable or not, per `activities/errors.py`) and ke
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
-import re
-from decimal import Decimal
+import functools
 from typing import Any
 
 from temporalio import activity
 
 from activities.deps import ActivityDeps
 from activities.errors import invalid_input, to_application_error
+from activities.result_rows import result_row
 from durabatch import activity_api as api
 from durabatch.activity_api import RealtimeChunkInput, RealtimeChunkResult
 from durabatch.providers import errors as perr
@@ -47,8 +45,6 @@ __all__ = ["RealtimeActivities"]
 DEFAULT_CONCURRENCY = 8
 #: a heartbeat at least this often, also while every worker waits out a long Retry-After
 _HEARTBEAT_SECONDS = 5.0
-_MAX_COUNT = 2**31 - 1
-_SURROGATE = re.compile("[\ud800-\udfff]")
 _STOP = None
 
 
@@ -175,7 +171,8 @@ class RealtimeActivities:
     async def _write(
         self, inp: RealtimeChunkInput, line: ResultLine, price: ModelPrice | None, tally: _Tally
     ) -> None:
-        record = _record(inp, line, price)
+        cost_fn = None if price is None else functools.partial(cost_of, price)
+        record = result_row(inp.batch_id, inp.round, line, line.raw, cost_fn)
         try:
             async with connection(self._deps.pool) as conn:
                 await results.write_results(conn, inp.batch_id, [record])
@@ -221,56 +218,3 @@ def _failure(group: BaseExceptionGroup[Any]) -> BaseException:
         if isinstance(exc, perr.ProviderError | serr.StoreError):
             return to_application_error(exc)
     return leaves[0]
-
-
-def _record(inp: RealtimeChunkInput, line: ResultLine, price: ModelPrice | None) -> tuple[Any, ...]:
-    """The row ingest would write for this line (RESULT_COLUMNS)."""
-    input_tokens, output_tokens, cached_tokens = (
-        _count(line.input_tokens),
-        _count(line.output_tokens),
-        _count(line.cached_tokens),
-    )
-    cost: Decimal | None = None
-    if price is not None and line.outcome == "succeeded":
-        cost = cost_of(price, input_tokens, cached_tokens, output_tokens)
-    status = line.status_code if line.status_code is None or 0 <= line.status_code < 1000 else None
-    return (
-        inp.batch_id,
-        line.custom_id,
-        inp.round,
-        line.outcome,
-        status,
-        line.raw,
-        None if line.error is None else _storable(line.error),
-        input_tokens,
-        output_tokens,
-        cached_tokens,
-        cost,
-    )
-
-
-def _count(value: int) -> int:
-    return value if 0 <= value <= _MAX_COUNT else 0
-
-
-def _storable(error: dict[str, Any]) -> Any:
-    """The error object as jsonb can hold it (the exact words are in the line): NUL, lone
-    surrogates and non-finite numbers replaced, as ingest does."""
-    with contextlib.suppress(ValueError, UnicodeEncodeError):
-        text = json.dumps(error, ensure_ascii=False, allow_nan=False)
-        text.encode("utf-8")
-        if "\\u0000" not in text:
-            return error
-    return _clean(error)
-
-
-def _clean(value: Any) -> Any:
-    if isinstance(value, str):
-        return _SURROGATE.sub("\ufffd", value.replace("\x00", "\ufffd"))
-    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
-        return str(value)
-    if isinstance(value, dict):
-        return {_clean(str(k)): _clean(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_clean(v) for v in value]
-    return value
