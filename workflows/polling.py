@@ -161,25 +161,55 @@ class BatchPolling(BatchBase):
             and not self._shards_awaiting_results()
             and workflow.now() < self._deadline()
         ):
-            to_round = max((s.round for s in st.shards), default=0) + 1
-            plan = await execute(
-                api.start_retry_round,
-                RetryRoundInput(batch_id=cfg.batch_id, provider=cfg.provider, to_round=to_round),
-                options.FINALIZE,
-                summary=f"plan retry round {st.retry_rounds + 1}",
-                priority=priority_of(cfg),
-            )
-            if not plan.shards:
+            fresh = await self._new_round(self._next_round(), f"plan retry round {st.retry_rounds + 1}")
+            if not fresh:
                 return
             st.retry_rounds += 1
-            fresh = [
-                ShardState(shard=p.shard, round=to_round, request_count=p.request_count) for p in plan.shards
-            ]
-            st.shards.extend(fresh)
             st.status = "in_progress"
             self._publish()
             if not await self._send_round(fresh):
                 return
+
+    def _next_round(self) -> int:
+        """Rounds are numbered one past the highest so far, whatever started the last one."""
+        return max((s.round for s in self._state.shards), default=0) + 1
+
+    async def _new_round(
+        self,
+        to_round: int,
+        summary: str,
+        *,
+        include_cancelled: bool = False,
+        shard: int | None = None,
+        from_round: int | None = None,
+        quota_retries: int = 0,
+    ) -> list[ShardState]:
+        """Move the requests to send again into round `to_round` (`start_retry_round`: those that
+        failed retryably, also those cancelled with their batch, or every request of one shard)
+        and add the round's shards to the state, not yet sent; empty when there is none."""
+        cfg = self._require_cfg()
+        plan = await execute(
+            api.start_retry_round,
+            RetryRoundInput(
+                batch_id=cfg.batch_id,
+                provider=cfg.provider,
+                to_round=to_round,
+                include_cancelled=include_cancelled,
+                shard=shard,
+                from_round=from_round,
+            ),
+            options.FINALIZE,
+            summary=summary,
+            priority=priority_of(cfg),
+        )
+        fresh = [
+            ShardState(
+                shard=p.shard, round=to_round, request_count=p.request_count, quota_retries=quota_retries
+            )
+            for p in plan.shards
+        ]
+        self._state.shards.extend(fresh)
+        return fresh
 
     async def _send_round(self, shards: list[ShardState]) -> bool:
         """Submit a round's shards and poll them to the end; False if a submit failed."""
@@ -265,33 +295,15 @@ class BatchPolling(BatchBase):
     async def _resubmit_as_round(self, shard: ShardState) -> None:
         """The refused shard's requests become a new round, as a retry round's do (the same
         activity and numbering); the refused provider batch stays in the state, read by nothing."""
-        cfg = self._require_cfg()
-        st = self._state
-        to_round = max(s.round for s in st.shards) + 1
-        plan = await execute(
-            api.start_retry_round,
-            RetryRoundInput(
-                batch_id=cfg.batch_id,
-                provider=cfg.provider,
-                to_round=to_round,
-                shard=shard.shard,
-                from_round=shard.round,
-            ),
-            options.FINALIZE,
-            summary=f"shard {shard.shard} again as round {to_round}",
-            priority=priority_of(cfg),
+        to_round = self._next_round()
+        fresh = await self._new_round(
+            to_round,
+            f"shard {shard.shard} again as round {to_round}",
+            shard=shard.shard,
+            from_round=shard.round,
+            quota_retries=shard.quota_retries,
         )
         shard.ingested = True  # its requests never ran and have moved on: nothing to read
-        fresh = [
-            ShardState(
-                shard=p.shard,
-                round=to_round,
-                request_count=p.request_count,
-                quota_retries=shard.quota_retries,
-            )
-            for p in plan.shards
-        ]
-        st.shards.extend(fresh)
         for new in fresh:
             if not await self._submit(new):
                 return

@@ -18,10 +18,10 @@ from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
     from durabatch import activity_api as api
-    from durabatch.activity_api import RealtimeChunkInput, RetryRoundInput
+    from durabatch.activity_api import RealtimeChunkInput
     from durabatch.models import ShardState
     from workflows import options
-    from workflows.calls import cause_message, execute, priority_of, short_summary
+    from workflows.calls import cause_message, priority_of, short_summary
     from workflows.views import live_counts
 
 from workflows.polling import BatchPolling
@@ -61,24 +61,12 @@ class BatchRealtime(BatchPolling):
     async def _finish_in_realtime(self) -> None:
         """After the fallback's cancelled provider batches are ingested: their unfinished (and
         retryably failed) requests become a new round, run in real time."""
-        cfg = self._require_cfg()
         st = self._state
         if not st.fell_back or st.cancel_requested or self._expiring:
             return
-        to_round = max((s.round for s in st.shards), default=0) + 1
-        plan = await execute(
-            api.start_retry_round,
-            RetryRoundInput(
-                batch_id=cfg.batch_id, provider=cfg.provider, to_round=to_round, include_cancelled=True
-            ),
-            options.FINALIZE,
-            summary="move unfinished requests to real time",
-            priority=priority_of(cfg),
+        fresh = await self._new_round(
+            self._next_round(), "move unfinished requests to real time", include_cancelled=True
         )
-        fresh = [
-            ShardState(shard=p.shard, round=to_round, request_count=p.request_count) for p in plan.shards
-        ]
-        st.shards.extend(fresh)
         await self._run_realtime(fresh)
 
     async def _send_round(self, shards: list[ShardState]) -> bool:
