@@ -60,29 +60,25 @@ def deps_for(pool: Pool, client: Client) -> HookDeps:
 
 
 def deps_from_settings(settings: Settings) -> HookDeps:
-    """Dependencies that connect at the app's startup (store found as the CLI finds it)."""
+    """Dependencies that connect at the app's startup (store found as the CLI finds it); a
+    delivery before that is answered 503, as when the store is down."""
     pools: list[Pool] = []
-    ready: list[HookDeps] = []
+
+    async def not_started(*_: Any) -> Any:
+        raise RuntimeError("the webhook receiver has not connected yet")
+
+    deps = HookDeps(not_started, not_started, not_started, not_started)
 
     async def startup() -> None:
         pool = await create_pool(find_database_url(settings), min_size=1, max_size=4)
         pools.append(pool)
-        ready.append(deps_for(pool, await connect(settings)))
+        ready = deps_for(pool, await connect(settings))
+        deps.find_workflow, deps.already_handled = ready.find_workflow, ready.already_handled
+        deps.record_handled, deps.signal = ready.record_handled, ready.signal
 
     async def shutdown() -> None:
         while pools:
             await pools.pop().close()
 
-    async def find_workflow(provider: str, provider_batch_id: str) -> tuple[str, str] | None:
-        return await ready[0].find_workflow(provider, provider_batch_id)
-
-    async def already_handled(provider: str, event_id: str) -> bool:
-        return await ready[0].already_handled(provider, event_id)
-
-    async def record_handled(event: ProviderEvent, batch_id: str | None) -> None:
-        await ready[0].record_handled(event, batch_id)
-
-    async def signal(workflow_id: str, payload: dict[str, Any]) -> bool:
-        return await ready[0].signal(workflow_id, payload)
-
-    return HookDeps(find_workflow, already_handled, record_handled, signal, startup, shutdown)
+    deps.startup, deps.shutdown = startup, shutdown
+    return deps
