@@ -31,6 +31,9 @@ __all__ = ["db_migrate", "dev", "emulator", "hooks", "worker"]
 def worker() -> None:
     """Run a worker until SIGINT/SIGTERM (migrates the store and registers search attributes first).
 
+    With DURABATCH_SWEEP_SECONDS set it also starts one account status sweep per provider
+    (docs/webhooks.md). Settings come from DURABATCH_* variables (docs/deploy.md).
+
     Example: DURABATCH_TEMPORAL_ADDRESS=temporal:7233 durabatch worker
     """
     from durabatch.service import run_worker
