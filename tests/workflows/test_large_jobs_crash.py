@@ -100,7 +100,7 @@ def same_size_requests(n: int, prefix: str) -> list[dict[str, object]]:
     """Requests whose staged bodies all have one size (the line numbers have as many digits)."""
     requests = chat_requests(n, prefix=prefix)
     for i, r in enumerate(requests):
-        r["body"]["messages"][0]["content"] = f"question number {i:03d}"  # type: ignore[index]
+        r["body"]["messages"][0]["content"] = f"question number {i:03d}"
     return requests
 
 
