@@ -22,6 +22,11 @@ WEBHOOK_SECRET_ENV = "CRASH_TEST_WEBHOOK_SECRET"
 WEBHOOK_SECRET = "whsec-crash-test-7d21"
 
 
+#: the worker's sticky timeout (`DURABATCH_STICKY_TIMEOUT_SECONDS`, 10 s by default): how long a
+#: killed worker's batches wait before another worker takes their next step
+STICKY_SECONDS = 2.0
+
+
 def new_id() -> str:
     return uuid.uuid4().hex[:10]
 

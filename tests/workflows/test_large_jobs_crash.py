@@ -21,6 +21,7 @@ from tests.helpers import eventually
 from tests.stack import SummaryHandle, assert_one_outcome_each, chat_requests, emulator_config
 from tests.worker_process import process_stack
 from tests.workflows.crash_helpers import (
+    STICKY_SECONDS,
     WEBHOOK_SECRET,
     custom_ids_per_batch,
     emulator_batches_of,
@@ -49,7 +50,14 @@ async def test_two_retry_rounds_survive_a_kill_while_round_1_runs(
     config = emulator_config(ms_per_request=200.0)
     with webhook_secret():
         async with (
-            process_stack(temporal_client, pool, database_url, config, log_dir=tmp_path) as stack,
+            process_stack(
+                temporal_client,
+                pool,
+                database_url,
+                config,
+                log_dir=tmp_path,
+                sticky_timeout_seconds=STICKY_SECONDS,
+            ) as stack,
             WebhookReceiver(secret=WEBHOOK_SECRET) as receiver,
         ):
             batch_id = new_id()
@@ -129,7 +137,9 @@ async def test_shards_split_at_and_one_past_each_cap_with_a_kill_between_submiss
         ),
     }
     config = emulator_config(ms_per_request=20.0)
-    async with process_stack(temporal_client, pool, database_url, config, log_dir=tmp_path) as stack:
+    async with process_stack(
+        temporal_client, pool, database_url, config, log_dir=tmp_path, sticky_timeout_seconds=STICKY_SECONDS
+    ) as stack:
         ids = {name: new_id() for name in cases}
 
         async def start(name: str) -> SummaryHandle:

@@ -23,6 +23,7 @@ from tests.helpers import eventually
 from tests.stack import assert_one_outcome_each, chat_requests, emulator_config
 from tests.worker_process import ProcessStack, process_stack
 from tests.workflows.crash_helpers import (
+    STICKY_SECONDS,
     WEBHOOK_SECRET,
     emulator_batches_of,
     kill_when,
@@ -66,7 +67,13 @@ async def test_real_time_holds_the_rate_limit_across_a_crash_and_sends_no_finish
     config = emulator_config(realtime_rpm=LIMIT, realtime_window_seconds=WINDOW)
     rpm = round(LIMIT * 60 / WINDOW)
     async with process_stack(
-        temporal_client, pool, database_url, config, log_dir=tmp_path, openai_rpm=rpm
+        temporal_client,
+        pool,
+        database_url,
+        config,
+        log_dir=tmp_path,
+        sticky_timeout_seconds=STICKY_SECONDS,
+        openai_rpm=rpm,
     ) as stack:
         batch_id = new_id()
         handle = await stack.start(
@@ -129,7 +136,14 @@ async def test_a_deadline_fallback_that_loses_its_worker_while_the_batch_api_can
     config = emulator_config(ms_per_request=200.0, finalizing_seconds=3.0)
     with webhook_secret():
         async with (
-            process_stack(temporal_client, pool, database_url, config, log_dir=tmp_path) as stack,
+            process_stack(
+                temporal_client,
+                pool,
+                database_url,
+                config,
+                log_dir=tmp_path,
+                sticky_timeout_seconds=STICKY_SECONDS,
+            ) as stack,
             WebhookReceiver(secret=WEBHOOK_SECRET) as receiver,
         ):
             batch_id = new_id()
