@@ -207,12 +207,12 @@ def _run(
     headers = _limit_headers(provider, decision)
     text = request_text(provider, body)
 
-    def counted(answer_kind: str) -> None:
+    def counted(answer_kind: str, retry_after: float | None = None) -> None:
         state.stats.realtime[f"{provider}:{answer_kind}"] += 1
-        state.stats.realtime_calls.append(RealtimeCall(provider, now, answer_kind, text))
+        state.stats.realtime_calls.append(RealtimeCall(provider, now, answer_kind, text, retry_after))
 
     if not decision.allowed:
-        counted("rate_limited")
+        counted("rate_limited", decision.retry_after)
         return _rate_limited(request, provider, decision, headers)
     if FLAKY_MARKER in text and state.flaky_fails(f"{provider}:text:{text}"):
         counted("flaky")

@@ -54,6 +54,8 @@ class RealtimeCall:
     at: float
     answer: str
     text: str
+    #: a refused call: the seconds its Retry-After asked the client to wait
+    retry_after: float | None = None
 
 
 @dataclass

@@ -247,6 +247,9 @@ async def test_the_admin_api_logs_each_real_time_call_with_its_time_answer_and_t
         ]
         times = [c["at"] for c in calls]
         assert times == sorted(times)
+        # a refusal logs the wait it asked for: until the first call leaves the minute's window
+        assert [c["retry_after"] is None for c in calls] == [True, True, False]
+        assert 59 <= calls[2]["retry_after"] <= 60
         await http.post("/_emulator/reset")
         assert (await http.get("/_emulator/realtime/calls")).json() == {"calls": []}
 
