@@ -140,13 +140,13 @@ async def test_real_time_holds_the_rate_limit_across_a_crash_and_sends_no_finish
 async def test_a_deadline_fallback_that_loses_its_worker_while_the_batch_api_cancels_ends_in_time(
     temporal_client: Client, pool: Pool, database_url: str, tmp_path: Path
 ) -> None:
-    n, deadline = 200, 30.0
+    n, deadline = 300, 40.0
     requests = chat_requests(n)
     text_of = {r["custom_id"]: r["body"]["messages"][0]["content"] for r in requests}
-    # 200 ms a request: the batch API alone would take 40 s. Planned at the fallback's 600 a
-    # minute (no `realtime.rpm`) for what the provider has not finished, with the 3 s margin, the
-    # batch hands over about 10 s in; a cancel takes 3 s to settle (the emulator's finalizing
-    # time), real time needs about a second for the rest
+    # 200 ms a request: the batch API alone would take a minute. Planned at the fallback's 600 a
+    # minute (no `realtime.rpm`) for what the provider has not finished, with the 4 s margin, the
+    # batch hands over about 7 s in; a cancel takes 3 s to settle (the emulator's finalizing
+    # time), and real time, unlimited here, needs a second or two for the rest
     config = emulator_config(ms_per_request=200.0, finalizing_seconds=3.0)
     with webhook_secret():
         async with (
