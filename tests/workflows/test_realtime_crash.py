@@ -88,10 +88,11 @@ async def test_real_time_holds_the_rate_limit_across_a_crash_and_sends_no_finish
             mode="realtime",
             realtime={"concurrency": CONCURRENCY},
         )
-        # two whole windows' worth written, more than half still to go
+        # more than two whole windows' calls written (so the stretch before the kill spans two
+        # windows), and more than two windows' still to go (so does the stretch after it)
         await eventually(
             lambda: result_ids(stack, batch_id),
-            lambda ids: 2 * LIMIT + 2 <= len(ids) < n - 2 * LIMIT - 2,
+            lambda ids: 2 * LIMIT + 4 <= len(ids) < n - 2 * LIMIT - 2,
             timeout=30,
             interval=0.05,
             what="a real-time chunk part written",
