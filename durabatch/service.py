@@ -74,6 +74,7 @@ def worker_for(client: Client, settings: Settings, deps: ActivityDeps, **kwargs:
         workflows=list(WORKFLOWS),
         activities=all_activities(deps),
         graceful_shutdown_timeout=timedelta(seconds=30),
+        sticky_queue_schedule_to_start_timeout=timedelta(seconds=settings.sticky_timeout_seconds),
         max_concurrent_activities=kwargs.pop("max_concurrent_activities", 50),
         **kwargs,
     )

@@ -115,6 +115,11 @@ class Settings(BaseSettings):
     #: the account sweep's cadence: every this many seconds one list call per provider account
     #: wakes the batches whose status changed (docs/webhooks.md); 0 = no sweep
     sweep_seconds: float = Field(0.0, validation_alias=_env("DURABATCH_SWEEP_SECONDS"))
+    #: how long a workflow task waits for the worker that has the workflow cached before any
+    #: worker may take it: what a worker that died stalls each of its batches (the SDK's default)
+    sticky_timeout_seconds: float = Field(
+        10.0, gt=0, le=300, validation_alias=_env("DURABATCH_STICKY_TIMEOUT_SECONDS")
+    )
 
     def account_limits(self, provider: str) -> dict[str, object]:
         """The provider account's queue limits, as durabatch.admission.AccountLimits fields."""

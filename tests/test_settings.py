@@ -19,6 +19,7 @@ def test_defaults() -> None:
     assert s.openai_base_url == "https://api.openai.com/v1"
     assert s.anthropic_base_url == "https://api.anthropic.com"
     assert s.gemini_base_url == "https://generativelanguage.googleapis.com"
+    assert s.sticky_timeout_seconds == 10.0
 
 
 def test_every_documented_variable_is_read() -> None:
@@ -60,6 +61,7 @@ def test_every_documented_variable_is_read() -> None:
         ("DURABATCH_TEMPORAL_TLS_CERT", "/no/such/client.pem"),
         ("DURABATCH_TEMPORAL_TLS_CA", "/no/such/ca.pem"),
         ("DURABATCH_TEMPORAL_TLS", "maybe"),
+        ("DURABATCH_STICKY_TIMEOUT_SECONDS", "0"),
     ],
 )
 def test_bad_setting_names_the_variable(variable: str, value: str) -> None:

@@ -122,8 +122,10 @@ class BatchRealtime(BatchPolling):
             shard.state, shard.ingested = "completed", True
             shard.succeeded, shard.failed = result.succeeded, result.failed
             shard.input_tokens, shard.output_tokens = result.input_tokens, result.output_tokens
-            st.realtime_requests += result.written
+            # an attempt that resumed a crashed one skips what that one wrote: real time ran those too
+            finished = result.written + result.skipped
+            st.realtime_requests += finished
             minutes = (workflow.now() - started).total_seconds() / 60
-            if result.written and minutes > 0:
-                st.realtime_rpm = round(result.written / minutes, 1)
+            if finished and minutes > 0:
+                st.realtime_rpm = round(finished / minutes, 1)
         self._publish()

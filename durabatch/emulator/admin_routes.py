@@ -73,6 +73,11 @@ async def stats(request: web.Request) -> web.Response:
     return json_ok(state_of(request).stats.as_json())
 
 
+async def realtime_calls(request: web.Request) -> web.Response:
+    """The real-time calls that reached the rate limit, oldest first (`Stats.realtime_calls`)."""
+    return json_ok({"calls": [asdict(c) for c in state_of(request).stats.realtime_calls]})
+
+
 async def reset(request: web.Request) -> web.Response:
     state_of(request).reset()
     return json_ok({"reset": True})
@@ -187,6 +192,7 @@ def register(app: web.Application) -> None:
     r.add_delete("/_emulator/faults", clear_faults, name="admin.faults.clear")
     r.add_delete("/_emulator/faults/{fault_id}", delete_fault, name="admin.faults.delete")
     r.add_get("/_emulator/stats", stats, name="admin.stats")
+    r.add_get("/_emulator/realtime/calls", realtime_calls, name="admin.realtime.calls")
     r.add_patch("/_emulator/config", patch_config, name="admin.config")
     r.add_post("/_emulator/reset", reset, name="admin.reset")
     r.add_post("/_emulator/clock/advance", advance_clock, name="admin.clock")

@@ -29,7 +29,7 @@ from durabatch.emulator.errors import error_response, gemini_error_body
 from durabatch.emulator.gemini_routes import request_error
 from durabatch.emulator.ratelimit import Decision
 from durabatch.emulator.route_helpers import gemini_error, missing_parameter, state_of
-from durabatch.emulator.state import FLAKY_MARKER
+from durabatch.emulator.state import FLAKY_MARKER, RealtimeCall
 from durabatch.emulator.wire import json_ok, read_json, rfc3339
 
 __all__ = ["register"]
@@ -195,30 +195,36 @@ def _run(
     state = state_of(request)
     cfg = state.config
     tokens = expected_usage(provider, endpoint, body).total_tokens
+    now = state.now()
     decision = state.realtime_limiter.admit(
         provider,
         tokens,
-        now=state.now(),
+        now=now,
         rpm=cfg.realtime_rpm,
         tpm=cfg.realtime_tpm,
         window=cfg.realtime_window_seconds,
     )
     headers = _limit_headers(provider, decision)
-    if not decision.allowed:
-        state.stats.realtime[f"{provider}:rate_limited"] += 1
-        return _rate_limited(request, provider, decision, headers)
     text = request_text(provider, body)
+
+    def counted(answer_kind: str, retry_after: float | None = None) -> None:
+        state.stats.realtime[f"{provider}:{answer_kind}"] += 1
+        state.stats.realtime_calls.append(RealtimeCall(provider, now, answer_kind, text, retry_after))
+
+    if not decision.allowed:
+        counted("rate_limited", decision.retry_after)
+        return _rate_limited(request, provider, decision, headers)
     if FLAKY_MARKER in text and state.flaky_fails(f"{provider}:text:{text}"):
-        state.stats.realtime[f"{provider}:flaky"] += 1
+        counted("flaky")
         response = error_response(request, 500)
         response.headers.extend(headers)
         return response
     if marked is not None:
-        state.stats.realtime[f"{provider}:error"] += 1
+        counted("error")
         response = error_response(request, marked.status, marked.message, type_=marked.type, code=marked.code)
         response.headers.extend(headers)
         return response
-    state.stats.realtime[f"{provider}:ok"] += 1
+    counted("ok")
     response = json_ok(answer)
     response.headers.extend(headers)
     return response

@@ -20,7 +20,7 @@ from durabatch.emulator.files import FileStore
 from durabatch.emulator.ratelimit import RealtimeLimiter
 from durabatch.emulator.timeline import Timeline
 
-__all__ = ["FLAKY_MARKER", "STATE_KEY", "EmulatorState", "Stats", "new_id"]
+__all__ = ["FLAKY_MARKER", "STATE_KEY", "EmulatorState", "RealtimeCall", "Stats", "new_id"]
 
 #: a request whose text holds this fails with a 500 the first time it runs, then succeeds
 FLAKY_MARKER = "__flaky"
@@ -44,6 +44,20 @@ def new_id(kind: str) -> str:
     raise ValueError(kind)
 
 
+@dataclass(frozen=True)
+class RealtimeCall:
+    """One call of a real-time endpoint that passed validation: when (the emulator's clock), how
+    it was answered (as in `Stats.realtime`) and the request's text, which names the request (a
+    real-time call carries no custom_id)."""
+
+    provider: str
+    at: float
+    answer: str
+    text: str
+    #: a refused call: the seconds its Retry-After asked the client to wait
+    retry_after: float | None = None
+
+
 @dataclass
 class Stats:
     batches_created: Counter[str] = field(default_factory=Counter)
@@ -54,6 +68,9 @@ class Stats:
     #: real-time calls by `provider:answer`: `ok` (answered 200), `rate_limited` (429),
     #: `flaky` (the first run of a `__flaky` request), `error` (any other refusal)
     realtime: Counter[str] = field(default_factory=Counter)
+    #: every real-time call that reached the rate limit, in arrival order: what a test reads to
+    #: tell the rate achieved and which requests ran more than once
+    realtime_calls: list[RealtimeCall] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
         return {

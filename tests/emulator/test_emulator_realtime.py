@@ -227,6 +227,33 @@ async def test_the_window_slides_with_the_clock_and_limits_are_per_provider(
         assert stats["openai:ok"] == 3 and stats["openai:rate_limited"] == 1
 
 
+async def test_the_admin_api_logs_each_real_time_call_with_its_time_answer_and_text(
+    limited: RunningEmulator,
+) -> None:
+    flaky = {**CHAT, "messages": [{"role": "user", "content": "once more __flaky"}]}
+    async with httpx.AsyncClient(base_url=limited.url, timeout=10) as http:
+        # a bad body never reaches the limit: it is not a call the provider ran
+        bad = await http.post("/v1/chat/completions", headers=OPENAI_H, json={"model": "gpt-4o-mini"})
+        codes = [
+            (await http.post("/v1/chat/completions", headers=OPENAI_H, json=b)).status_code
+            for b in (CHAT, flaky, flaky)
+        ]
+        calls = (await http.get("/_emulator/realtime/calls")).json()["calls"]
+        assert bad.status_code == 400 and codes == [200, 500, 429]
+        assert [(c["provider"], c["answer"], c["text"]) for c in calls] == [
+            ("openai", "ok", "what is two and two"),
+            ("openai", "flaky", "once more __flaky"),
+            ("openai", "rate_limited", "once more __flaky"),
+        ]
+        times = [c["at"] for c in calls]
+        assert times == sorted(times)
+        # a refusal logs the wait it asked for: until the first call leaves the minute's window
+        assert [c["retry_after"] is None for c in calls] == [True, True, False]
+        assert 59 <= calls[2]["retry_after"] <= 60
+        await http.post("/_emulator/reset")
+        assert (await http.get("/_emulator/realtime/calls")).json() == {"calls": []}
+
+
 async def test_tpm_counts_the_answers_tokens() -> None:
     # CHAT is 5 words: 9 prompt tokens + 3 reply tokens = 12 a call
     async with run_emulator(fast_config(realtime_tpm=30)) as emu, httpx.AsyncClient(base_url=emu.url) as http:
