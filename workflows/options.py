@@ -112,8 +112,9 @@ INGEST = Preset(
 #: alive; a retry resumes it, never re-sending a request that has a result).
 REALTIME = Preset(
     start_to_close=timedelta(hours=24),
-    # short: a cancel reaches the activity with its next heartbeat
-    heartbeat=timedelta(seconds=30),
+    # short: a cancel reaches the activity with its next heartbeat, and a dead worker's chunk
+    # resumes elsewhere after this long (the activity beats every 5 s even while it waits)
+    heartbeat=timedelta(seconds=15),
     retry=RetryPolicy(
         initial_interval=timedelta(seconds=2),
         maximum_interval=timedelta(minutes=2),
