@@ -54,6 +54,10 @@ class Stats:
     #: real-time calls by `provider:answer`: `ok` (answered 200), `rate_limited` (429),
     #: `flaky` (the first run of a `__flaky` request), `error` (any other refusal)
     realtime: Counter[str] = field(default_factory=Counter)
+    #: OpenAI, per model: the most prompt tokens ever enqueued at once (unfinished batches, the
+    #: one just accepted included), and the creates the enqueued-token limit refused
+    enqueued_tokens_high_water: Counter[str] = field(default_factory=Counter)
+    token_limit_refusals: Counter[str] = field(default_factory=Counter)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -63,6 +67,8 @@ class Stats:
             "requests": dict(self.requests),
             "faults_fired": dict(self.faults_fired),
             "realtime": dict(self.realtime),
+            "enqueued_tokens_high_water": dict(self.enqueued_tokens_high_water),
+            "token_limit_refusals": dict(self.token_limit_refusals),
         }
 
 
