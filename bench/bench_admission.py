@@ -74,9 +74,10 @@ def emulator_tokens(requests: list[dict[str, Any]]) -> int:
 
 async def results_while_alive(
     handles: list[WorkflowHandle[Any, BatchSummary]], workers: WorkerPool, timeout: float
-) -> list[BatchSummary]:
-    """Every batch's summary; a worker that dies (a bad setting, a crash) ends the wait at once."""
-    results = asyncio.ensure_future(asyncio.gather(*(h.result() for h in handles)))
+) -> list[BatchSummary | BaseException]:
+    """Every batch's summary, or its failure (a batch the provider kept refusing past durabatch's
+    quota retries fails); a worker that dies (a bad setting, a crash) ends the wait at once."""
+    results = asyncio.ensure_future(asyncio.gather(*(h.result() for h in handles), return_exceptions=True))
     deadline = time.monotonic() + timeout
     while not results.done():
         await asyncio.wait({results}, timeout=2)
@@ -131,19 +132,24 @@ async def run_once(
                 )
 
         handles = await asyncio.gather(*(start(inp) for inp in inputs))
-        summaries = await results_while_alive(handles, workers, args.timeout)
+        outcomes = await results_while_alive(handles, workers, args.timeout)
         wall = time.monotonic() - started
     finally:
         await workers.stop_all()
+    summaries = [o for o in outcomes if isinstance(o, BatchSummary)]
     stats = (await http.get(f"{emulator.url}/_emulator/stats")).json()
     high_water = int(stats["enqueued_tokens_high_water"].get(MODEL, 0))
     return {
         "run": label,
         "batches": args.batches,
         "completed": sum(s.status == "completed" for s in summaries),
+        "failed": len(outcomes) - len(summaries),
         "requests_succeeded": sum(s.counts.succeeded for s in summaries),
         "provider_refusals": int(stats["token_limit_refusals"].get(MODEL, 0)),
-        "batches_resubmitted": sum(len(s.provider_batch_ids) > 1 for s in summaries),
+        # a failed batch here is one refused on every try: resubmitted too
+        "batches_resubmitted": sum(len(s.provider_batch_ids) > 1 for s in summaries)
+        + len(outcomes)
+        - len(summaries),
         "provider_batches": int(stats["batches_created"].get("openai", 0)),
         "limit": args.limit,
         "high_water_tokens": high_water,
@@ -206,12 +212,12 @@ async def main() -> None:
         else ""
     )
     print(
-        f"{'run':>13} {'completed':>9} {'refusals':>8} {'resubmitted':>11} {'high water':>10} "
+        f"{'run':>13} {'completed':>9} {'failed':>6} {'refusals':>8} {'resubmitted':>11} {'high water':>10} "
         f"{'of limit':>8} {'wall s':>7}"
     )
     for r in rows:
         print(
-            f"{r['run']:>13} {r['completed']:>9} {r['provider_refusals']:>8} {r['batches_resubmitted']:>11} "
+            f"{r['run']:>13} {r['completed']:>9} {r['failed']:>6} {r['provider_refusals']:>8} {r['batches_resubmitted']:>11} "
             f"{r['high_water_tokens']:>10,} {r['high_water_share']:>8.0%} {r['wall_s']:>7}"
         )
     for label in ("admission", "no admission"):
