@@ -142,7 +142,7 @@ async def run_once(
     conn = await asyncpg.connect(database_url)
     try:  # what admission counts a batch as: a token per 4 bytes of its staged lines
         staged_bytes = await conn.fetchval(
-            "SELECT sum(byte_size) FROM requests WHERE batch_id LIKE $1 AND round = 0", f"adm-{run}-%"
+            "SELECT sum(byte_size) FROM requests WHERE batch_id LIKE $1", f"adm-{run}-%"
         )
     finally:
         await conn.close()
