@@ -18,9 +18,9 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from durabatch.models import BatchSummary, StatusQuery, sweep_workflow_id
 from durabatch.store.pool import Pool
 from tests.helpers import eventually
-from tests.stack import chat_requests, emulator_config
+from tests.stack import emulator_config
 from tests.worker_process import ProcessStack, process_stack
-from tests.workflows.test_sweep import HOUR, new_id, submitted, sweeps_pass, terminate, totals
+from tests.workflows.test_sweep import hour_polling_batch, submitted, sweeps_pass, terminate, totals
 
 pytestmark = pytest.mark.usefixtures("api_keys")
 
@@ -64,15 +64,7 @@ async def test_a_worker_killed_mid_sweep_leaves_one_sweep_that_wakes_only_the_ch
         handles: list[WorkflowHandle[Any, BatchSummary]] = []
         try:
             for _ in range(4):
-                handles.append(
-                    await stack.start(
-                        batch_id=new_id(),
-                        provider="openai",
-                        endpoint="/v1/chat/completions",
-                        requests=chat_requests(2),
-                        poll_schedule_seconds=HOUR,
-                    )
-                )
+                handles.append(await hour_polling_batch(stack))
 
             async def all_submitted() -> bool:
                 return all([await submitted(stack.pool, h.id.removeprefix("batch-")) for h in handles])
