@@ -37,6 +37,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_starts.py
 	$(BIN)/python bench/bench_orchestration.py --batches 200 1000 --interval 10 --window 30
 	$(BIN)/python bench/bench_realtime.py
+	$(BIN)/python bench/bench_admission.py
 
 chaos: $(STAMP)
 	$(BIN)/python bench/chaos.py

@@ -106,6 +106,8 @@ class SubmissionActivities:
             round_=inp.round,
             provider_batch_id=ref.provider_batch_id,
             input_file_id=ref.input_file_id,
+            # a batch found again may have moved on since: left unknown, the next sweep wakes it
+            provider_status=None if reused else provider.created_status,
         )
         await requests.mark_submitted(pool, inp.batch_id, inp.shard, inp.round)
         await batches.set_status(pool, inp.batch_id, "submitted")

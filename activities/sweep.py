@@ -29,7 +29,7 @@ from durabatch.store import errors as serr
 from durabatch.store import provider_batches
 from durabatch.store.pool import transaction
 
-__all__ = ["SWEEP_CLOCK_SKEW", "SWEEP_FLUSH_EVERY", "SweepActivities"]
+__all__ = ["SWEEP_CLOCK_SKEW", "SWEEP_FLUSH_EVERY", "SWEEP_HEARTBEAT_SECONDS", "SweepActivities"]
 
 #: the store's clock (when an attempt started) and the provider's (when it created the batch)
 #: may disagree; the window opens this much earlier so a batch is never cut off by skew
@@ -37,6 +37,9 @@ SWEEP_CLOCK_SKEW = timedelta(minutes=5)
 #: listed statuses are compared with the store, and their signals sent, this many at a time (one
 #: provider page): a transaction stays short, and a long list never sits in memory
 SWEEP_FLUSH_EVERY = 100
+#: well inside the sweep's 10 s heartbeat timeout (workflows/options.py SWEEP), which is short
+#: because every batch's wake-up waits on the sweep a killed worker left
+SWEEP_HEARTBEAT_SECONDS = 3.0
 
 
 class SweepActivities:
@@ -46,7 +49,7 @@ class SweepActivities:
     @activity.defn(name=api.activity_name(api.sweep_account))
     async def sweep_account(self, inp: SweepInput) -> SweepResult:
         try:
-            async with heartbeating():
+            async with heartbeating(every_seconds=SWEEP_HEARTBEAT_SECONDS):
                 return await self._sweep(inp)
         except (perr.ProviderError, serr.StoreError) as exc:
             raise to_application_error(exc) from exc

@@ -37,7 +37,7 @@ for _path in (Path(__file__).resolve().parent.parent, Path(__file__).resolve().p
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
-from chaos_stack import API_KEY, EmbeddedPostgres, Emulator, TemporalServer, WorkerPool  # noqa: E402
+from chaos_stack import EmbeddedPostgres, Emulator, TemporalServer, WorkerPool, openai_worker_env  # noqa: E402
 
 from durabatch.contract import DEFAULT_MAX_AGE_SECONDS, DEFAULT_POLL_SCHEDULE  # noqa: E402
 from durabatch.converter import DATA_CONVERTER  # noqa: E402
@@ -257,15 +257,7 @@ async def main() -> None:
         await temporal.start()
         await emulator.start()
         task_queue = f"orch-{uuid.uuid4().hex[:6]}"
-        env = {
-            "DURABATCH_TEMPORAL_ADDRESS": temporal.address,
-            "DURABATCH_DATABASE_URL": database_url,
-            "DURABATCH_TASK_QUEUE": task_queue,
-            "DURABATCH_DATA_DIR": str(data_dir),
-            "DURABATCH_OPENAI_BASE_URL": f"{emulator.url}/v1",
-            "DURABATCH_LOG_LEVEL": "WARNING",
-            "OPENAI_API_KEY": API_KEY,
-        }
+        env = openai_worker_env(temporal, database_url, task_queue, data_dir, emulator)
         workers = WorkerPool(data_dir, env)
         worker = workers.spawn()
         client = await Client.connect(temporal.address, data_converter=DATA_CONVERTER)

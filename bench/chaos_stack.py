@@ -40,6 +40,7 @@ __all__ = [
     "TemporalServer",
     "WorkerPool",
     "free_port",
+    "openai_worker_env",
 ]
 
 logger = logging.getLogger("chaos.stack")
@@ -243,6 +244,21 @@ class Emulator:
 
 
 # ---------------------------------------------------------------- workers
+
+
+def openai_worker_env(
+    temporal: TemporalServer, database_url: str, task_queue: str, data_dir: Path, emulator: Emulator
+) -> dict[str, str]:
+    """What a `durabatch worker` of a benchmark needs to run OpenAI batches against the emulator."""
+    return {
+        "DURABATCH_TEMPORAL_ADDRESS": temporal.address,
+        "DURABATCH_DATABASE_URL": database_url,
+        "DURABATCH_TASK_QUEUE": task_queue,
+        "DURABATCH_DATA_DIR": str(data_dir),
+        "DURABATCH_OPENAI_BASE_URL": f"{emulator.url}/v1",
+        "DURABATCH_LOG_LEVEL": "WARNING",
+        "OPENAI_API_KEY": API_KEY,
+    }
 
 
 @dataclass

@@ -8,6 +8,7 @@ into workflow inputs, results, logs or the store.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from urllib.parse import urlparse
@@ -160,6 +161,21 @@ class Settings(BaseSettings):
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
             raise ValueError(f"expected an http(s):// URL, got {value!r}")
         return value.rstrip("/")
+
+    @field_validator("openai_queue_tokens", "anthropic_queue_tokens", "gemini_queue_tokens", mode="before")
+    @classmethod
+    def _json_map(cls, value: object) -> object:
+        # the environment holds text: `{"gpt-4o-mini": 2000000}` is JSON to decode, not a dict yet
+        if not isinstance(value, str):
+            return value
+        if not value.strip():
+            return {}
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            raise ValueError(
+                f'expected a JSON map of model to tokens, e.g. {{"gpt-4o-mini": 2000000}}, got {value!r}'
+            ) from None
 
     @field_validator("sweep_seconds", mode="after")
     @classmethod

@@ -49,6 +49,12 @@ def test_every_documented_variable_is_read() -> None:
     assert "k1" not in repr(s)  # keys are secrets: never printed
 
 
+def test_queue_token_limits_are_a_json_map_in_the_environment() -> None:
+    s = load_settings({"DURABATCH_OPENAI_QUEUE_TOKENS": '{"gpt-4o-mini": 2000000, "gpt-4o": 90000}'})
+    assert s.openai_queue_tokens == {"gpt-4o-mini": 2000000, "gpt-4o": 90000}
+    assert load_settings({"DURABATCH_GEMINI_QUEUE_TOKENS": " "}).gemini_queue_tokens == {}
+
+
 @pytest.mark.parametrize(
     ("variable", "value"),
     [
@@ -62,6 +68,8 @@ def test_every_documented_variable_is_read() -> None:
         ("DURABATCH_TEMPORAL_TLS_CA", "/no/such/ca.pem"),
         ("DURABATCH_TEMPORAL_TLS", "maybe"),
         ("DURABATCH_STICKY_TIMEOUT_SECONDS", "0"),
+        ("DURABATCH_OPENAI_QUEUE_TOKENS", "gpt-4o-mini=2000000"),
+        ("DURABATCH_ANTHROPIC_QUEUE_TOKENS", '{"claude-haiku-4-5": "lots"}'),
     ],
 )
 def test_bad_setting_names_the_variable(variable: str, value: str) -> None:

@@ -85,11 +85,12 @@ POLL = Preset(
     ),
 )
 #: An account sweep that keeps failing is given up like a poll: the next sweep comes on the cadence,
-#: and every batch still has its own safety poll meanwhile. The heartbeat hands a sweep of a dead
-#: worker (up to 50 list pages) to another worker within a minute.
+#: and every batch still has its own safety poll meanwhile. The sweep is the wake-up of every batch
+#: on the account, and the next one waits for it: a sweep of a dead worker is handed to another
+#: within seconds (the activity heartbeats every 3 s, activities/sweep.py), not a minute.
 SWEEP = Preset(
     start_to_close=timedelta(minutes=10),
-    heartbeat=timedelta(minutes=1),
+    heartbeat=timedelta(seconds=10),
     retry=RetryPolicy(
         initial_interval=timedelta(seconds=1),
         maximum_interval=timedelta(seconds=30),

@@ -77,6 +77,13 @@ def emulator(
         int | None,
         typer.Option(help="Real-time tokens per minute per provider; past it 429 (default: unlimited)."),
     ] = None,
+    openai_enqueued_token_limit: Annotated[
+        int | None,
+        typer.Option(
+            help="OpenAI: prompt tokens enqueued per model across unfinished batches; a batch past it "
+            "fails with token_limit_exceeded (default: unlimited)."
+        ),
+    ] = None,
     state_dir: Annotated[
         Path | None,
         typer.Option(
@@ -115,6 +122,7 @@ def emulator(
         expire_after_seconds=expire_after_seconds,
         realtime_rpm=rpm,
         realtime_tpm=tpm,
+        openai_enqueued_token_limit=openai_enqueued_token_limit,
         state_dir=state_dir,
         webhook_url=webhook_url,
         webhook_secret=webhook_secret,

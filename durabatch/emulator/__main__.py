@@ -20,6 +20,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--state-dir", type=Path, default=None, help="keep batches and files here across restarts")
     p.add_argument("--rpm", type=int, default=None, help="real-time calls per minute per provider")
     p.add_argument("--tpm", type=int, default=None, help="real-time tokens per minute per provider")
+    p.add_argument(
+        "--openai-enqueued-token-limit",
+        type=int,
+        default=None,
+        help="OpenAI: prompt tokens enqueued per model across unfinished batches",
+    )
     a = p.parse_args(argv)
     serve_forever(
         host=a.host,
@@ -32,6 +38,7 @@ def main(argv: list[str] | None = None) -> None:
         state_dir=a.state_dir,
         realtime_rpm=a.rpm,
         realtime_tpm=a.tpm,
+        openai_enqueued_token_limit=a.openai_enqueued_token_limit,
     )
 
 

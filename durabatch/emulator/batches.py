@@ -160,12 +160,16 @@ class Batch:
             elif s.fault == "expire_after":
                 self.timeline.expires_at = self.created_at + s.seconds
             elif s.fault == "token_limit_exceeded":
-                self.fail_with(
-                    "token_limit_exceeded",
-                    f"Enqueued token limit reached for {self.model} in organization org-emulator. "
-                    "Limit: 2,000,000 enqueued tokens. Please try again once some in_progress "
-                    "batches have been completed.",
-                )
+                self.fail_token_limit(2_000_000)
+
+    def fail_token_limit(self, limit: int) -> None:
+        """OpenAI's refusal for queue room: the batch fails at validation, nothing is run."""
+        self.fail_with(
+            "token_limit_exceeded",
+            f"Enqueued token limit reached for {self.model} in organization org-emulator. "
+            f"Limit: {limit:,} enqueued tokens. Please try again once some in_progress "
+            "batches have been completed.",
+        )
 
     def fail_with(self, code: str, message: str, line: int | None = None, param: str | None = None) -> None:
         self.errors.append({"code": code, "message": message, "param": param, "line": line})

@@ -11,7 +11,6 @@ from aiohttp import web
 from durabatch.emulator import openai_files
 from durabatch.emulator.batches import Batch, batch_markers
 from durabatch.emulator.errors import error_response
-from durabatch.emulator.faults import FaultSpec
 from durabatch.emulator.files import StoredFile
 from durabatch.emulator.openai_input import parse_input
 from durabatch.emulator.results import openai_error_lines, openai_output_lines
@@ -153,18 +152,33 @@ def _metadata_error(request: web.Request, metadata: Any) -> web.Response | None:
     )
 
 
-def _over_token_limit(batch: Batch, state: EmulatorState) -> bool:
-    limit = state.config.openai_enqueued_token_limit
-    if limit is None:
-        return False
+def _enqueued_tokens(model: str | None, state: EmulatorState) -> int:
+    """Prompt tokens of the model's unfinished batches (a batch failing validation holds none)."""
     now = state.now()
     enqueued = 0
     for bid in state.order["openai"]:
         other = state.batches[bid]
         other.timeline.refresh(now)
-        if other.model == batch.model and not other.timeline.terminal and not other.timeline.fail_validation:
+        if other.model == model and not other.timeline.terminal and not other.timeline.fail_validation:
             enqueued += int(other.extra.get("enqueued_tokens", 0))
-    return enqueued + int(batch.extra["enqueued_tokens"]) > limit
+    return enqueued
+
+
+def _admit_to_queue(batch: Batch, state: EmulatorState) -> None:
+    """OpenAI's enqueued-token limit: a batch whose tokens do not fit beside the model's unfinished
+    batches fails with `token_limit_exceeded`; one that fits raises the high-water mark."""
+    tokens = batch.estimated_input_tokens()
+    batch.extra["enqueued_tokens"] = tokens
+    limit = state.config.openai_enqueued_token_limit
+    if limit is None:
+        return
+    model = batch.model or ""
+    enqueued = _enqueued_tokens(batch.model, state) + tokens
+    if enqueued > limit:
+        batch.fail_token_limit(limit)
+        state.stats.token_limit_refusals[model] += 1
+    elif enqueued > state.stats.enqueued_tokens_high_water[model]:
+        state.stats.enqueued_tokens_high_water[model] = enqueued
 
 
 async def create_batch(request: web.Request) -> web.Response:
@@ -226,9 +240,7 @@ async def create_batch(request: web.Request) -> web.Response:
         state.stats.faults_fired[s.fault] += 1
     batch.apply_faults(specs)
     if not batch.errors:
-        batch.extra["enqueued_tokens"] = batch.estimated_input_tokens()
-        if _over_token_limit(batch, state):
-            batch.apply_faults([FaultSpec(fault="token_limit_exceeded")])
+        _admit_to_queue(batch, state)
     state.add_batch(batch, list((metadata or {}).values()))
     if create_response_lost(request):
         return drop_connection(request)

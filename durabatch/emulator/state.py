@@ -71,6 +71,10 @@ class Stats:
     #: every real-time call that reached the rate limit, in arrival order: what a test reads to
     #: tell the rate achieved and which requests ran more than once
     realtime_calls: list[RealtimeCall] = field(default_factory=list)
+    #: OpenAI, per model: the most prompt tokens ever enqueued at once (unfinished batches, the
+    #: one just accepted included), and the creates the enqueued-token limit refused
+    enqueued_tokens_high_water: Counter[str] = field(default_factory=Counter)
+    token_limit_refusals: Counter[str] = field(default_factory=Counter)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -80,6 +84,8 @@ class Stats:
             "requests": dict(self.requests),
             "faults_fired": dict(self.faults_fired),
             "realtime": dict(self.realtime),
+            "enqueued_tokens_high_water": dict(self.enqueued_tokens_high_water),
+            "token_limit_refusals": dict(self.token_limit_refusals),
         }
 
 

@@ -86,6 +86,7 @@ class AnthropicProvider(ProviderClient):
 
     default_name = "anthropic"
     default_limits = ANTHROPIC_LIMITS
+    created_status = "in_progress"
 
     def _auth_headers(self, key: str) -> dict[str, str]:
         return {"x-api-key": key, "anthropic-version": ANTHROPIC_VERSION}

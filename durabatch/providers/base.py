@@ -192,6 +192,9 @@ class BatchProvider(Protocol):
 
     name: str
     limits: ProviderLimits
+    #: the `provider_status` of a batch just created: the store records it at submit, so the
+    #: account sweep sees no change in a batch that has not moved since
+    created_status: str
 
     async def submit(self, shard: ShardSubmission) -> ProviderBatchRef:
         """Upload the shard's requests and create one provider batch tagged with `shard.tag`."""

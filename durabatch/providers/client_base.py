@@ -59,6 +59,8 @@ class ProviderClient:
 
     default_name: str
     default_limits: ProviderLimits
+    #: what `status()` reports as `provider_status` for a batch its create has just made
+    created_status: str
 
     def __init__(
         self,

@@ -72,6 +72,7 @@ class GeminiProvider(ProviderClient):
 
     default_name = "gemini"
     default_limits = GEMINI_LIMITS
+    created_status = "BATCH_STATE_PENDING"
 
     def __init__(
         self,

@@ -66,6 +66,7 @@ class OpenAIProvider(ProviderClient):
 
     default_name = "openai"
     default_limits = OPENAI_LIMITS
+    created_status = "validating"
 
     def __init__(
         self,

@@ -68,9 +68,13 @@ async def record_submitted(
     round_: int,
     provider_batch_id: str,
     input_file_id: str | None,
+    provider_status: str | None = None,
 ) -> None:
+    """The provider batch an attempt created (or found), with the status its create answered, so
+    that the account sweep takes a batch that has not moved since for unchanged."""
     await conn.execute(
         """UPDATE provider_batches SET provider_batch_id = $4, input_file_id = COALESCE($5, input_file_id),
+                  provider_status = COALESCE(provider_status, $6),
                   submitted_at = COALESCE(submitted_at, now()), updated_at = now()
             WHERE batch_id = $1 AND shard = $2 AND round = $3""",
         batch_id,
@@ -78,6 +82,7 @@ async def record_submitted(
         round_,
         provider_batch_id,
         input_file_id,
+        provider_status,
     )
 
 

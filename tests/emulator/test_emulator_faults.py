@@ -308,16 +308,39 @@ async def test_token_limit_exceeded_after_200(http: httpx.AsyncClient) -> None:
     assert "Enqueued token limit reached" in done["errors"]["data"][0]["message"]
 
 
-async def test_enqueued_token_limit_from_config(http: httpx.AsyncClient, emu: RunningEmulator) -> None:
-    emu.state.config.openai_enqueued_token_limit = 20
+async def test_the_enqueued_token_limit_counts_unfinished_batches_per_model(
+    http: httpx.AsyncClient, emu: RunningEmulator
+) -> None:
+    # each batch: one request of 8 words, 12 prompt tokens by the emulator's count
+    emu.state.config.openai_enqueued_token_limit = 30
     emu.state.config.validating_seconds = 60
-    first = await openai_batch(http, [chat_line("a", "one two three four five six seven eight")])
-    second = await openai_batch(http, [chat_line("b", "one two three four five six seven eight")])
-    for b in (first, second):
+    eight = "one two three four five six seven eight"
+
+    async def create(cid: str, model: str = "gpt-4o-mini") -> dict[str, Any]:
+        return await openai_batch(http, [chat_line(cid, eight, model=model)])
+
+    async def status(b: dict[str, Any]) -> dict[str, Any]:
         await http.post(f"/_emulator/batches/{b['id']}/advance", json={"seconds": 61})
-    got = [(await http.get(f"/v1/batches/{b['id']}", headers=OPENAI_H)).json() for b in (first, second)]
-    assert got[0]["status"] != "failed"
-    assert got[1]["status"] == "failed" and got[1]["errors"]["data"][0]["code"] == "token_limit_exceeded"
+        return dict((await http.get(f"/v1/batches/{b['id']}", headers=OPENAI_H)).json())
+
+    first, second = await create("a"), await create("b")  # 24 of 30
+    third = await create("c")  # 36: refused, but the create itself is accepted, as OpenAI's is
+    assert third["status"] == "validating"
+    other_model = await create("d", model="gpt-4o")  # a limit per model
+    refused = await status(third)
+    assert refused["status"] == "failed"
+    (error,) = refused["errors"]["data"]
+    assert error["code"] == "token_limit_exceeded" and "Limit: 30 enqueued tokens" in error["message"]
+    assert (await status(other_model))["status"] != "failed"
+    # the refused batch held no room, and an ended one gives its room back
+    await http.post(f"/_emulator/batches/{first['id']}/advance", json={"to": "completed"})
+    fourth = await create("e")
+    fifth = await create("f")  # 12 + 12 + 12 again
+    assert [(await status(b))["status"] != "failed" for b in (second, fourth)] == [True, True]
+    assert (await status(fifth))["status"] == "failed"
+    stats = (await http.get("/_emulator/stats")).json()
+    assert stats["enqueued_tokens_high_water"] == {"gpt-4o-mini": 24, "gpt-4o": 12}
+    assert stats["token_limit_refusals"] == {"gpt-4o-mini": 2}
 
 
 async def test_gemini_batch_fault_by_display_name(http: httpx.AsyncClient) -> None:

@@ -349,10 +349,13 @@ async def test_unknown_and_missing_models_and_bad_bodies(
     assert "openai:ok" not in stats and stats["openai:error"] == 4 and stats["anthropic:error"] == 2
 
 
-def test_the_emulator_command_takes_rpm_and_tpm() -> None:
+TOKEN_LIMIT_FLAG = ("--openai-enqueued-token-limit", "5000")
+
+
+def test_the_emulator_command_takes_rpm_tpm_and_the_enqueued_token_limit() -> None:
     port = free_port()
     proc = subprocess.Popen(
-        [CLI, "emulator", "--port", str(port), "--rpm", "1", "--tpm", "1000"],
+        [CLI, "emulator", "--port", str(port), "--rpm", "1", "--tpm", "1000", *TOKEN_LIMIT_FLAG],
         env=clean_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -368,6 +371,8 @@ def test_the_emulator_command_takes_rpm_and_tpm() -> None:
         assert first.headers["x-ratelimit-limit-tokens"] == "1000"
         second = httpx.post(url, headers=OPENAI_H, json=CHAT)
         assert second.status_code == 429 and "retry-after" in second.headers
+        config = httpx.patch(f"http://127.0.0.1:{port}/_emulator/config", json={}).json()
+        assert config["openai_enqueued_token_limit"] == 5000
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=15) == 0
     finally:

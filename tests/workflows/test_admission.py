@@ -16,7 +16,7 @@ from durabatch.cli.console import status_table
 from durabatch.models import BatchSummary, StatusQuery
 from durabatch.store.pool import Pool
 from tests.helpers import eventually
-from tests.stack import Stack, chat_requests, worker_stack
+from tests.stack import Stack, chat_requests, emulator_config, worker_stack
 
 
 @pytest.fixture(scope="module")
@@ -146,4 +146,66 @@ async def test_the_tenant_holding_less_room_goes_first(two_batch_account: Stack)
     assert (await status_of(a_third)).shards[0].state == "waiting_admission"
     await stack.admin("POST", f"/batches/{held[1][1]}/release")
     for handle in (held[0][0], held[1][0], b_first, a_third):
+        assert (await asyncio.wait_for(handle.result(), 60)).status == "completed"
+
+
+@pytest.fixture(scope="module")
+async def two_slots_nothing_ends(
+    temporal_client: Client, pool: Pool, database_url: str, api_keys: None
+) -> AsyncIterator[Stack]:
+    """Two batches at a time, and a provider batch validates for an hour: the test ends each one."""
+    async with worker_stack(
+        temporal_client,
+        pool,
+        database_url,
+        emulator_config(validating_seconds=3600.0),
+        queue_prefix="adm3",
+        openai_max_concurrent_batches=2,
+    ) as stack:
+        yield stack
+
+
+async def test_two_tenants_two_priorities_priority_first_then_the_tenant_holding_less(
+    two_slots_nothing_ends: Stack,
+) -> None:
+    """Tenant a holds both slots. Queued in this order: a low, b low, a high, b high. Each time a
+    slot frees, the higher priority goes first, and within it the tenant holding less room, though
+    a asked first at both priorities: b high, a high, b low, a low."""
+    stack = two_slots_nothing_ends
+
+    async def sent(handle: WorkflowHandle[Any, BatchSummary]) -> str:
+        st = await until(handle, lambda s: bool(s.shards and s.shards[0].provider_batch_id))
+        return str(st.shards[0].provider_batch_id)
+
+    async def end(handle: WorkflowHandle[Any, BatchSummary]) -> None:
+        await stack.admin("POST", f"/batches/{await sent(handle)}/advance", json={"to": "completed"})
+
+    holders = [await start(stack, tenant="a") for _ in range(2)]
+    for handle in holders:
+        await sent(handle)
+    queued: dict[str, WorkflowHandle[Any, BatchSummary]] = {}
+    for name, tenant, priority in (
+        ("a low", "a", 5),
+        ("b low", "b", 5),
+        ("a high", "a", 1),
+        ("b high", "b", 1),
+    ):
+        queued[name] = await start(stack, tenant=tenant, priority=priority)
+        await until(queued[name], lambda s: bool(s.shards) and s.shards[0].state == "waiting_admission")
+
+    order: list[str] = []
+    for ended in (holders[0], holders[1], queued["b high"], queued["a high"]):
+        await end(ended)
+        waiting = {name: h for name, h in queued.items() if name not in order}
+
+        async def newly_sent(waiting: dict[str, WorkflowHandle[Any, BatchSummary]] = waiting) -> list[str]:
+            return [n for n, h in waiting.items() if (await status_of(h)).shards[0].provider_batch_id]
+
+        # one slot came free, and one waiting batch takes it
+        (taken,) = await eventually(newly_sent, bool, what="a waiting batch sent")
+        order.append(taken)
+    assert order == ["b high", "a high", "b low", "a low"]
+    for name in ("b low", "a low"):
+        await end(queued[name])
+    for handle in [*holders, *queued.values()]:
         assert (await asyncio.wait_for(handle.result(), 60)).status == "completed"

@@ -20,7 +20,7 @@ from temporalio.service import RPCError
 from temporalio.worker import Replayer
 
 from durabatch.converter import DATA_CONVERTER
-from durabatch.models import StatusQuery, SweepTotals, SweepWorkflowInput, sweep_workflow_id
+from durabatch.models import BatchSummary, StatusQuery, SweepTotals, SweepWorkflowInput, sweep_workflow_id
 from durabatch.service import start_sweeps
 from durabatch.settings import SettingsError, load_settings
 from durabatch.store.pool import Pool
@@ -98,6 +98,17 @@ async def submitted(pool: Pool, batch_id: str) -> bool:
             "SELECT count(*) FROM provider_batches WHERE batch_id = $1 AND provider_batch_id IS NOT NULL",
             batch_id,
         )
+    )
+
+
+async def hour_polling_batch(stack: Stack) -> WorkflowHandle[Any, BatchSummary]:
+    """An OpenAI batch of two requests polling hourly: whatever ends it sooner, the sweep woke it."""
+    return await stack.start(
+        batch_id=new_id(),
+        provider="openai",
+        endpoint="/v1/chat/completions",
+        requests=chat_requests(2),
+        poll_schedule_seconds=HOUR,
     )
 
 
@@ -236,14 +247,8 @@ async def test_the_sweep_pages_through_the_account_to_find_an_older_batch_of_our
     temporal_client: Client, pool: Pool, database_url: str
 ) -> None:
     async with worker_stack(temporal_client, pool, database_url) as stack:
-        batch_id = new_id()
-        handle = await stack.start(
-            batch_id=batch_id,
-            provider="openai",
-            endpoint="/v1/chat/completions",
-            requests=chat_requests(2),
-            poll_schedule_seconds=HOUR,
-        )
+        handle = await hour_polling_batch(stack)
+        batch_id = handle.id.removeprefix("batch-")
         await eventually(lambda: submitted(stack.pool, batch_id), bool, interval=0.2)
         await foreign_batches(stack, 150)  # newer than ours: ours is on the second page of 100
 
@@ -272,13 +277,7 @@ async def test_the_sweep_continues_as_new_and_keeps_waking_batches(
                 return described.run_id != first_run and (await totals(stack.client, sweep.id)).sweeps >= 5
 
             await eventually(continued_twice, bool, interval=0.2)
-            handle = await stack.start(
-                batch_id=new_id(),
-                provider="openai",
-                endpoint="/v1/chat/completions",
-                requests=chat_requests(2),
-                poll_schedule_seconds=HOUR,
-            )
+            handle = await hour_polling_batch(stack)
             summary = await asyncio.wait_for(handle.result(), 60)
             assert summary.status == "completed"
             done = await totals(stack.client, sweep.id)
