@@ -54,6 +54,17 @@ class Stats:
     #: real-time calls by `provider:answer`: `ok` (answered 200), `rate_limited` (429),
     #: `flaky` (the first run of a `__flaky` request), `error` (any other refusal)
     realtime: Counter[str] = field(default_factory=Counter)
+    #: calls being answered now, and the most answered at once, by `provider:operation`: proof
+    #: that a client's calls overlapped (e.g. the creates of a batch's shards)
+    in_flight: Counter[str] = field(default_factory=Counter)
+    peak_in_flight: Counter[str] = field(default_factory=Counter)
+
+    def call_started(self, name: str) -> None:
+        self.in_flight[name] += 1
+        self.peak_in_flight[name] = max(self.peak_in_flight[name], self.in_flight[name])
+
+    def call_ended(self, name: str) -> None:
+        self.in_flight[name] -= 1
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -63,6 +74,7 @@ class Stats:
             "requests": dict(self.requests),
             "faults_fired": dict(self.faults_fired),
             "realtime": dict(self.realtime),
+            "peak_in_flight": dict(self.peak_in_flight),
         }
 
 
