@@ -197,6 +197,8 @@ class BatchPolling(BatchBase):
                 include_cancelled=include_cancelled,
                 shard=shard,
                 from_round=from_round,
+                max_requests_per_shard=cfg.max_requests_per_shard,
+                max_bytes_per_shard=cfg.max_bytes_per_shard,
             ),
             options.FINALIZE,
             summary=summary,
