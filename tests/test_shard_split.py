@@ -10,8 +10,8 @@ import json
 import pytest
 
 from durabatch.providers.base import ProviderLimits
+from durabatch.providers.formats import OPENAI_ENDPOINTS
 from durabatch.providers.jsonl import dumps_line
-from durabatch.providers.openai import OPENAI_ENDPOINTS
 from durabatch.requests_file import (
     DEFAULT_LIMITS,
     InvalidRequestLine,
