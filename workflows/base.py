@@ -158,10 +158,22 @@ class BatchBase:
                 if not await self._submit(queue.pop(0)):
                     self._submit_stopped = True
 
-        # gather over activities is deterministic: the lanes run in order on the workflow's loop
-        await asyncio.gather(*(lane() for _ in range(min(SUBMIT_CONCURRENCY, len(queue)))))
-        sent_all, self._submit_stopped = not self._submit_stopped, False
-        return sent_all
+        lanes = [asyncio.create_task(lane()) for _ in range(min(SUBMIT_CONCURRENCY, len(queue)))]
+        try:
+            try:
+                await workflow.wait(lanes)
+            except asyncio.CancelledError:
+                # Temporal's cancellation: start no further shard, but let the submits in flight
+                # finish (one cut off might still make a provider batch that nothing records);
+                # workflows/batch.py then cancels everything that was sent.
+                self._submit_stopped = True
+                await workflow.wait(lanes)
+                raise
+            for done in lanes:  # a lane's own error (a bug) only once every lane has ended
+                done.result()
+            return not self._submit_stopped
+        finally:
+            self._submit_stopped = False
 
     async def _submit(self, shard: ShardState) -> bool:
         """Submit one shard; False when it was not sent (a failure, or a cancel or max age while

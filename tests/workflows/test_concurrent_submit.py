@@ -12,7 +12,10 @@ from typing import Any
 
 import pytest
 from temporalio.api.enums.v1 import EventType
+from temporalio.client import WorkflowFailureError
+from temporalio.exceptions import CancelledError
 
+from durabatch.models import StatusQuery
 from tests.helpers import eventually
 from tests.stack import Stack, assert_one_outcome_each, chat_requests, replay_and_record
 from workflows.base import SUBMIT_CONCURRENCY
@@ -133,3 +136,44 @@ async def test_a_cancel_while_shards_are_being_submitted(slow_stack: Stack) -> N
         assert view["phase"] in ("cancelling", "cancelled"), view
     assert summary.counts.cancelled == SHARDS * PER_SHARD
     await assert_one_outcome_each(slow_stack, batch_id)
+
+
+async def test_temporal_cancellation_while_shards_are_being_submitted(slow_stack: Stack) -> None:
+    await slow_stack.admin("PATCH", "/config", json={"validating_seconds": 5.0})
+    batch_id = uuid.uuid4().hex[:10]
+    handle = await slow_stack.start(
+        batch_id=batch_id,
+        provider="openai",
+        endpoint="/v1/chat/completions",
+        requests=chat_requests(SHARDS * PER_SHARD),
+        max_requests_per_shard=PER_SHARD,
+    )
+    await eventually(
+        lambda: slow_stack.admin("GET", "/stats"),
+        lambda stats: stats["peak_in_flight"].get("openai:batches.create", 0) >= 2,
+        what="creates in flight",
+    )
+    await handle.cancel()
+    with pytest.raises(WorkflowFailureError) as failure:
+        await asyncio.wait_for(handle.result(), 60)
+    assert isinstance(failure.value.cause, CancelledError)
+    final = await handle.query("status", result_type=StatusQuery)
+    assert final.status == "cancelled" and final.cancel_reason == "cancelled through Temporal"
+    assert final.counts.cancelled == SHARDS * PER_SHARD
+    # every provider batch the submits in flight made is cancelled
+    made = await eventually(
+        lambda: slow_stack.admin("GET", "/stats"),
+        lambda stats: stats["requests"]["openai:batches.create"] == SUBMIT_CONCURRENCY,
+        what="the creates in flight answered",
+    )
+    # the submits in flight finished; none was started after the cancel
+    assert made["batches_created"]["openai"] == SUBMIT_CONCURRENCY
+    rows = await slow_stack.pool.fetch(
+        "SELECT provider_batch_id FROM provider_batches WHERE batch_id = $1 AND provider_batch_id IS NOT NULL",
+        batch_id,
+    )
+    for row in rows:
+        view = await slow_stack.admin("GET", f"/batches/{row['provider_batch_id']}")
+        assert view["phase"] in ("cancelling", "cancelled"), view
+    await assert_one_outcome_each(slow_stack, batch_id)
+    await replay_and_record(handle, "temporal_cancel_mid_submit")
