@@ -12,12 +12,13 @@ from typing import Any
 
 import pytest
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import WorkflowFailureError
+from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import CancelledError
 
 from durabatch.models import StatusQuery
+from durabatch.store.pool import Pool
 from tests.helpers import eventually
-from tests.stack import Stack, assert_one_outcome_each, chat_requests, replay_and_record
+from tests.stack import Stack, assert_one_outcome_each, chat_requests, replay_and_record, worker_stack
 from workflows.base import SUBMIT_CONCURRENCY
 
 #: more shards than are submitted at once
@@ -177,3 +178,46 @@ async def test_temporal_cancellation_while_shards_are_being_submitted(slow_stack
         assert view["phase"] in ("cancelling", "cancelled"), view
     await assert_one_outcome_each(slow_stack, batch_id)
     await replay_and_record(handle, "temporal_cancel_mid_submit")
+
+
+@pytest.fixture(scope="module")
+async def one_slot(
+    temporal_client: Client, pool: Pool, database_url: str, api_keys: None
+) -> AsyncIterator[Stack]:
+    """An OpenAI account with room for one running provider batch at a time."""
+    async with worker_stack(
+        temporal_client, pool, database_url, queue_prefix="csub", openai_max_concurrent_batches=1
+    ) as s:
+        yield s
+
+
+async def test_max_age_while_shards_wait_for_room(one_slot: Stack) -> None:
+    # the first shard takes the account's only place and keeps it; the other two wait for room
+    await one_slot.admin("PATCH", "/config", json={"validating_seconds": 30.0})
+    try:
+        batch_id = uuid.uuid4().hex[:10]
+        handle = await one_slot.start(
+            batch_id=batch_id,
+            provider="openai",
+            endpoint="/v1/chat/completions",
+            requests=chat_requests(3),
+            max_requests_per_shard=1,
+            max_age_seconds=3,
+        )
+        summary = await asyncio.wait_for(handle.result(), 60)
+    finally:
+        await one_slot.admin("PATCH", "/config", json={"validating_seconds": 0.1})
+    assert summary.status == "expired" and "waiting for room" in (summary.failure_reason or "")
+    assert len(summary.provider_batch_ids) == 1
+    view = await one_slot.admin("GET", f"/batches/{summary.provider_batch_ids[0]}")
+    assert view["phase"] in ("cancelling", "cancelled"), view
+    assert summary.counts.expired + summary.counts.cancelled == 3
+    await assert_one_outcome_each(one_slot, batch_id)
+    # every place was given back: the next batch is sent at once
+    after = await one_slot.run(
+        batch_id=uuid.uuid4().hex[:10],
+        provider="openai",
+        endpoint="/v1/chat/completions",
+        requests=chat_requests(1),
+    )
+    assert after.status == "completed"
