@@ -151,6 +151,8 @@ class BatchBase:
                     return False
             return True
         queue = list(shards)
+        if not queue:  # e.g. every shard sent before a cancel through Temporal came
+            return True
         self._submit_stopped = False
 
         async def lane() -> None:

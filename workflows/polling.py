@@ -56,8 +56,7 @@ class BatchPolling(BatchBase):
         deadline = self._deadline()
         while self._shards_awaiting_results():
             if st.cancel_requested and not st.cancel_sent:
-                # a submit cut off by Temporal's cancellation may have made a provider batch too
-                await self._cancel_at_provider(include_submitting=True)
+                await self._cancel_at_provider()
                 st.cancel_sent = True
                 # A cancelling provider batch ends soon: start the schedule over instead of
                 # sleeping out a long late-schedule interval, and look again within seconds.
