@@ -25,7 +25,7 @@ from workflows.base import SUBMIT_CONCURRENCY
 SHARDS = SUBMIT_CONCURRENCY + 2
 PER_SHARD = 2
 #: each create waits this long at the emulator: sequential creates would never overlap
-CREATE_DELAY = 1.0
+CREATE_DELAY = 1.5
 
 
 @pytest.fixture
@@ -64,8 +64,9 @@ async def test_shards_are_submitted_at_once_and_polled_together(slow_stack: Stac
     assert summary.status == "completed" and summary.counts.succeeded == SHARDS * PER_SHARD
     assert len(summary.provider_batch_ids) == SHARDS
     stats = await slow_stack.admin("GET", "/stats")
-    # SUBMIT_CONCURRENCY creates were at the emulator before the first one was answered, never more
-    assert stats["peak_in_flight"]["openai:batches.create"] == SUBMIT_CONCURRENCY
+    # creates were at the emulator together, never more than SUBMIT_CONCURRENCY (on an idle
+    # machine all of them: 8); one after the other, one at a time
+    assert 2 <= stats["peak_in_flight"]["openai:batches.create"] <= SUBMIT_CONCURRENCY
     assert stats["batches_created"]["openai"] == SHARDS
     polls = poll_inputs(list((await handle.fetch_history()).events))
     assert polls, "the batch never polled"
@@ -101,8 +102,10 @@ async def test_a_shard_failing_to_submit_cancels_the_others(slow_stack: Stack) -
     assert "failed" in summary.failure_reason
     stats = await slow_stack.admin("GET", "/stats")
     sent = summary.provider_batch_ids
-    # the shards already being created were sent; none was started after the failure
-    assert len(sent) == SUBMIT_CONCURRENCY - 1 == stats["batches_created"]["openai"]
+    # the shards already being submitted were sent (one after the other: none, the first create
+    # being the refused one); none was started after the failure, so the last two never were
+    assert 1 <= len(sent) <= SUBMIT_CONCURRENCY - 1
+    assert stats["batches_created"]["openai"] == len(sent)
     for provider_batch_id in sent:
         view = await slow_stack.admin("GET", f"/batches/{provider_batch_id}")
         assert view["phase"] in ("cancelling", "cancelled"), view
@@ -131,7 +134,8 @@ async def test_a_cancel_while_shards_are_being_submitted(slow_stack: Stack) -> N
     assert summary.status == "cancelled" and summary.cancel_reason == "changed my mind"
     stats = await slow_stack.admin("GET", "/stats")
     # the creates in flight finished; no shard was started after the cancel
-    assert len(summary.provider_batch_ids) == SUBMIT_CONCURRENCY == stats["batches_created"]["openai"]
+    assert 2 <= len(summary.provider_batch_ids) <= SUBMIT_CONCURRENCY
+    assert stats["batches_created"]["openai"] == len(summary.provider_batch_ids)
     for provider_batch_id in summary.provider_batch_ids:
         view = await slow_stack.admin("GET", f"/batches/{provider_batch_id}")
         assert view["phase"] in ("cancelling", "cancelled"), view
@@ -161,18 +165,15 @@ async def test_temporal_cancellation_while_shards_are_being_submitted(slow_stack
     final = await handle.query("status", result_type=StatusQuery)
     assert final.status == "cancelled" and final.cancel_reason == "cancelled through Temporal"
     assert final.counts.cancelled == SHARDS * PER_SHARD
-    # every provider batch the submits in flight made is cancelled
-    made = await eventually(
-        lambda: slow_stack.admin("GET", "/stats"),
-        lambda stats: stats["requests"]["openai:batches.create"] == SUBMIT_CONCURRENCY,
-        what="the creates in flight answered",
-    )
-    # the submits in flight finished; none was started after the cancel
-    assert made["batches_created"]["openai"] == SUBMIT_CONCURRENCY
+    # the submits in flight finished before the batch ended (none was started after the
+    # cancel), so every provider batch made is known to the store, and cancelled
     rows = await slow_stack.pool.fetch(
         "SELECT provider_batch_id FROM provider_batches WHERE batch_id = $1 AND provider_batch_id IS NOT NULL",
         batch_id,
     )
+    stats = await slow_stack.admin("GET", "/stats")
+    assert 2 <= len(rows) <= SUBMIT_CONCURRENCY
+    assert stats["batches_created"]["openai"] == len(rows) == stats["requests"]["openai:batches.create"]
     for row in rows:
         view = await slow_stack.admin("GET", f"/batches/{row['provider_batch_id']}")
         assert view["phase"] in ("cancelling", "cancelled"), view
