@@ -112,6 +112,7 @@ async def test_a_shard_failing_to_submit_cancels_the_others(slow_stack: Stack) -
     assert summary.counts.succeeded == 0
     assert summary.counts.failed + summary.counts.cancelled == SHARDS * PER_SHARD
     await assert_one_outcome_each(slow_stack, batch_id)
+    await replay_and_record(handle, "concurrent_submit_one_fails")
 
 
 async def test_a_cancel_while_shards_are_being_submitted(slow_stack: Stack) -> None:
