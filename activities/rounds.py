@@ -7,7 +7,7 @@ from temporalio import activity
 from activities.deps import ActivityDeps
 from durabatch import activity_api as api
 from durabatch.activity_api import RetryRoundInput, RetryRoundResult, ShardPlan
-from durabatch.requests_file import ShardPlanner
+from durabatch.requests_file import ShardPlanner, capped
 from durabatch.store import rounds
 from durabatch.store.pool import transaction
 
@@ -21,7 +21,9 @@ class RoundActivities:
     @activity.defn(name=api.activity_name(api.start_retry_round))
     async def start_retry_round(self, inp: RetryRoundInput) -> RetryRoundResult:
         """Idempotent: a retry finds the round already made and answers its shards."""
-        limits = self._deps.provider(inp.provider).limits
+        limits = capped(
+            self._deps.provider(inp.provider).limits, inp.max_requests_per_shard, inp.max_bytes_per_shard
+        )
         async with transaction(self._deps.pool) as conn:
             existing = await rounds.round_shards(conn, inp.batch_id, inp.to_round)
             if not existing:

@@ -272,6 +272,9 @@ class RetryRoundInput(_Model):
     #: lack of queue room: its requests never ran)
     shard: int | None = None
     from_round: int | None = None
+    #: the batch's own caps on one provider batch, as at staging (None: the provider's limits)
+    max_requests_per_shard: int | None = None
+    max_bytes_per_shard: int | None = None
 
 
 class RetryRoundResult(_Model):

@@ -11,7 +11,8 @@ What is refused, and why:
   lone surrogates (`\\ud800`, not encodable as UTF-8) and `\\u0000` (PostgreSQL `jsonb` cannot hold
   it, and in a custom_id it would not survive the provider's round trip) - they would otherwise fail
   the COPY later, naming no line;
-- a duplicate custom_id, a line over the provider's per-request size, a model differing from the
+- a duplicate custom_id, a line over the provider's per-request size or over the batch's own
+  `max_bytes_per_shard` (no shard could hold it), a model differing from the
   batch's (a provider batch holds one model), more than `MAX_BATCH_REQUESTS` lines.
 
 Pure and synchronous: no I/O, so the client and the worker give the same verdict on the same file.
@@ -232,6 +233,14 @@ class RequestsValidator:
                 None,
                 f"request is {size} bytes, over {self.provider}'s limit of {self.limits.max_line_bytes} bytes "
                 "per request",
+            )
+        if size > self.limits.max_bytes:
+            # only a batch's own cap is below a line's limit: alone in a shard it would still break it
+            raise InvalidRequestLine(
+                line_no,
+                None,
+                f"request is {size} bytes, over the batch's max_bytes_per_shard of {self.limits.max_bytes} "
+                "bytes; raise the cap or shorten the request",
             )
         self.count += 1
         if self.count > MAX_BATCH_REQUESTS:

@@ -6,6 +6,7 @@ Workflow code (see workflows/batch.py): deterministic, no I/O but activities.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
 
 from temporalio import workflow
@@ -64,6 +65,12 @@ PATCH_QUOTA_AS_ROUND = "quota-as-round"
 PATCH_RETRY_ROUNDS = "retry-rounds"
 #: workflow.patched id: runs before it asked the provider account for queue room before a submit.
 PATCH_ADMISSION = "admission"
+#: workflow.patched id: runs before it submitted a round's shards one after the other.
+PATCH_CONCURRENT_SUBMIT = "concurrent-submit"
+#: At most this many shards of a round are in submission at once (waiting for queue room,
+#: uploading, creating): the uploads of a batch of dozens of shards overlap without flooding the
+#: provider's file API or taking every activity slot of the worker.
+SUBMIT_CONCURRENCY = 8
 #: After the provider cancel is sent, the next poll comes this soon (or the first delay if shorter).
 CANCEL_POLL_DELAY_SECONDS = 5.0
 #: Consecutive polls answered "not found" after which a provider batch counts as lost.
@@ -96,6 +103,8 @@ class BatchBase:
         self._poll_now = False
         #: the search attribute values last upserted in this run (deterministic: replay rebuilds it)
         self._published_attributes: tuple[tuple[str, object], ...] | None = None
+        #: a shard of the round being submitted was not sent: the others stop (`_submit_shards`)
+        self._submit_stopped = False
 
     async def _claim(self) -> None:
         """Own the batch id before anything is staged or sent; a batch id the store holds for
@@ -126,11 +135,58 @@ class BatchBase:
             kind = BATCH_ID_IN_USE if cause_type(err) == BATCH_ID_IN_USE else BATCH_FAILED
             raise ApplicationError(message, type=kind, non_retryable=True) from None
 
+    async def _submit_shards(self, shards: list[ShardState], *, skip_after_cancel: bool) -> bool:
+        """Submit a round's shards, up to SUBMIT_CONCURRENCY at once, each after its admission;
+        False when one was not sent (its submit failed for good, or a cancel or max age came while
+        it waited for queue room). Then no further shard is started, those waiting for room give it
+        back, and those already uploading finish (a create cut off midway may still have made a
+        provider batch), so the caller can cancel at the provider everything that was sent. A
+        cancel request starts no further shard either; those sent are cancelled by the poll loop."""
+        st = self._state
+        if not workflow.patched(PATCH_CONCURRENT_SUBMIT):
+            for shard in shards:  # runs before it: one after the other
+                if skip_after_cancel and st.cancel_requested:
+                    continue
+                if not await self._submit(shard):
+                    return False
+            return True
+        queue = list(shards)
+        if not queue:  # e.g. every shard sent before a cancel through Temporal came
+            return True
+        self._submit_stopped = False
+
+        async def lane() -> None:
+            while queue and not self._submit_stopped and not st.cancel_requested:
+                if not await self._submit(queue.pop(0)):
+                    self._submit_stopped = True
+
+        lanes = [asyncio.create_task(lane()) for _ in range(min(SUBMIT_CONCURRENCY, len(queue)))]
+        try:
+            try:
+                await workflow.wait(lanes)
+            except asyncio.CancelledError:
+                # Temporal's cancellation: start no further shard, but let the submits in flight
+                # finish (one cut off might still make a provider batch that nothing records);
+                # workflows/batch.py then cancels everything that was sent.
+                self._submit_stopped = True
+                await workflow.wait(lanes)
+                raise
+            for done in lanes:  # a lane's own error (a bug) only once every lane has ended
+                done.result()
+            return not self._submit_stopped
+        finally:
+            self._submit_stopped = False
+
     async def _submit(self, shard: ShardState) -> bool:
         """Submit one shard; False when it was not sent (a failure, or a cancel or max age while
-        it waited for queue room), and the caller stops submitting."""
+        it waited for queue room, or another shard of its round not sent), and the caller stops
+        submitting."""
         cfg = self._require_cfg()
         if workflow.patched(PATCH_ADMISSION) and not await self._admit(shard):
+            return False
+        if self._submit_stopped:  # another shard failed while this one waited for room
+            shard.state = "pending"
+            await self._release(shard)
             return False
         shard.state = "submitting"
         try:
@@ -150,7 +206,11 @@ class BatchBase:
                 priority=priority_of(cfg),
             )
         except ActivityError as err:
-            self._fail(f"submitting shard {shard.shard} failed: {cause_message(err)}")
+            reason = f"submitting shard {shard.shard} failed: {cause_message(err)}"
+            if self._state.status == "failed":  # another shard of the round failed first
+                workflow.logger.warning(reason)
+            else:
+                self._fail(reason)
             await self._release(shard)
             return False
         shard.ref = result.ref
@@ -187,7 +247,7 @@ class BatchBase:
         self._publish()
         try:
             await workflow.wait_condition(
-                lambda: key in st.admitted or st.cancel_requested,
+                lambda: key in st.admitted or st.cancel_requested or self._submit_stopped,
                 timeout=max(self._deadline() - workflow.now(), timedelta(milliseconds=1)),
                 timeout_summary=f"room for shard {shard.shard}",
             )
@@ -195,7 +255,7 @@ class BatchBase:
             st.status = "expired"
             st.failure_reason = "max age reached while waiting for room in the provider account's queue"
         shard.admission_reason = None
-        if key in st.admitted and st.status != "expired":
+        if key in st.admitted and st.status != "expired" and not self._submit_stopped:
             return True
         shard.state = "pending"
         await self._release(shard)

@@ -1,6 +1,6 @@
 """BatchWorkflow: the durable lifecycle of one batch (docs/architecture.md "One batch").
 
-stage -> submit each shard -> sleep/poll on the schedule -> ingest each terminal shard ->
+stage -> submit the shards (concurrently) -> sleep/poll on the schedule -> ingest each terminal shard ->
 reconcile every request to one outcome -> completion handlers, each at most once after success.
 Cancel (signal or Temporal cancellation) and max age end it early, keeping partial results.
 
@@ -273,12 +273,11 @@ class BatchWorkflow(BatchRealtime):
             await self._run_realtime([s for s in st.shards if not s.ingested])
             await self._retry_rounds()
             return
-        for shard in st.shards:
-            if shard.provider_batch_id is None and not st.cancel_requested:
-                if not await self._submit(shard):
-                    # Shards already submitted would run on, billed, for nothing.
-                    await self._cancel_at_provider()
-                    return
+        unsent = [s for s in st.shards if s.provider_batch_id is None]
+        if not await self._submit_shards(unsent, skip_after_cancel=True):
+            # Shards already submitted would run on, billed, for nothing.
+            await self._cancel_at_provider()
+            return
         if st.status == "pending":
             st.status = "submitted"
             self._publish()

@@ -197,6 +197,8 @@ class BatchPolling(BatchBase):
                 include_cancelled=include_cancelled,
                 shard=shard,
                 from_round=from_round,
+                max_requests_per_shard=cfg.max_requests_per_shard,
+                max_bytes_per_shard=cfg.max_bytes_per_shard,
             ),
             options.FINALIZE,
             summary=summary,
@@ -213,10 +215,9 @@ class BatchPolling(BatchBase):
 
     async def _send_round(self, shards: list[ShardState]) -> bool:
         """Submit a round's shards and poll them to the end; False if a submit failed."""
-        for shard in shards:
-            if not await self._submit(shard):
-                await self._cancel_at_provider()
-                return False
+        if not await self._submit_shards(shards, skip_after_cancel=False):
+            await self._cancel_at_provider()
+            return False
         await self._poll_until_done()
         return True
 
@@ -304,9 +305,7 @@ class BatchPolling(BatchBase):
             quota_retries=shard.quota_retries,
         )
         shard.ingested = True  # its requests never ran and have moved on: nothing to read
-        for new in fresh:
-            if not await self._submit(new):
-                return
+        await self._submit_shards(fresh, skip_after_cancel=False)
 
     async def _ingest(self, shard: ShardState) -> None:
         cfg = self._require_cfg()

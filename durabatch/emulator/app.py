@@ -195,14 +195,20 @@ async def _emulator_middleware(request: web.Request, handler: Handler) -> web.St
     denied = _auth_error(request, provider, state)
     if denied is not None:
         return denied
-    while (fault := state.faults.take(_PRE_FAULTS, provider, operation)) is not None:
-        state.stats.faults_fired[fault.spec.fault] += 1
-        if fault.spec.fault == "http_error":
-            return _http_error(request, fault)
-        if fault.spec.fault == "drop_connection":
-            return drop_connection(request)
-        await asyncio.sleep(fault.spec.delay_seconds)
-    return await handler(request)
+    state.stats.call_started(name)
+    try:
+        taken: frozenset[str] = frozenset()
+        while (fault := state.faults.take(_PRE_FAULTS, provider, operation, taken)) is not None:
+            taken |= {fault.id}
+            state.stats.faults_fired[fault.spec.fault] += 1
+            if fault.spec.fault == "http_error":
+                return _http_error(request, fault)
+            if fault.spec.fault == "drop_connection":
+                return drop_connection(request)
+            await asyncio.sleep(fault.spec.delay_seconds)
+        return await handler(request)
+    finally:
+        state.stats.call_ended(name)
 
 
 async def _add_request_id(request: web.Request, response: web.StreamResponse) -> None:

@@ -154,14 +154,17 @@ class FaultRegistry:
         with self._lock:
             self._faults.clear()
 
-    def take(self, names: frozenset[str], provider: str, operation: str | None) -> Fault | None:
-        """Consume one occurrence of the first active fault named in `names` matching the call."""
+    def take(
+        self, names: frozenset[str], provider: str, operation: str | None, skip: frozenset[str] = frozenset()
+    ) -> Fault | None:
+        """Consume one occurrence of the first active fault named in `names` matching the call;
+        `skip` holds the ids of the rules this call took already (a rule acts once per call)."""
         if not self._faults:
             return None
         with self._lock:
             for f in self._faults:
                 s = f.spec
-                if s.fault not in names:
+                if s.fault not in names or f.id in skip:
                     continue
                 if s.provider is not None and s.provider != provider:
                     continue

@@ -75,6 +75,17 @@ class Stats:
     #: one just accepted included), and the creates the enqueued-token limit refused
     enqueued_tokens_high_water: Counter[str] = field(default_factory=Counter)
     token_limit_refusals: Counter[str] = field(default_factory=Counter)
+    #: calls being answered now, and the most answered at once, by `provider:operation`: proof
+    #: that a client's calls overlapped (e.g. the creates of a batch's shards)
+    in_flight: Counter[str] = field(default_factory=Counter)
+    peak_in_flight: Counter[str] = field(default_factory=Counter)
+
+    def call_started(self, name: str) -> None:
+        self.in_flight[name] += 1
+        self.peak_in_flight[name] = max(self.peak_in_flight[name], self.in_flight[name])
+
+    def call_ended(self, name: str) -> None:
+        self.in_flight[name] -= 1
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -86,6 +97,7 @@ class Stats:
             "realtime": dict(self.realtime),
             "enqueued_tokens_high_water": dict(self.enqueued_tokens_high_water),
             "token_limit_refusals": dict(self.token_limit_refusals),
+            "peak_in_flight": dict(self.peak_in_flight),
         }
 
 
