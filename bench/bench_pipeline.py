@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -133,6 +134,7 @@ async def bench(url: str, cases: list[str], reps: int, profile: Path | None) -> 
         "cases": {},
         "reps": reps,
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "load_average_start": os.getloadavg(),
     }
     try:
         size_of: dict[str, int] = {}
@@ -183,6 +185,7 @@ async def bench(url: str, cases: list[str], reps: int, profile: Path | None) -> 
             proc.wait(timeout=10)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    report["load_average_end"] = os.getloadavg()
     return report
 
 
@@ -210,6 +213,18 @@ def summarise(n: int, size: int, runs: dict[str, list[dict[str, Any]]]) -> dict[
         "plain_peak_rss_mib": max(r["peak_rss_mib"] for r in runs["plain"]) if runs["plain"] else None,
         "durabatch_cpu_s": _median(runs["durabatch"], "cpu_seconds"),
         "plain_cpu_s": _median(runs["plain"], "cpu_seconds") if runs["plain"] else None,
+        "durabatch_work_cpu_s": _median(runs["durabatch"], "work_cpu_seconds"),
+        "plain_work_cpu_s": _median(runs["plain"], "work_cpu_seconds") if runs["plain"] else None,
+        "copy_work_cpu_s": _median(runs["copy"], "work_cpu_seconds"),
+        # the database server's CPU over the same window: with the process's own, the run's work
+        "durabatch_server_cpu_s": _median(runs["durabatch"], "server_cpu_seconds"),
+        "copy_server_cpu_s": _median(runs["copy"], "server_cpu_seconds"),
+        "plain_server_cpu_s": _median(runs["plain"], "server_cpu_seconds") if runs["plain"] else None,
+        "speedup_vs_plain_by_cpu_per_pair": [
+            (p["work_cpu_seconds"] + p["server_cpu_seconds"])
+            / (d["work_cpu_seconds"] + d["server_cpu_seconds"])
+            for d, p in zip(runs["durabatch"], runs["plain"], strict=False)
+        ],
         "runs": runs,
     }
 
