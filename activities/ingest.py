@@ -197,10 +197,12 @@ class IngestActivities:
         pending = progress.pending
         done = progress.done
         pending_bytes = 0
+        batch_id, round_, expiry = inp.batch_id, inp.shard.round, inp.expiry_reason
+        count = 0
         try:
             async for line in lines:
-                tally.lines += 1
-                if writing is not None and not tally.lines % _YIELD_EVERY:
+                count += 1
+                if writing is not None and not count % _YIELD_EVERY:
                     # A downloaded chunk parses without ever suspending, so the write in flight
                     # (which waits for the socket to drain) would only move when parsing stops.
                     await asyncio.sleep(0)
@@ -209,7 +211,10 @@ class IngestActivities:
                 if custom_id in pending:
                     pending.discard(custom_id)
                     written.add(custom_id)
-                    row = self._record(inp, line, cost)
+                    if line.raw is None or (expiry and line.outcome == "cancelled"):
+                        row = self._record(inp, line, cost)
+                    else:  # the line of nearly every result: stored as it came
+                        row = result_row(batch_id, round_, line, line.raw, cost)
                     chunk.append(row)
                     if row[5] is not None:
                         pending_bytes += len(row[5])
@@ -234,6 +239,7 @@ class IngestActivities:
             if chunk:
                 await self._flush(inp, chunk, None, tally)
         finally:
+            tally.lines += count
             if writing is not None and not writing.done():
                 writing.cancel()
 
