@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import Any
 
 import asyncpg
@@ -49,7 +49,7 @@ async def copy_requests(conn: Conn, records: Sequence[tuple[Any, ...]]) -> None:
 
 async def iter_shard(
     pool: asyncpg.Pool, batch_id: str, shard: int, round_: int, *, chunk: int = 2000
-) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+) -> AsyncGenerator[tuple[str, dict[str, Any]], None]:
     """Yield (custom_id, body) of one shard in line order, a chunk at a time (keyset pagination,
     so memory stays flat and no transaction is held open between chunks).
 
