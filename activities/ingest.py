@@ -71,17 +71,16 @@ class _Tally:
         self.cost = Decimal(0)
         self.cost_unknown = 0
 
-    def add(self, row: tuple[Any, ...]) -> None:
-        """Count one written row (shaped as results.RESULT_COLUMNS)."""
-        self.input_tokens += row[7]
-        self.output_tokens += row[8]
-        self.cached_tokens += row[9]
-        if row[3] == "succeeded":
-            self.succeeded += 1
-            if row[10] is None:
-                self.cost_unknown += 1
-            else:
-                self.cost += row[10]
+    def add(self, rows: list[tuple[Any, ...]]) -> None:
+        """Count written rows (shaped as results.RESULT_COLUMNS)."""
+        self.input_tokens += sum(row[7] for row in rows)
+        self.output_tokens += sum(row[8] for row in rows)
+        self.cached_tokens += sum(row[9] for row in rows)
+        costs = [row[10] for row in rows if row[3] == "succeeded"]
+        self.succeeded += len(costs)
+        known = [cost for cost in costs if cost is not None]
+        self.cost_unknown += len(costs) - len(known)
+        self.cost += sum(known, Decimal(0))
 
     def totals(self, resolved: int) -> results.ShardTotals:
         """The shard's totals when its rows are exactly the `written` ones plus `resolved` rows
@@ -194,26 +193,35 @@ class IngestActivities:
         written: set[str] = set()
         chunk: list[tuple[Any, ...]] = []
         writing: asyncio.Task[None] | None = None
-        cursor: ResultCursor | None = None
+        position = (0, 0, 0)
+        pending = progress.pending
+        done = progress.done
         pending_bytes = 0
+        batch_id, round_, expiry = inp.batch_id, inp.shard.round, inp.expiry_reason
+        count = 0
         try:
             async for line in lines:
-                tally.lines += 1
-                if writing is not None and not tally.lines % _YIELD_EVERY:
+                count += 1
+                if writing is not None and not count % _YIELD_EVERY:
                     # A downloaded chunk parses without ever suspending, so the write in flight
                     # (which waits for the socket to drain) would only move when parsing stops.
                     await asyncio.sleep(0)
-                cursor = line.cursor
+                position = line.position
                 custom_id = line.custom_id
-                if custom_id in progress.pending:
-                    progress.pending.discard(custom_id)
+                if custom_id in pending:
+                    pending.discard(custom_id)
                     written.add(custom_id)
-                    chunk.append(self._record(inp, line, cost))
-                    pending_bytes += len(line.raw or "")
+                    if line.raw is None or (expiry and line.outcome == "cancelled"):
+                        row = self._record(inp, line, cost)
+                    else:  # the line of nearly every result: stored as it came
+                        row = result_row(batch_id, round_, line, line.raw, cost)
+                    chunk.append(row)
+                    if row[5] is not None:
+                        pending_bytes += len(row[5])
                 elif custom_id in written:
                     tally.duplicates += 1
                     self._dropped(inp, line, "a second result for this custom_id (the first is kept)", tally)
-                elif custom_id not in progress.done:
+                elif custom_id not in done:
                     if line.error is not None and line.error.get("code") == "invalid_result_line":
                         tally.unreadable += 1
                     else:
@@ -223,7 +231,7 @@ class IngestActivities:
                 if len(chunk) >= _CHUNK_ROWS or pending_bytes >= _CHUNK_BYTES:
                     if writing is not None:
                         await writing
-                    writing = asyncio.create_task(self._flush(inp, chunk, cursor, tally))
+                    writing = asyncio.create_task(self._flush(inp, chunk, position, tally))
                     chunk, pending_bytes = [], 0
             if writing is not None:
                 await writing
@@ -231,6 +239,7 @@ class IngestActivities:
             if chunk:
                 await self._flush(inp, chunk, None, tally)
         finally:
+            tally.lines += count
             if writing is not None and not writing.done():
                 writing.cancel()
 
@@ -245,7 +254,7 @@ class IngestActivities:
             extra={
                 "batch_id": inp.batch_id,
                 "custom_id": ascii(line.custom_id[:200]),
-                "line": line.cursor.lines,
+                "line": line.position[2],
             },
         )
 
@@ -275,15 +284,19 @@ class IngestActivities:
         return result_row(inp.batch_id, inp.shard.round, line, raw, cost_fn)
 
     async def _flush(
-        self, inp: IngestInput, chunk: list[tuple[Any, ...]], cursor: ResultCursor | None, tally: _Tally
+        self,
+        inp: IngestInput,
+        chunk: list[tuple[Any, ...]],
+        position: tuple[int, int, int] | None,
+        tally: _Tally,
     ) -> None:
         async with connection(self._deps.pool) as conn:
             tally.written += await results.write_results(conn, inp.batch_id, chunk)
-        for row in chunk:
-            tally.add(row)
-        if cursor is not None:
+        tally.add(chunk)
+        if position is not None:
             # Only after the rows are committed: a resume never skips an unwritten line.
-            activity.heartbeat(cursor.model_dump())
+            part, offset, lines = position
+            activity.heartbeat(ResultCursor(part=part, offset=offset, lines=lines).model_dump())
 
     async def _record_ingested(self, inp: IngestInput, status: ProviderStatus) -> None:
         await provider_batches.record_status(

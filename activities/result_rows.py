@@ -23,32 +23,38 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 def result_row(
     batch_id: str, round_: int, line: ResultLine, raw: str | None, cost_fn: CostFn | None
 ) -> tuple[Any, ...]:
-    """The row for `line`, its provider line text being `raw`; counts a column cannot hold are 0,
+    """The row for `line`, its provider line text being `raw`; counts a column cannot hold are 0
+    (a provider's absurd count is not worth a wedge),
     an impossible HTTP status is NULL, and the error is made storable as jsonb."""
-    input_tokens = _count(line.input_tokens)
-    output_tokens = _count(line.output_tokens)
-    cached_tokens = _count(line.cached_tokens)
+    # inline, not a call per count: this runs once per result line (a call is ~5% of a row)
+    input_tokens = line.input_tokens
+    if not 0 <= input_tokens <= _MAX_COUNT:
+        input_tokens = 0
+    output_tokens = line.output_tokens
+    if not 0 <= output_tokens <= _MAX_COUNT:
+        output_tokens = 0
+    cached_tokens = line.cached_tokens
+    if not 0 <= cached_tokens <= _MAX_COUNT:
+        cached_tokens = 0
+    outcome = line.outcome
     cost: Decimal | None = None
-    if cost_fn is not None and line.outcome == "succeeded":
+    if cost_fn is not None and outcome == "succeeded":
         cost = cost_fn(input_tokens, cached_tokens, output_tokens)
+    status_code = line.status_code
+    error = line.error
     return (
         batch_id,
         line.custom_id,
         round_,
-        line.outcome,
-        line.status_code if line.status_code is None or 0 <= line.status_code < 1000 else None,
+        outcome,
+        status_code if status_code is None or 0 <= status_code < 1000 else None,
         raw,
-        None if line.error is None else _storable(line.error),
+        None if error is None else _storable(error),
         input_tokens,
         output_tokens,
         cached_tokens,
         cost,
     )
-
-
-def _count(value: int) -> int:
-    """A token count the integer columns can hold; a provider's absurd count is not worth a wedge."""
-    return value if 0 <= value <= _MAX_COUNT else 0
 
 
 def _storable(error: dict[str, Any]) -> Any:

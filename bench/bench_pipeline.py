@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -133,6 +134,7 @@ async def bench(url: str, cases: list[str], reps: int, profile: Path | None) -> 
         "cases": {},
         "reps": reps,
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "load_average_start": os.getloadavg(),
     }
     try:
         size_of: dict[str, int] = {}
@@ -183,6 +185,7 @@ async def bench(url: str, cases: list[str], reps: int, profile: Path | None) -> 
             proc.wait(timeout=10)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    report["load_average_end"] = os.getloadavg()
     return report
 
 
@@ -192,6 +195,7 @@ def summarise(n: int, size: int, runs: dict[str, list[dict[str, Any]]]) -> dict[
         p["seconds"] / d["seconds"] for d, p in zip(runs["durabatch"], runs["plain"], strict=False)
     ]
     ingest_s = _median(runs["durabatch"], "seconds")
+    by_cpu = _by_cpu(runs)
     return {
         "results": n,
         "file_mb": size / MB,
@@ -210,8 +214,26 @@ def summarise(n: int, size: int, runs: dict[str, list[dict[str, Any]]]) -> dict[
         "plain_peak_rss_mib": max(r["peak_rss_mib"] for r in runs["plain"]) if runs["plain"] else None,
         "durabatch_cpu_s": _median(runs["durabatch"], "cpu_seconds"),
         "plain_cpu_s": _median(runs["plain"], "cpu_seconds") if runs["plain"] else None,
+        "durabatch_work_cpu_s": _median(runs["durabatch"], "work_cpu_seconds"),
+        "plain_work_cpu_s": _median(runs["plain"], "work_cpu_seconds") if runs["plain"] else None,
+        "copy_work_cpu_s": _median(runs["copy"], "work_cpu_seconds"),
+        # the database server's CPU over the same window: with the process's own, the run's work
+        "durabatch_server_cpu_s": _median(runs["durabatch"], "server_cpu_seconds"),
+        "copy_server_cpu_s": _median(runs["copy"], "server_cpu_seconds"),
+        "plain_server_cpu_s": _median(runs["plain"], "server_cpu_seconds") if runs["plain"] else None,
         "runs": runs,
+        "speedup_vs_plain_by_cpu": statistics.median(by_cpu) if by_cpu else None,
+        "speedup_vs_plain_by_cpu_per_pair": by_cpu,
     }
+
+
+def _by_cpu(runs: dict[str, list[dict[str, Any]]]) -> list[float]:
+    """plain / durabatch in CPU seconds of the process and the database server together, per pair:
+    the work each did, which a loaded machine's wall clock hides."""
+    return [
+        (p["work_cpu_seconds"] + p["server_cpu_seconds"]) / (d["work_cpu_seconds"] + d["server_cpu_seconds"])
+        for d, p in zip(runs["durabatch"], runs["plain"], strict=False)
+    ]
 
 
 def _f(value: float | None, spec: str, suffix: str = "") -> str:
@@ -232,7 +254,8 @@ def print_case(name: str, c: dict[str, Any]) -> None:
 def print_table(report: dict[str, Any]) -> None:
     header = (
         "| case | results | MB | durabatch s | lines/s | COPY limit s | % of limit | plain s | speed-up"
-        " | download s | MB/s | RSS MiB | plain RSS MiB | CPU s | plain CPU s |"
+        " | download s | MB/s | RSS MiB | plain RSS MiB | CPU s | plain CPU s | work+db CPU s"
+        " | plain work+db CPU s | speed-up by CPU |"
     )
     print("\n" + header)
     print("|" + "---|" * (header.count("|") - 1))
@@ -243,7 +266,14 @@ def print_table(report: dict[str, Any]) -> None:
             f" {_f(c['plain_s'], '.2f')} | {_f(c['speedup_vs_plain'], '.1f', 'x')} | {c['download_limit_s']:.2f} |"
             f" {c['download_mb_per_s']:,.0f} | {c['durabatch_peak_rss_mib']:.0f} |"
             f" {_f(c['plain_peak_rss_mib'], '.0f')} | {c['durabatch_cpu_s']:.2f} | {_f(c.get('plain_cpu_s'), '.2f')} |"
+            f" {_sum(c['durabatch_work_cpu_s'], c['durabatch_server_cpu_s'])} |"
+            f" {_sum(c['plain_work_cpu_s'], c['plain_server_cpu_s'])} |"
+            f" {_f(c['speedup_vs_plain_by_cpu'], '.1f', 'x')} |"
         )
+
+
+def _sum(a: float | None, b: float | None) -> str:
+    return "-" if a is None or b is None else f"{a + b:.2f}"
 
 
 async def run(server_url: str, cases: list[str], reps: int, profile: Path | None) -> dict[str, Any]:

@@ -44,6 +44,8 @@ __all__ = [
 STAGED_URI = "store:"
 
 _COPY_CHUNK = 2000
+#: lines validated between two chances for the COPY in flight to send
+_YIELD_EVERY = 64
 _READ_CHUNK = 1 << 20
 
 
@@ -86,6 +88,10 @@ async def stage_lines(
     buffer: list[tuple[Any, ...]] = []
     try:
         async for line_no, raw in lines:
+            if in_flight is not None and not line_no % _YIELD_EVERY:
+                # Validating a chunk never suspends, so the COPY in flight (which waits for its
+                # socket to drain) would only move at the next chunk's `await`: the two took turns.
+                await asyncio.sleep(0)
             row = validator.feed(line_no, raw)
             if row is None:
                 continue

@@ -189,7 +189,7 @@ class ProviderClient:
                     line.raw = item.raw
             if line is None:
                 continue
-            line.cursor = ResultCursor(part=part, offset=item.offset, lines=item.lines)
+            line.position = (part, item.offset, item.lines)
             yield line
 
     async def cancel(self, ref: ProviderBatchRef) -> None:

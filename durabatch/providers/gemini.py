@@ -263,7 +263,7 @@ class GeminiProvider(ProviderClient):
                 meta = as_dict(item.get("metadata"))
                 line = gemini_result(item, meta.get("key"))
                 if line is not None:
-                    line.cursor = ResultCursor(part=0, offset=0, lines=index)
+                    line.position = (0, 0, index)
                     yield line
             return
         file_id = location.removeprefix("files/")

@@ -24,6 +24,7 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import httpx
 import msgspec
+from httpcore._async.http11 import AsyncHTTP11Connection
 from opentelemetry.trace import Span, StatusCode
 
 from durabatch.providers.errors import (
@@ -42,6 +43,13 @@ log = logging.getLogger(__name__)
 
 #: 3x faster than json.loads on result lines, and gives the same objects for every line it accepts
 _FAST_JSON = msgspec.json.Decoder()
+
+#: httpcore reads a response 64 KiB at a time, and every read costs ~150 us of Python (h11, anyio)
+#: whatever its size: downloading 200 MB took 0.5 s of CPU, a quarter of that ingest's, and 0.3 s
+#: with reads of up to 1 MiB (a read returns what the socket holds, so small answers are unchanged)
+_READ_BYTES = 1 << 20
+if getattr(AsyncHTTP11Connection, "READ_NUM_BYTES", _READ_BYTES) < _READ_BYTES:
+    AsyncHTTP11Connection.READ_NUM_BYTES = _READ_BYTES
 
 
 class ProviderHttp:

@@ -105,8 +105,24 @@ def _usage_tokens(usage: Any) -> tuple[int, int, int]:
     return token_count(prompt), token_count(cached), token_count(completion)
 
 
+class _CachedTokens(msgspec.Struct):
+    cached_tokens: int | None = None
+
+
+class _ChatUsage(msgspec.Struct):
+    """Chat/completions usage, its counts type-checked by the decoder (a count that is not an
+    integer fails the struct, and the line is then decoded whole and read by `_usage_tokens`)."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    prompt_tokens_details: _CachedTokens | None = None
+    # the Responses API's names: present (even null), the line is read by `_usage_tokens`
+    input_tokens: Any = msgspec.UNSET
+    output_tokens: Any = msgspec.UNSET
+
+
 class _Body(msgspec.Struct):
-    usage: Any = None
+    usage: _ChatUsage | None = None
 
 
 class _Response(msgspec.Struct):
@@ -144,7 +160,9 @@ def openai_decode(raw: bytes) -> Any:
         and type(response.status_code) is int
         and 200 <= response.status_code < 300
     ):
-        return line
+        usage = None if response.body is None else response.body.usage
+        if usage is None or (usage.input_tokens is msgspec.UNSET and usage.output_tokens is msgspec.UNSET):
+            return line
     return _ANY.decode(raw)
 
 
@@ -156,14 +174,17 @@ def openai_result(record: Any) -> ResultLine | None:
     if type(record) is _Succeeded:
         response = record.response
         assert response is not None
-        tokens_in, cached, tokens_out = _usage_tokens(None if response.body is None else response.body.usage)
+        usage = None if response.body is None else response.body.usage
+        if usage is None:
+            return ResultLine(record.custom_id, "succeeded", response.status_code)
+        details = usage.prompt_tokens_details
         return ResultLine(
-            custom_id=record.custom_id,
-            outcome="succeeded",
-            status_code=response.status_code,
-            input_tokens=tokens_in,
-            cached_tokens=cached,
-            output_tokens=tokens_out,
+            record.custom_id,
+            "succeeded",
+            response.status_code,
+            input_tokens=usage.prompt_tokens,
+            cached_tokens=0 if details is None or details.cached_tokens is None else details.cached_tokens,
+            output_tokens=usage.completion_tokens,
         )
     if not isinstance(record, dict) or not isinstance(record.get("custom_id"), str):
         if record is not None:

@@ -13,7 +13,9 @@ from durabatch.providers.base import ResultLine
 __all__ = ["DownloadedLine", "as_dict", "parse_timestamp", "unparsed_result"]
 
 
-@dataclass(frozen=True)
+# slots, not frozen: one is made per line of a result file, and a frozen dataclass's __init__
+# costs five times a plain one's (0.9 us against 0.17)
+@dataclass(slots=True)
 class DownloadedLine:
     """One parsed JSONL record and the position just after it (bytes and lines from the file start).
 

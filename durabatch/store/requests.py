@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+import asyncio
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import Any
 
 import asyncpg
@@ -47,18 +49,33 @@ async def copy_requests(conn: Conn, records: Sequence[tuple[Any, ...]]) -> None:
 
 async def iter_shard(
     pool: asyncpg.Pool, batch_id: str, shard: int, round_: int, *, chunk: int = 2000
-) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+) -> AsyncGenerator[tuple[str, dict[str, Any]], None]:
     """Yield (custom_id, body) of one shard in line order, a chunk at a time (keyset pagination,
-    so memory stays flat and no transaction is held open between chunks)."""
-    last = -1
-    while True:
+    so memory stays flat and no transaction is held open between chunks).
+
+    The next chunk is fetched while the consumer works through this one (a submit encodes and
+    uploads it): fetched one after the other, the store's round trips and the upload took turns,
+    and a shard was uploaded at a fraction of the network's pace. Two chunks are held at most."""
+
+    async def fetch(after: int) -> list[asyncpg.Record]:
+        # the span lives in the task, so its context never leaks into the consumer between rows
         with query_span("requests.iter_shard", batch_id):
-            rows = await _fetch_shard_chunk(pool, batch_id, shard, round_, last, chunk)
-        if not rows:
-            return
-        for row in rows:
-            yield row["custom_id"], row["body"]
-        last = rows[-1]["line_no"]
+            return await _fetch_shard_chunk(pool, batch_id, shard, round_, after, chunk)
+
+    fetching: asyncio.Task[list[asyncpg.Record]] | None = asyncio.create_task(fetch(-1))
+    try:
+        while fetching is not None:
+            rows = await fetching
+            # a short chunk is the last one: no query for the empty page after it
+            fetching = asyncio.create_task(fetch(rows[-1]["line_no"])) if len(rows) == chunk else None
+            for row in rows:
+                yield row["custom_id"], row["body"]
+    finally:
+        if fetching is not None and not fetching.done():
+            # the consumer stopped early (a failed upload): the prefetch is not needed
+            fetching.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await fetching
 
 
 async def iter_range(

@@ -321,6 +321,22 @@ async def test_realtime() -> None:
         b'{"custom_id":"a","response":{"status_code":200,"body":{"usage":{"prompt_tokens":true,"completion_tokens":-3}}}}',
         b'{"custom_id":"a","response":{"status_code":200,"body":{"usage":{"prompt_tokens":1.5,"completion_tokens":"2"}}}}',
         b'{"custom_id":"a","response":{"status_code":200,"body":{"usage":[1]}}}',
+        # the typed usage struct: nulls, missing counts, details of every shape, both APIs' names
+        b'{"custom_id":"a","response":{"status_code":200,"body":{"usage":{"prompt_tokens":null,"completion_tokens":2}}}}',
+        b'{"custom_id":"a","response":{"status_code":200,"body":{"usage":{"completion_tokens":2}}}}',
+        b'{"custom_id":"a","response":{"status_code":200,"body":{"usage":{"prompt_tokens":3,'
+        b'"completion_tokens":2,"prompt_tokens_details":null}}}}',
+        b'{"custom_id":"a","response":{"status_code":200,"body":{"usage":{"prompt_tokens":3,'
+        b'"completion_tokens":2,"prompt_tokens_details":{"cached_tokens":null}}}}}',
+        b'{"custom_id":"a","response":{"status_code":200,"body":{"usage":{"prompt_tokens":3,'
+        b'"completion_tokens":2,"prompt_tokens_details":{"cached_tokens":"1"}}}}}',
+        b'{"custom_id":"a","response":{"status_code":200,"body":{"usage":{"prompt_tokens":3,'
+        b'"completion_tokens":2,"prompt_tokens_details":[]}}}}',
+        b'{"custom_id":"a","response":{"status_code":200,"body":{"usage":{"prompt_tokens":3,"input_tokens":null}}}}',
+        b'{"custom_id":"a","response":{"status_code":200,"body":{"usage":{"prompt_tokens":3,"output_tokens":4}}}}',
+        b'{"custom_id":"a","response":{"status_code":200,"body":{"usage":{"prompt_tokens":123456789012345678901234,'
+        b'"completion_tokens":2}}}}',
+        b'{"custom_id":"a","response":{"status_code":200,"body":{"usage":{"prompt_tokens":7.0,"completion_tokens":2}}}}',
         b'{"custom_id":"a","response":{"status_code":200,"body":null}}',
         b'{"custom_id":"a","response":{"status_code":200,"body":"text"}}',
         b'{"custom_id":"a","response":{"status_code":200}}',

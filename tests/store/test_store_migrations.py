@@ -67,3 +67,48 @@ async def test_schema_sql_matches_migrations(postgres_server_url: str) -> None:
     finally:
         await conn.close()
     assert await _schema(migrated) == await _schema(direct)
+
+
+async def _line_compression(url: str) -> str:
+    conn = await asyncpg.connect(url)
+    try:
+        value: str = await conn.fetchval(
+            "SELECT attcompression::text FROM pg_attribute WHERE attrelid = 'results'::regclass AND attname = 'line'"
+        )
+        return value
+    finally:
+        await conn.close()
+
+
+async def _server_has_lz4(url: str) -> bool:
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute("CREATE TEMP TABLE lz4_probe (x text COMPRESSION lz4)")
+        return True
+    except asyncpg.FeatureNotSupportedError:
+        return False
+    finally:
+        await conn.close()
+
+
+async def test_result_lines_are_lz4_where_the_server_has_it(postgres_server_url: str) -> None:
+    """0005 makes `results.line` lz4 on a server built with it and leaves the default (pglz) on
+    one without, where the migration must still apply; schema.sql does the same."""
+    migrated = await create_test_database(postgres_server_url, "mig_lz4", None)
+    conn = await asyncpg.connect(migrated)
+    try:
+        applied = await migrate(conn)
+    finally:
+        await conn.close()
+    assert "0005_results_line_lz4.sql" in applied
+    direct = await create_test_database(postgres_server_url, "schema_lz4", None)
+    conn = await asyncpg.connect(direct)
+    try:
+        from importlib import resources
+
+        await conn.execute((resources.files("durabatch.store") / "schema.sql").read_text())
+    finally:
+        await conn.close()
+    expected = "l" if await _server_has_lz4(migrated) else ""
+    assert await _line_compression(migrated) == expected
+    assert await _line_compression(direct) == expected

@@ -25,6 +25,21 @@ async def test_iter_shard_streams_one_shard_in_line_order_across_chunks(pool: Po
     assert [x async for x in requests.iter_shard(pool, batch_id, 0, 1)] == [], "nothing in round 1 yet"
 
 
+async def test_iter_shard_prefetch_ends_and_stops_cleanly(pool: Pool) -> None:
+    """The next chunk is fetched ahead: a shard of whole chunks still ends, and a consumer that
+    stops early (a failed upload) leaves no fetch running and every connection back in the pool."""
+    batch_id = new_id()
+    await staged_batch(pool, batch_id, 6)
+    assert [c async for c, _ in requests.iter_shard(pool, batch_id, 0, 0, chunk=3)] == [
+        f"r{i}" for i in range(6)
+    ]
+    rows = requests.iter_shard(pool, batch_id, 0, 0, chunk=2)
+    assert (await anext(rows))[0] == "r0"
+    await rows.aclose()
+    assert pool.get_idle_size() == pool.get_size()
+    assert await pool.fetchval("SELECT count(*) FROM requests WHERE batch_id = $1", batch_id) == 6
+
+
 async def test_sizes_by_shard_and_line(pool: Pool) -> None:
     batch_id = new_id()
     await staged_batch(pool, batch_id, 5, shards=2)
