@@ -24,7 +24,6 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import httpx
 import msgspec
-from httpcore._async.http11 import AsyncHTTP11Connection
 from opentelemetry.trace import Span, StatusCode
 
 from durabatch.providers.errors import (
@@ -48,8 +47,21 @@ _FAST_JSON = msgspec.json.Decoder()
 #: whatever its size: downloading 200 MB took 0.5 s of CPU, a quarter of that ingest's, and 0.3 s
 #: with reads of up to 1 MiB (a read returns what the socket holds, so small answers are unchanged)
 _READ_BYTES = 1 << 20
-if getattr(AsyncHTTP11Connection, "READ_NUM_BYTES", _READ_BYTES) < _READ_BYTES:
-    AsyncHTTP11Connection.READ_NUM_BYTES = _READ_BYTES
+
+
+def _widen_http_reads() -> None:
+    # httpcore's read size is a class attribute of a private module: if a later httpcore moves or
+    # drops it, downloads keep its own read size instead of failing to import
+    try:
+        from httpcore._async import http11
+    except ImportError:
+        return
+    connection = getattr(http11, "AsyncHTTP11Connection", None)
+    if connection is not None and getattr(connection, "READ_NUM_BYTES", _READ_BYTES) < _READ_BYTES:
+        connection.READ_NUM_BYTES = _READ_BYTES
+
+
+_widen_http_reads()
 
 
 class ProviderHttp:
