@@ -5,7 +5,7 @@ Two figures, each side by side in one run, alternating A B A B, medians and the 
 1. **Starts**: K concurrent batch starts (default 100; small inline batches) until every one has
    its provider batch recorded (claimed, staged, submitted to the emulator), against a store whose
    `requests` table is empty (A) and one holding `--big-rows` rows (B, default 2,000,000). One
-   Temporal dev server, one in-process worker per store, the emulator in this process. Target:
+   Temporal dev server, one in-process worker per store, the emulator in its own process. Target:
    B within 20% of A (staging ran a table-wide ANALYZE before, so B queued behind its lock).
 2. **Staging**: `--stage-rows` request lines staged by the real code path (read the file,
    validate every line, COPY; `durabatch.staging.stage_lines`) beside one
@@ -49,10 +49,9 @@ for _path in (ROOT, ROOT / "bench"):
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
-from chaos_stack import TemporalServer  # noqa: E402
+from chaos_stack import API_KEY, Emulator, TemporalServer  # noqa: E402
 
 from activities import ActivityDeps  # noqa: E402
-from durabatch.emulator import EmulatorConfig, run_emulator  # noqa: E402
 from durabatch.models import WORKFLOW_TYPE, BatchInput, workflow_id_for  # noqa: E402
 from durabatch.providers.base import BatchProvider, RequestLine, ShardSubmission  # noqa: E402
 from durabatch.providers.jsonl import dumps_line  # noqa: E402
@@ -66,7 +65,7 @@ from durabatch.store.embedded import embedded_database_url, stop_embedded  # noq
 from durabatch.store.pool import Pool, RawJSON  # noqa: E402
 from durabatch.temporal import connect  # noqa: E402
 
-KEY = "bench-key"
+KEY = API_KEY
 ENDPOINT = "/v1/chat/completions"
 FILLER_BATCH_ROWS = 50_000
 BOUNDARY = "durabatch-bench-boundary"
@@ -308,6 +307,10 @@ async def run(args: argparse.Namespace, server_url: str, work: Path) -> dict[str
     url_b = await new_database(server_url, f"starts_big_{suffix}")
     temporal = TemporalServer(work)
     await temporal.start()
+    # the emulator in a process of its own: its work (storing and checking uploads, answering
+    # creates) is the provider's, never the measured side's
+    emu = Emulator(work, validating_seconds=3600.0)
+    await emu.start()
     result: dict[str, Any] = {
         "args": vars(args),
         "date": datetime.now(UTC).isoformat(),
@@ -321,10 +324,8 @@ async def run(args: argparse.Namespace, server_url: str, work: Path) -> dict[str
             )
         )
         client = await connect(Settings(temporal_address=temporal.address), runtime=quiet)
-        config = EmulatorConfig(api_keys=[KEY], validating_seconds=3600.0)
         os.environ["OPENAI_API_KEY"] = KEY
         async with (
-            run_emulator(config) as emu,
             httpx.AsyncClient(timeout=60) as http,
             store_worker(client, url_a, emu.url, http) as (settings_a, pool_a),
             store_worker(client, url_b, emu.url, http) as (settings_b, pool_b),
@@ -375,6 +376,7 @@ async def run(args: argparse.Namespace, server_url: str, work: Path) -> dict[str
             }
             result["load_average_end"] = os.getloadavg()
     finally:
+        await emu.stop()
         await temporal.stop()
     return result
 

@@ -105,3 +105,19 @@ async def test_reconcile_of_named_requests_touches_those_only(pool: Pool) -> Non
     assert rows[3]["error"] == {"code": "batch_expired", "message": "late"}
     statuses = await pool.fetchval("SELECT array_agg(DISTINCT status) FROM requests WHERE batch_id = 'copy4'")
     assert statuses == ["pending"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"model": "m", "temperature": 0.7, "n": 1, "stop": null, "stream": false}',
+        '{"big": 100000000000000000000000000000, "tiny": 1e-05, "neg": -0.0, "s": "\\u2028 \\n é"}',
+        '{"huge": 1e400}',  # beyond float range: json.loads reads inf where msgspec refuses
+        '[{"a": [1, 2.5, "x"]}, {}]',
+    ],
+)
+async def test_jsonb_reads_the_same_objects_as_json_loads(pool: Pool, text: str) -> None:
+    value = await pool.fetchval("SELECT $1::text::jsonb", text)
+    canonical = await pool.fetchval("SELECT $1::text::jsonb::text", text)
+    # compared as text, so that 1 and 1.0 (int and float) differ
+    assert json.dumps(value) == json.dumps(json.loads(canonical))
