@@ -54,6 +54,9 @@ class Stats:
     #: real-time calls by `provider:answer`: `ok` (answered 200), `rate_limited` (429),
     #: `flaky` (the first run of a `__flaky` request), `error` (any other refusal)
     realtime: Counter[str] = field(default_factory=Counter)
+    #: status reads (GET of one batch) by provider batch id: a client's polls of each batch,
+    #: counted where they land, so a benchmark need not ask a busy worker how often it polled
+    status_reads: Counter[str] = field(default_factory=Counter)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -63,6 +66,7 @@ class Stats:
             "requests": dict(self.requests),
             "faults_fired": dict(self.faults_fired),
             "realtime": dict(self.realtime),
+            "status_reads": dict(self.status_reads),
         }
 
 
