@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import sys
 import tempfile
@@ -120,8 +121,9 @@ async def wait_submitted(conn: asyncpg.Connection, batch_ids: list[str], timeout
 
 
 def percentile(values: list[float], q: float) -> float:
+    """Nearest rank: the smallest value that at least `q` of the values do not exceed."""
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)] if ordered else 0.0
 
 
 def batch_input(batch_id: str, schedule: list[float] | None, requests: int = 1) -> BatchInput:
