@@ -40,7 +40,8 @@ from typing import Any
 import asyncpg
 import httpx
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowHandle, WorkflowHistory
+from temporalio.worker import Replayer
 
 for _path in (Path(__file__).resolve().parent.parent, Path(__file__).resolve().parent):
     if str(_path) not in sys.path:
@@ -70,6 +71,7 @@ from chaos_stack import (  # noqa: E402
 from durabatch.contract import DEFAULT_POLL_SCHEDULE  # noqa: E402
 from durabatch.converter import DATA_CONVERTER  # noqa: E402
 from durabatch.models import workflow_id_for  # noqa: E402
+from durabatch.service import WORKFLOWS  # noqa: E402
 from durabatch.store import migrate  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -183,6 +185,35 @@ async def end_and_time(
         "latency_max_s": round(max(latencies, default=0.0), 2),
         "share_of_poll_delay_max": round(max(shares, default=0.0), 3),
     }
+
+
+async def replay_ms(history: WorkflowHistory, times: int = 5) -> float:
+    replayer = Replayer(workflows=list(WORKFLOWS), data_converter=DATA_CONVERTER)
+    await replayer.replay_workflow(history)  # warm: imports, the sandbox's first module loads
+    started = time.process_time()
+    for _ in range(times):
+        await replayer.replay_workflow(history)
+    return 1000 * (time.process_time() - started) / times
+
+
+async def cache_miss_cost(
+    client: Client, http: httpx.AsyncClient, conn: asyncpg.Connection, task_queue: str, run: str, polls: int
+) -> dict[str, Any]:
+    """What waking a batch costs a worker that no longer holds it in its cache: a replay of the
+    run's history so far. One batch polls `polls` times quickly (the default schedule's 25 hours
+    make 103 polls); its history is replayed after 10 polls and at the end."""
+    batch_id = f"fleet-{run}-replay"
+    handle = (await start_batches(client, task_queue, [batch_id], [0.2]))[0]
+    pid = (await wait_submitted(conn, [batch_id], 300))[batch_id]
+    figures: dict[str, Any] = {}
+    for target in (10, polls):
+        while (await status_reads(http))[pid] < target:
+            await asyncio.sleep(0.5)
+        history = await handle.fetch_history()
+        figures[f"events_after_{target}_polls"] = len(history.events)
+        figures[f"replay_ms_after_{target}_polls"] = round(await replay_ms(history), 1)
+    await handle.terminate("benchmark done")
+    return figures
 
 
 async def run_fleet(args: argparse.Namespace) -> dict[str, Any]:
@@ -313,8 +344,8 @@ async def measure(
         args.safety_wait,
     )
     print("push off:", json.dumps(no_push), flush=True)
-    for batch_id in ids[2 * sample :]:  # the sampled ones have ended on their own
-        await client.get_workflow_handle(workflow_id_for(batch_id)).terminate("benchmark done")
+    cache_miss = await cache_miss_cost(client, http, conn, task_queue, run, args.replay_polls)
+    print("cache miss:", json.dumps(cache_miss), flush=True)
     return {
         "batches": n,
         "requests_per_batch": args.requests,
@@ -325,6 +356,7 @@ async def measure(
         "fleet": fleet,
         "push": push,
         "push_off": no_push,
+        "cache_miss": cache_miss,
         "load_average": os.getloadavg(),
     }
 
@@ -340,6 +372,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--push-wait", type=float, default=120.0)
     parser.add_argument("--safety-wait", type=float, default=960.0, help="longest wait for a safety poll")
+    parser.add_argument("--replay-polls", type=int, default=103, help="polls before the cache-miss replay")
     parser.add_argument("--submit-timeout", type=float, default=1800.0)
     parser.add_argument(
         "--worker-env", action="append", default=[], metavar="NAME=VALUE", help="extra worker setting"

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import math
 import os
@@ -41,6 +42,7 @@ from typing import Any
 import asyncpg
 import httpx
 from temporalio.client import Client, WorkflowHandle
+from temporalio.service import RPCError
 
 for _path in (Path(__file__).resolve().parent.parent, Path(__file__).resolve().parent):
     if str(_path) not in sys.path:
@@ -162,6 +164,19 @@ async def start_batches(
     return list(await asyncio.gather(*(start(i) for i in ids)))
 
 
+async def terminate_all(handles: list[WorkflowHandle[Any, Any]]) -> None:
+    """End this row's batches so the next row measures its own only (in parallel: one by one,
+    a loaded server terminates ten a second)."""
+    sem = asyncio.Semaphore(32)
+
+    async def one(handle: WorkflowHandle[Any, Any]) -> None:
+        async with sem:
+            with contextlib.suppress(RPCError):  # already closed
+                await handle.terminate("benchmark done")
+
+    await asyncio.gather(*(one(h) for h in handles))
+
+
 async def burst_beside(
     client: Client,
     http: httpx.AsyncClient,
@@ -266,8 +281,7 @@ async def measure(
     finally:
         await conn.close()
 
-    for handle in handles:
-        await handle.terminate("benchmark done")
+    await terminate_all(handles)
     cores = os.cpu_count() or 1
     return {
         "batches": n,
