@@ -318,7 +318,11 @@ async def main() -> None:
         help="then start this many more batches at once, measuring the polls meanwhile",
     )
     parser.add_argument("--workers", type=int, default=1, help="`durabatch worker` processes")
+    parser.add_argument(
+        "--worker-env", action="append", default=[], metavar="NAME=VALUE", help="extra worker setting"
+    )
     args = parser.parse_args()
+    worker_env = dict(item.split("=", 1) for item in args.worker_env)
 
     data_dir = Path(tempfile.mkdtemp(prefix="durabatch-orch-"))
     data_dir.chmod(0o755)
@@ -341,6 +345,7 @@ async def main() -> None:
             "DURABATCH_OPENAI_BASE_URL": f"{emulator.url}/v1",
             "DURABATCH_LOG_LEVEL": "WARNING",
             "OPENAI_API_KEY": API_KEY,
+            **worker_env,
         }
         workers = WorkerPool(data_dir, env)
         worker_pids = [workers.spawn().pid for _ in range(args.workers)]
@@ -361,6 +366,7 @@ async def main() -> None:
                 args.burst,
                 database_url,
             )
+            row["worker_env"] = worker_env
             rows.append(row)
             print(json.dumps(row), flush=True)
     finally:

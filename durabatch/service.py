@@ -75,6 +75,7 @@ def worker_for(client: Client, settings: Settings, deps: ActivityDeps, **kwargs:
         activities=all_activities(deps),
         graceful_shutdown_timeout=timedelta(seconds=30),
         max_concurrent_activities=kwargs.pop("max_concurrent_activities", 50),
+        max_cached_workflows=kwargs.pop("max_cached_workflows", settings.max_cached_workflows),
         **kwargs,
     )
 

@@ -115,6 +115,9 @@ class Settings(BaseSettings):
     #: the account sweep's cadence: every this many seconds one list call per provider account
     #: wakes the batches whose status changed (docs/webhooks.md); 0 = no sweep
     sweep_seconds: float = Field(0.0, validation_alias=_env("DURABATCH_SWEEP_SECONDS"))
+    #: batches a worker keeps in memory between their workflow tasks; a batch woken after it was
+    #: evicted is replayed from its history first (docs/benchmarks.md, "A fleet of live batches")
+    max_cached_workflows: int = Field(1000, ge=0, validation_alias=_env("DURABATCH_MAX_CACHED_WORKFLOWS"))
 
     def account_limits(self, provider: str) -> dict[str, object]:
         """The provider account's queue limits, as durabatch.admission.AccountLimits fields."""
