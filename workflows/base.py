@@ -64,9 +64,6 @@ PATCH_QUOTA_AS_ROUND = "quota-as-round"
 PATCH_RETRY_ROUNDS = "retry-rounds"
 #: workflow.patched id: runs before it asked the provider account for queue room before a submit.
 PATCH_ADMISSION = "admission"
-#: workflow.patched id: runs before it scheduled its polls at the batch's own priority; now a
-#: poll goes one step ahead (workflows/calls.py `poll_priority_of`).
-PATCH_POLLS_AHEAD = "polls-ahead"
 #: After the provider cancel is sent, the next poll comes this soon (or the first delay if shorter).
 CANCEL_POLL_DELAY_SECONDS = 5.0
 #: Consecutive polls answered "not found" after which a provider batch counts as lost.

@@ -14,18 +14,7 @@ with workflow.unsafe.imports_passed_through():
     from durabatch.contract import BatchConfig
     from workflows import options
 
-__all__ = [
-    "SUMMARY_MAX_CHARS",
-    "cause_message",
-    "cause_type",
-    "execute",
-    "poll_priority_of",
-    "priority_of",
-    "short_summary",
-]
-
-#: Temporal's priority key for a task that sets none
-DEFAULT_PRIORITY_KEY = 3
+__all__ = ["SUMMARY_MAX_CHARS", "cause_message", "cause_type", "execute", "priority_of", "short_summary"]
 
 
 ParamT = TypeVar("ParamT")
@@ -58,14 +47,6 @@ def priority_of(cfg: BatchConfig) -> Priority:
     """The batch's task priority and fairness key, given to every activity it schedules (a batch
     that sets neither gets Temporal's default, as before these settings existed)."""
     return Priority(priority_key=cfg.priority, fairness_key=cfg.tenant)
-
-
-def poll_priority_of(cfg: BatchConfig) -> Priority:
-    """A poll's priority: one step ahead of the batch's other work. A poll is a few milliseconds
-    and is late when it waits, while staging and submitting are long: in a burst of starts, polls
-    queued behind the starts' tasks waited minutes (docs/benchmarks.md, "Starts in a burst")."""
-    key = max(1, (cfg.priority or DEFAULT_PRIORITY_KEY) - 1)
-    return Priority(priority_key=key, fairness_key=cfg.tenant)
 
 
 #: The server bounds user metadata; a summary naming a long user URL or name is cut well below it.

@@ -28,7 +28,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from durabatch.models import ShardState
     from workflows import options
-    from workflows.calls import cause_message, execute, poll_priority_of, priority_of
+    from workflows.calls import cause_message, execute, priority_of
     from workflows.schedule import poll_delay
 
 from workflows.base import (
@@ -38,7 +38,6 @@ from workflows.base import (
     MAX_QUOTA_RETRIES,
     NOT_FOUND_POLLS_LIMIT,
     PATCH_EXPIRY_KEEPS_PARTIAL_RESULTS,
-    PATCH_POLLS_AHEAD,
     PATCH_QUICK_POLL_AFTER_CANCEL,
     PATCH_QUOTA_AS_ROUND,
     PATCH_RETRY_ROUNDS,
@@ -113,7 +112,7 @@ class BatchPolling(BatchBase):
                 PollInput(batch_id=cfg.batch_id, provider=cfg.provider, shards=active),
                 options.POLL,
                 summary=f"poll {cfg.provider}",
-                priority=poll_priority_of(cfg) if workflow.patched(PATCH_POLLS_AHEAD) else priority_of(cfg),
+                priority=priority_of(cfg),
             )
         except (ActivityError, ApplicationError) as err:
             # A provider outage: keep the batch and poll again on the schedule. (A local activity's

@@ -71,33 +71,6 @@ async def test_a_batch_within_its_limit_runs_and_carries_priority_and_tenant(sta
     assert {(a.priority.priority_key, a.priority.fairness_key) for a in scheduled} == {(1, "team-a")}
 
 
-@pytest.mark.parametrize(("priority", "others", "polls"), [(4, 4, 3), (None, 0, 2)])
-async def test_polls_go_one_step_ahead_of_the_batchs_other_work(
-    stack: Stack, priority: int | None, others: int, polls: int
-) -> None:
-    """A burst of starts must not hold up the polls of batches already running: the polls' tasks
-    go ahead of staging and submitting (0 is Temporal's unset key, which counts as 3)."""
-    handle = await stack.start(
-        batch_id=new_id(),
-        provider="openai",
-        endpoint="/v1/chat/completions",
-        requests=chat_requests(2),
-        priority=priority,
-        tenant="team-b",
-        poll_schedule_seconds=[0.5],
-    )
-    summary = await asyncio.wait_for(handle.result(), 60)
-    assert summary.status == "completed"
-    scheduled = [
-        e.activity_task_scheduled_event_attributes
-        for e in (await handle.fetch_history()).events
-        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
-    ]
-    keys = {(a.activity_type.name == "poll_shards", a.priority.priority_key) for a in scheduled}
-    assert keys == {(True, polls), (False, others)}
-    assert {a.priority.fairness_key for a in scheduled} == {"team-b"}
-
-
 async def test_the_client_refuses_a_file_over_its_limit_and_stages_nothing(
     stack: Stack, tmp_path: Path
 ) -> None:
