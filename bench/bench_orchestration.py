@@ -42,6 +42,7 @@ from typing import Any
 import asyncpg
 import httpx
 from temporalio.client import Client, WorkflowHandle
+from temporalio.common import Priority
 from temporalio.service import RPCError
 
 for _path in (Path(__file__).resolve().parent.parent, Path(__file__).resolve().parent):
@@ -128,7 +129,9 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[max(0, math.ceil(q * len(ordered)) - 1)] if ordered else 0.0
 
 
-def batch_input(batch_id: str, schedule: list[float] | None, requests: int = 1) -> BatchInput:
+def batch_input(
+    batch_id: str, schedule: list[float] | None, requests: int = 1, priority: int | None = None
+) -> BatchInput:
     return BatchInput(
         batch_id=batch_id,
         provider="openai",
@@ -144,11 +147,17 @@ def batch_input(batch_id: str, schedule: list[float] | None, requests: int = 1) 
             for i in range(requests)
         ],
         poll_schedule_seconds=schedule,
+        priority=priority,
     )
 
 
 async def start_batches(
-    client: Client, task_queue: str, ids: list[str], schedule: list[float] | None, requests: int = 1
+    client: Client,
+    task_queue: str,
+    ids: list[str],
+    schedule: list[float] | None,
+    requests: int = 1,
+    priority: int | None = None,
 ) -> list[WorkflowHandle[Any, Any]]:
     sem = asyncio.Semaphore(32)
 
@@ -156,9 +165,11 @@ async def start_batches(
         async with sem:
             return await client.start_workflow(
                 "BatchWorkflow",
-                batch_input(batch_id, schedule, requests),
+                batch_input(batch_id, schedule, requests, priority),
                 id=workflow_id_for(batch_id),
                 task_queue=task_queue,
+                # as durabatch's client starts a batch: its workflow tasks get its priority too
+                priority=Priority(priority_key=priority) if priority else Priority.default,
             )
 
     return list(await asyncio.gather(*(start(i) for i in ids)))
@@ -186,6 +197,7 @@ async def burst_beside(
     run: str,
     burst: int,
     interval: float,
+    priority: int | None,
 ) -> tuple[dict[str, Any], list[WorkflowHandle[Any, Any]]]:
     """Start `burst` batches at once beside the `polling` ones; while the burst is submitted,
     sample every polling batch's status GETs every 2 s to see whether its polls kept time."""
@@ -196,7 +208,7 @@ async def burst_beside(
     worst_gap = dict.fromkeys(pids, 0.0)
     started = time.monotonic()
     ids = [f"orch-{run}-b{i}" for i in range(burst)]
-    starting = asyncio.create_task(start_batches(client, task_queue, ids, [interval]))
+    starting = asyncio.create_task(start_batches(client, task_queue, ids, [interval], priority=priority))
     waiting = asyncio.create_task(wait_submitted(conn, ids, 1500))
     while not waiting.done():
         await asyncio.sleep(2)
@@ -217,6 +229,7 @@ async def burst_beside(
     gaps = list(worst_gap.values())
     return {
         "burst_starts": burst,
+        "burst_priority": priority,
         "burst_all_submitted_s": round(elapsed, 1),
         "burst_starts_per_s": round(burst / elapsed, 1),
         "polls_during_burst": polls,
@@ -240,6 +253,7 @@ async def measure(
     workers: list[int],
     burst: int,
     database_url: str,
+    burst_priority: int | None = None,
 ) -> dict[str, Any]:
     run = uuid.uuid4().hex[:6]
     started = time.monotonic()
@@ -275,7 +289,7 @@ async def measure(
         burst_figures: dict[str, Any] = {}
         if burst:
             burst_figures, burst_handles = await burst_beside(
-                client, http, conn, task_queue, polling, run, burst, interval
+                client, http, conn, task_queue, polling, run, burst, interval, burst_priority
             )
             handles += burst_handles
     finally:
@@ -318,6 +332,7 @@ async def main() -> None:
         help="then start this many more batches at once, measuring the polls meanwhile",
     )
     parser.add_argument("--workers", type=int, default=1, help="`durabatch worker` processes")
+    parser.add_argument("--burst-priority", type=int, default=None, help="the burst batches' priority (1-5)")
     parser.add_argument(
         "--worker-env", action="append", default=[], metavar="NAME=VALUE", help="extra worker setting"
     )
@@ -365,6 +380,7 @@ async def main() -> None:
                 worker_pids,
                 args.burst,
                 database_url,
+                args.burst_priority,
             )
             row["worker_env"] = worker_env
             rows.append(row)
