@@ -36,6 +36,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_pipeline.py $(BENCH_INGEST_ARGS)
 	$(BIN)/python bench/bench_starts.py
 	$(BIN)/python bench/bench_orchestration.py --batches 200 1000 --interval 10 --window 30
+	$(BIN)/python bench/bench_orchestration.py --batches 200 --interval 10 --window 30 --burst 1000
+	$(BIN)/python bench/bench_fleet.py --batches 1000 --window 60 --sample 20
 	$(BIN)/python bench/bench_realtime.py
 	$(BIN)/python bench/bench_admission.py
 

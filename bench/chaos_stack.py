@@ -212,18 +212,20 @@ class EmbeddedPostgres:
 
 
 class Emulator:
-    """`python -m durabatch.emulator` as a subprocess; its admin API over HTTP."""
+    """`durabatch emulator` as a subprocess; its admin API over HTTP. `timings` are its numeric
+    options (`validating_seconds=...`), `options` any others (`["--webhook-url", url]`)."""
 
-    def __init__(self, data_dir: Path, **timings: float) -> None:
+    def __init__(self, data_dir: Path, options: tuple[str, ...] = (), **timings: float) -> None:
         self.data_dir = data_dir
         self.timings = timings
+        self.options = options
         self.proc: subprocess.Popen[bytes] | None = None
         self.url = ""
         self.env: dict[str, str] = {}
 
     async def start(self) -> None:
-        cmd = [sys.executable, "-m", "durabatch.emulator", "--host", "127.0.0.1", "--port", "0"]
-        cmd += ["--api-key", API_KEY]
+        cmd = [str(BIN_DIR / "durabatch"), "emulator", "--host", "127.0.0.1", "--port", "0"]
+        cmd += ["--api-key", API_KEY, *self.options]
         for name, value in self.timings.items():
             cmd += [f"--{name.replace('_', '-')}", str(value)]
         log = (self.data_dir / "emulator.log").open("ab")

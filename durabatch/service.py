@@ -76,6 +76,7 @@ def worker_for(client: Client, settings: Settings, deps: ActivityDeps, **kwargs:
         graceful_shutdown_timeout=timedelta(seconds=30),
         sticky_queue_schedule_to_start_timeout=timedelta(seconds=settings.sticky_timeout_seconds),
         max_concurrent_activities=kwargs.pop("max_concurrent_activities", 50),
+        max_cached_workflows=kwargs.pop("max_cached_workflows", settings.max_cached_workflows),
         **kwargs,
     )
 

@@ -121,6 +121,9 @@ class Settings(BaseSettings):
     sticky_timeout_seconds: float = Field(
         10.0, gt=0, le=300, validation_alias=_env("DURABATCH_STICKY_TIMEOUT_SECONDS")
     )
+    #: batches a worker keeps in memory between their workflow tasks; a batch woken after it was
+    #: evicted is replayed from its history first (docs/benchmarks.md, "A fleet of live batches")
+    max_cached_workflows: int = Field(1000, ge=0, validation_alias=_env("DURABATCH_MAX_CACHED_WORKFLOWS"))
 
     def account_limits(self, provider: str) -> dict[str, object]:
         """The provider account's queue limits, as durabatch.admission.AccountLimits fields."""

@@ -114,6 +114,7 @@ def batch_view(b: Batch, state: EmulatorState) -> dict[str, Any]:
         "held": tl.held_since is not None,
         "expires_at": tl.expires_at,
         "stuck_finalizing": tl.stuck_finalizing,
+        "status_reads": state.stats.status_reads[b.id],
     }
 
 

@@ -154,6 +154,7 @@ _batch_route = batch_route(_no_batch, provider="anthropic")
 
 @_batch_route
 async def retrieve_batch(request: web.Request, batch: Batch) -> web.Response:
+    state_of(request).stats.status_reads[batch.id] += 1
     return json_ok(message_batch_json(batch, state_of(request), base_url(request)))
 
 

@@ -204,6 +204,7 @@ _batch_route = batch_route(_no_batch, provider="gemini", prefix="batches/")
 
 @_batch_route
 async def get_batch(request: web.Request, batch: Batch) -> web.Response:
+    state_of(request).stats.status_reads[batch.id] += 1
     return json_ok(operation_json(batch, state_of(request), base_url(request)))
 
 

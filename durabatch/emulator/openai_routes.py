@@ -253,6 +253,7 @@ def _no_batch(request: web.Request, batch_id: str) -> web.Response:
 
 @batch_route(_no_batch, provider="openai")
 async def retrieve_batch(request: web.Request, batch: Batch) -> web.Response:
+    state_of(request).stats.status_reads[batch.id] += 1
     return json_ok(batch_json(batch, state_of(request)))
 
 

@@ -86,6 +86,9 @@ class Stats:
 
     def call_ended(self, name: str) -> None:
         self.in_flight[name] -= 1
+    #: status reads (GET of one batch) by provider batch id: a client's polls of each batch,
+    #: counted where they land, so a benchmark need not ask a busy worker how often it polled
+    status_reads: Counter[str] = field(default_factory=Counter)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -98,6 +101,7 @@ class Stats:
             "enqueued_tokens_high_water": dict(self.enqueued_tokens_high_water),
             "token_limit_refusals": dict(self.token_limit_refusals),
             "peak_in_flight": dict(self.peak_in_flight),
+            "status_reads": dict(self.status_reads),
         }
 
 

@@ -115,3 +115,34 @@ def test_module_entry_point_prints_url_and_stops_on_sigterm() -> None:
         finally:
             proc.terminate()
             assert proc.wait(timeout=10) == 0
+
+
+async def test_status_reads_count_each_batchs_gets(http: httpx.AsyncClient) -> None:
+    polled = await openai_batch(http, [chat_line("a")])
+    other = await openai_batch(http, [chat_line("a")])
+    for _ in range(3):
+        assert (await http.get(f"/v1/batches/{polled['id']}", headers=OPENAI_H)).status_code == 200
+    await http.get("/v1/batches", headers=OPENAI_H)  # a listing is no status read of any one batch
+    anthropic = (
+        await http.post(
+            "/v1/messages/batches",
+            headers=ANTHROPIC_H,
+            json={
+                "requests": [{"custom_id": "a", "params": {"model": "c", "max_tokens": 5, "messages": []}}]
+            },
+        )
+    ).json()
+    await http.get(f"/v1/messages/batches/{anthropic['id']}", headers=ANTHROPIC_H)
+    gemini = (
+        await http.post(
+            "/v1beta/models/m:batchGenerateContent",
+            headers=GEMINI_H,
+            json={"batch": {"displayName": "n", "inputConfig": {"requests": {"requests": []}}}},
+        )
+    ).json()
+    await http.get(f"/v1beta/{gemini['name']}", headers=GEMINI_H)
+    await http.get(f"/v1beta/{gemini['name']}", headers=GEMINI_H)
+    reads = (await http.get("/_emulator/stats")).json()["status_reads"]
+    assert reads == {polled["id"]: 3, anthropic["id"]: 1, gemini["name"]: 2}
+    assert (await http.get(f"/_emulator/batches/{polled['id']}")).json()["status_reads"] == 3
+    assert (await http.get(f"/_emulator/batches/{other['id']}")).json()["status_reads"] == 0
