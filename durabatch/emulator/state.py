@@ -86,6 +86,7 @@ class Stats:
 
     def call_ended(self, name: str) -> None:
         self.in_flight[name] -= 1
+
     #: status reads (GET of one batch) by provider batch id: a client's polls of each batch,
     #: counted where they land, so a benchmark need not ask a busy worker how often it polled
     status_reads: Counter[str] = field(default_factory=Counter)
