@@ -6,15 +6,19 @@ from __future__ import annotations
 import os
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
 from typing import Any
 
 from temporalio.api.enums.v1 import PendingActivityState
-from temporalio.client import WorkflowHandle
+from temporalio.client import Client, WorkflowHandle
 
+from durabatch.emulator import EmulatorConfig
+from durabatch.store.pool import Pool
+from durabatch.webhook_receiver import WebhookReceiver
 from tests.helpers import eventually
-from tests.worker_process import ProcessStack
+from tests.worker_process import ProcessStack, process_stack
 
 #: the handler's signing secret, read by the worker process from its environment (not a
 #: DURABATCH_ variable: the worker's environment is built from the settings, and those are dropped)
@@ -42,6 +46,22 @@ def webhook_secret() -> Iterator[None]:
             os.environ.pop(WEBHOOK_SECRET_ENV, None)
         else:
             os.environ[WEBHOOK_SECRET_ENV] = saved
+
+
+@asynccontextmanager
+async def stack_with_receiver(
+    client: Client, pool: Pool, database_url: str, config: EmulatorConfig, log_dir: Path
+) -> AsyncIterator[tuple[ProcessStack, WebhookReceiver]]:
+    """A stack whose worker process can be killed (sticky timeout STICKY_SECONDS), and a webhook
+    receiver that checks the signatures of the handler deliveries it gets."""
+    with webhook_secret():
+        async with (
+            process_stack(
+                client, pool, database_url, config, log_dir=log_dir, sticky_timeout_seconds=STICKY_SECONDS
+            ) as stack,
+            WebhookReceiver(secret=WEBHOOK_SECRET) as receiver,
+        ):
+            yield stack, receiver
 
 
 def webhook(url: str) -> dict[str, Any]:

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import Client, WorkflowFailureError
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import CancelledError
 
-from durabatch.models import StatusQuery
+from durabatch.models import BatchSummary, StatusQuery
 from durabatch.store.pool import Pool
 from tests.helpers import eventually
 from tests.stack import Stack, assert_one_outcome_each, chat_requests, replay_and_record, worker_stack
@@ -49,6 +49,31 @@ def poll_inputs(events: list[Any]) -> list[dict[str, Any]]:
             if attrs.activity_type.name == "poll_shards":
                 found.append(json.loads(attrs.input.payloads[0].data))
     return found
+
+
+async def start_while_creates_overlap(stack: Stack) -> tuple[str, WorkflowHandle[Any, BatchSummary]]:
+    """A batch of SHARDS shards (slow to validate), returned once two creates are in flight."""
+    await stack.admin("PATCH", "/config", json={"validating_seconds": 5.0})
+    batch_id = uuid.uuid4().hex[:10]
+    handle = await stack.start(
+        batch_id=batch_id,
+        provider="openai",
+        endpoint="/v1/chat/completions",
+        requests=chat_requests(SHARDS * PER_SHARD),
+        max_requests_per_shard=PER_SHARD,
+    )
+    await eventually(
+        lambda: stack.admin("GET", "/stats"),
+        lambda stats: stats["peak_in_flight"].get("openai:batches.create", 0) >= 2,
+        what="creates in flight",
+    )
+    return batch_id, handle
+
+
+async def assert_cancelled_at_provider(stack: Stack, provider_batch_ids: list[str]) -> None:
+    for provider_batch_id in provider_batch_ids:
+        view = await stack.admin("GET", f"/batches/{provider_batch_id}")
+        assert view["phase"] in ("cancelling", "cancelled"), view
 
 
 async def test_shards_are_submitted_at_once_and_polled_together(slow_stack: Stack) -> None:
@@ -106,9 +131,7 @@ async def test_a_shard_failing_to_submit_cancels_the_others(slow_stack: Stack) -
     # being the refused one); none was started after the failure, so the last two never were
     assert 1 <= len(sent) <= SUBMIT_CONCURRENCY - 1
     assert stats["batches_created"]["openai"] == len(sent)
-    for provider_batch_id in sent:
-        view = await slow_stack.admin("GET", f"/batches/{provider_batch_id}")
-        assert view["phase"] in ("cancelling", "cancelled"), view
+    await assert_cancelled_at_provider(slow_stack, sent)
     assert summary.counts.succeeded == 0
     assert summary.counts.failed + summary.counts.cancelled == SHARDS * PER_SHARD
     await assert_one_outcome_each(slow_stack, batch_id)
@@ -116,20 +139,7 @@ async def test_a_shard_failing_to_submit_cancels_the_others(slow_stack: Stack) -
 
 
 async def test_a_cancel_while_shards_are_being_submitted(slow_stack: Stack) -> None:
-    await slow_stack.admin("PATCH", "/config", json={"validating_seconds": 5.0})
-    batch_id = uuid.uuid4().hex[:10]
-    handle = await slow_stack.start(
-        batch_id=batch_id,
-        provider="openai",
-        endpoint="/v1/chat/completions",
-        requests=chat_requests(SHARDS * PER_SHARD),
-        max_requests_per_shard=PER_SHARD,
-    )
-    await eventually(
-        lambda: slow_stack.admin("GET", "/stats"),
-        lambda stats: stats["peak_in_flight"].get("openai:batches.create", 0) >= 2,
-        what="creates in flight",
-    )
+    batch_id, handle = await start_while_creates_overlap(slow_stack)
     await handle.signal("cancel", {"reason": "changed my mind"})
     summary = await asyncio.wait_for(handle.result(), 60)
     assert summary.status == "cancelled" and summary.cancel_reason == "changed my mind"
@@ -137,28 +147,13 @@ async def test_a_cancel_while_shards_are_being_submitted(slow_stack: Stack) -> N
     # the creates in flight finished; no shard was started after the cancel
     assert 2 <= len(summary.provider_batch_ids) <= SUBMIT_CONCURRENCY
     assert stats["batches_created"]["openai"] == len(summary.provider_batch_ids)
-    for provider_batch_id in summary.provider_batch_ids:
-        view = await slow_stack.admin("GET", f"/batches/{provider_batch_id}")
-        assert view["phase"] in ("cancelling", "cancelled"), view
+    await assert_cancelled_at_provider(slow_stack, summary.provider_batch_ids)
     assert summary.counts.cancelled == SHARDS * PER_SHARD
     await assert_one_outcome_each(slow_stack, batch_id)
 
 
 async def test_temporal_cancellation_while_shards_are_being_submitted(slow_stack: Stack) -> None:
-    await slow_stack.admin("PATCH", "/config", json={"validating_seconds": 5.0})
-    batch_id = uuid.uuid4().hex[:10]
-    handle = await slow_stack.start(
-        batch_id=batch_id,
-        provider="openai",
-        endpoint="/v1/chat/completions",
-        requests=chat_requests(SHARDS * PER_SHARD),
-        max_requests_per_shard=PER_SHARD,
-    )
-    await eventually(
-        lambda: slow_stack.admin("GET", "/stats"),
-        lambda stats: stats["peak_in_flight"].get("openai:batches.create", 0) >= 2,
-        what="creates in flight",
-    )
+    batch_id, handle = await start_while_creates_overlap(slow_stack)
     await handle.cancel()
     with pytest.raises(WorkflowFailureError) as failure:
         await asyncio.wait_for(handle.result(), 60)
@@ -175,9 +170,7 @@ async def test_temporal_cancellation_while_shards_are_being_submitted(slow_stack
     stats = await slow_stack.admin("GET", "/stats")
     assert 2 <= len(rows) <= SUBMIT_CONCURRENCY
     assert stats["batches_created"]["openai"] == len(rows) == stats["requests"]["openai:batches.create"]
-    for row in rows:
-        view = await slow_stack.admin("GET", f"/batches/{row['provider_batch_id']}")
-        assert view["phase"] in ("cancelling", "cancelled"), view
+    await assert_cancelled_at_provider(slow_stack, [row["provider_batch_id"] for row in rows])
     await assert_one_outcome_each(slow_stack, batch_id)
     await replay_and_record(handle, "temporal_cancel_mid_submit")
 
@@ -211,8 +204,7 @@ async def test_max_age_while_shards_wait_for_room(one_slot: Stack) -> None:
         await one_slot.admin("PATCH", "/config", json={"validating_seconds": 0.1})
     assert summary.status == "expired" and "waiting for room" in (summary.failure_reason or "")
     assert len(summary.provider_batch_ids) == 1
-    view = await one_slot.admin("GET", f"/batches/{summary.provider_batch_ids[0]}")
-    assert view["phase"] in ("cancelling", "cancelled"), view
+    await assert_cancelled_at_provider(one_slot, summary.provider_batch_ids)
     assert summary.counts.expired + summary.counts.cancelled == 3
     await assert_one_outcome_each(one_slot, batch_id)
     # every place was given back: the next batch is sent at once

@@ -16,20 +16,18 @@ from temporalio.client import Client
 from durabatch.models import workflow_id_for
 from durabatch.requests_file import RequestsValidator
 from durabatch.store.pool import Pool
-from durabatch.webhook_receiver import WebhookReceiver
 from tests.helpers import eventually
 from tests.stack import SummaryHandle, assert_one_outcome_each, chat_requests, emulator_config
 from tests.worker_process import process_stack
 from tests.workflows.crash_helpers import (
     STICKY_SECONDS,
-    WEBHOOK_SECRET,
     custom_ids_per_batch,
     emulator_batches_of,
     kill_when,
     new_id,
     phase_of,
+    stack_with_receiver,
     webhook,
-    webhook_secret,
 )
 from tests.workflows.test_retry_rounds import rows_by_request
 
@@ -48,46 +46,38 @@ async def test_two_retry_rounds_survive_a_kill_while_round_1_runs(
         r["custom_id"] += "__fail_500"  # a 500 in every round
     # 200 ms a request: round 1's six requests keep its batch running for over a second
     config = emulator_config(ms_per_request=200.0)
-    with webhook_secret():
-        async with (
-            process_stack(
-                temporal_client,
-                pool,
-                database_url,
-                config,
-                log_dir=tmp_path,
-                sticky_timeout_seconds=STICKY_SECONDS,
-            ) as stack,
-            WebhookReceiver(secret=WEBHOOK_SECRET) as receiver,
-        ):
-            batch_id = new_id()
-            handle = await stack.start(
-                batch_id=batch_id,
-                provider="openai",
-                endpoint=ENDPOINT,
-                requests=requests,
-                max_rounds=3,
-                handlers=[webhook(receiver.url)],
-            )
-            held: list[str] = []
+    async with stack_with_receiver(temporal_client, pool, database_url, config, tmp_path) as (
+        stack,
+        receiver,
+    ):
+        batch_id = new_id()
+        handle = await stack.start(
+            batch_id=batch_id,
+            provider="openai",
+            endpoint=ENDPOINT,
+            requests=requests,
+            max_rounds=3,
+            handlers=[webhook(receiver.url)],
+        )
+        held: list[str] = []
 
-            async def round_1_running() -> bool:
-                if not held:
-                    pbid = await pool.fetchval(
-                        "SELECT provider_batch_id FROM provider_batches WHERE batch_id = $1 AND round = 1",
-                        batch_id,
-                    )
-                    if pbid is None or await phase_of(stack, pbid) not in ("validating", "in_progress"):
-                        return False
-                    # frozen where it is until the new worker polls it
-                    await stack.admin("POST", f"/batches/{pbid}/hold")
-                    held.append(pbid)
-                return True
+        async def round_1_running() -> bool:
+            if not held:
+                pbid = await pool.fetchval(
+                    "SELECT provider_batch_id FROM provider_batches WHERE batch_id = $1 AND round = 1",
+                    batch_id,
+                )
+                if pbid is None or await phase_of(stack, pbid) not in ("validating", "in_progress"):
+                    return False
+                # frozen where it is until the new worker polls it
+                await stack.admin("POST", f"/batches/{pbid}/hold")
+                held.append(pbid)
+            return True
 
-            await kill_when(stack, [handle], round_1_running, what="round 1's batch running", timeout=40)
-            await stack.admin("POST", f"/batches/{held[0]}/release")
-            summary = await asyncio.wait_for(handle.result(), 90)
-            stats = await stack.admin("GET", "/stats")
+        await kill_when(stack, [handle], round_1_running, what="round 1's batch running", timeout=40)
+        await stack.admin("POST", f"/batches/{held[0]}/release")
+        summary = await asyncio.wait_for(handle.result(), 90)
+        stats = await stack.admin("GET", "/stats")
         assert stack.workers.killed == 1
         assert summary.status == "completed", summary
         assert (summary.counts.succeeded, summary.counts.failed, summary.counts.retried) == (8, 2, 6)

@@ -20,19 +20,17 @@ from temporalio.client import Client
 
 from durabatch.models import workflow_id_for
 from durabatch.store.pool import Pool
-from durabatch.webhook_receiver import WebhookReceiver
 from tests.helpers import eventually
 from tests.stack import assert_one_outcome_each, chat_requests, emulator_config
 from tests.worker_process import ProcessStack, process_stack
 from tests.workflows.crash_helpers import (
     STICKY_SECONDS,
-    WEBHOOK_SECRET,
     emulator_batches_of,
     kill_when,
     new_id,
     phase_of,
+    stack_with_receiver,
     webhook,
-    webhook_secret,
 )
 
 pytestmark = [pytest.mark.slow]
@@ -147,40 +145,32 @@ async def test_a_deadline_fallback_that_loses_its_worker_while_the_batch_api_can
     # batch hands over about 7 s in; a cancel takes 3 s to settle (the emulator's finalizing
     # time), and real time, unlimited here, needs a second or two for the rest
     config = emulator_config(ms_per_request=200.0, finalizing_seconds=3.0)
-    with webhook_secret():
-        async with (
-            process_stack(
-                temporal_client,
-                pool,
-                database_url,
-                config,
-                log_dir=tmp_path,
-                sticky_timeout_seconds=STICKY_SECONDS,
-            ) as stack,
-            WebhookReceiver(secret=WEBHOOK_SECRET) as receiver,
-        ):
-            batch_id = new_id()
-            handle = await stack.start(
-                batch_id=batch_id,
-                provider="openai",
-                endpoint=ENDPOINT,
-                requests=requests,
-                deadline_seconds=deadline,
-                realtime={"concurrency": 8},
-                handlers=[webhook(receiver.url)],
+    async with stack_with_receiver(temporal_client, pool, database_url, config, tmp_path) as (
+        stack,
+        receiver,
+    ):
+        batch_id = new_id()
+        handle = await stack.start(
+            batch_id=batch_id,
+            provider="openai",
+            endpoint=ENDPOINT,
+            requests=requests,
+            deadline_seconds=deadline,
+            realtime={"concurrency": 8},
+            handlers=[webhook(receiver.url)],
+        )
+
+        async def cancelling() -> bool:
+            pbid = await pool.fetchval(
+                "SELECT provider_batch_id FROM provider_batches WHERE batch_id = $1 AND round = 0",
+                batch_id,
             )
+            return pbid is not None and await phase_of(stack, pbid) == "cancelling"
 
-            async def cancelling() -> bool:
-                pbid = await pool.fetchval(
-                    "SELECT provider_batch_id FROM provider_batches WHERE batch_id = $1 AND round = 0",
-                    batch_id,
-                )
-                return pbid is not None and await phase_of(stack, pbid) == "cancelling"
-
-            await kill_when(stack, [handle], cancelling, what="the fallback's cancel settling", timeout=40)
-            summary = await asyncio.wait_for(handle.result(), 90)
-            described = await handle.describe()
-            calls: list[dict[str, Any]] = (await stack.admin("GET", "/realtime/calls"))["calls"]
+        await kill_when(stack, [handle], cancelling, what="the fallback's cancel settling", timeout=40)
+        summary = await asyncio.wait_for(handle.result(), 90)
+        described = await handle.describe()
+        calls: list[dict[str, Any]] = (await stack.admin("GET", "/realtime/calls"))["calls"]
 
     assert stack.workers.killed == 1
     assert summary.status == "completed" and summary.counts.succeeded == n, summary.counts
