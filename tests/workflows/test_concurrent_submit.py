@@ -51,9 +51,8 @@ def poll_inputs(events: list[Any]) -> list[dict[str, Any]]:
     return found
 
 
-async def start_while_creates_overlap(stack: Stack) -> tuple[str, WorkflowHandle[Any, BatchSummary]]:
-    """A batch of SHARDS shards (slow to validate), returned once two creates are in flight."""
-    await stack.admin("PATCH", "/config", json={"validating_seconds": 5.0})
+async def start_sharded(stack: Stack) -> tuple[str, WorkflowHandle[Any, BatchSummary]]:
+    """A batch of SHARDS shards of PER_SHARD requests."""
     batch_id = uuid.uuid4().hex[:10]
     handle = await stack.start(
         batch_id=batch_id,
@@ -62,6 +61,13 @@ async def start_while_creates_overlap(stack: Stack) -> tuple[str, WorkflowHandle
         requests=chat_requests(SHARDS * PER_SHARD),
         max_requests_per_shard=PER_SHARD,
     )
+    return batch_id, handle
+
+
+async def start_while_creates_overlap(stack: Stack) -> tuple[str, WorkflowHandle[Any, BatchSummary]]:
+    """A batch of SHARDS shards (slow to validate), returned once two creates are in flight."""
+    await stack.admin("PATCH", "/config", json={"validating_seconds": 5.0})
+    batch_id, handle = await start_sharded(stack)
     await eventually(
         lambda: stack.admin("GET", "/stats"),
         lambda stats: stats["peak_in_flight"].get("openai:batches.create", 0) >= 2,
@@ -77,14 +83,7 @@ async def assert_cancelled_at_provider(stack: Stack, provider_batch_ids: list[st
 
 
 async def test_shards_are_submitted_at_once_and_polled_together(slow_stack: Stack) -> None:
-    batch_id = uuid.uuid4().hex[:10]
-    handle = await slow_stack.start(
-        batch_id=batch_id,
-        provider="openai",
-        endpoint="/v1/chat/completions",
-        requests=chat_requests(SHARDS * PER_SHARD),
-        max_requests_per_shard=PER_SHARD,
-    )
+    batch_id, handle = await start_sharded(slow_stack)
     summary = await asyncio.wait_for(handle.result(), 60)
     assert summary.status == "completed" and summary.counts.succeeded == SHARDS * PER_SHARD
     assert len(summary.provider_batch_ids) == SHARDS
@@ -113,14 +112,7 @@ async def test_a_shard_failing_to_submit_cancels_the_others(slow_stack: Stack) -
     await slow_stack.fault(
         fault="slow", provider="openai", operation="batches.create", delay_seconds=CREATE_DELAY
     )
-    batch_id = uuid.uuid4().hex[:10]
-    handle = await slow_stack.start(
-        batch_id=batch_id,
-        provider="openai",
-        endpoint="/v1/chat/completions",
-        requests=chat_requests(SHARDS * PER_SHARD),
-        max_requests_per_shard=PER_SHARD,
-    )
+    batch_id, handle = await start_sharded(slow_stack)
     summary = await asyncio.wait_for(handle.result(), 60)
     assert summary.status == "failed"
     assert summary.failure_reason and "submitting shard" in summary.failure_reason
