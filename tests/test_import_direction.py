@@ -156,6 +156,7 @@ RULES: dict[str, tuple[str, ...]] = {
     "durabatch.admission": PURE,
     # the activities' interface is imported by workflow code and by the activities alike
     "durabatch.activity_api": tuple(p for p in PURE if p != "temporalio"),
+    "durabatch.activity_io": PURE,
     "durabatch.telemetry.traces": ("temporalio", "asyncpg", "httpx", "activities", "workflows", "worker"),
     "durabatch.telemetry.logs": ("asyncpg", "httpx", "activities", "workflows", "worker"),
 }
