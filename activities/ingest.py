@@ -197,7 +197,6 @@ class IngestActivities:
         pending = progress.pending
         done = progress.done
         pending_bytes = 0
-        batch_id, round_, expiry = inp.batch_id, inp.shard.round, inp.expiry_reason
         count = 0
         try:
             async for line in lines:
@@ -211,10 +210,7 @@ class IngestActivities:
                 if custom_id in pending:
                     pending.discard(custom_id)
                     written.add(custom_id)
-                    if line.raw is None or (expiry and line.outcome == "cancelled"):
-                        row = self._record(inp, line, cost)
-                    else:  # the line of nearly every result: stored as it came
-                        row = result_row(batch_id, round_, line, line.raw, cost)
+                    row = self._record(inp, line, cost)
                     chunk.append(row)
                     if row[5] is not None:
                         pending_bytes += len(row[5])
