@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,7 +63,7 @@ class StagingOutcome:
     estimate: CostEstimate | None = None
 
 
-async def file_lines(path: Path) -> AsyncIterator[tuple[int, bytes]]:
+async def file_lines(path: Path) -> AsyncGenerator[tuple[int, bytes], None]:
     """(line number, raw line) of a local file, read a chunk at a time."""
     with path.open("rb") as fh:
         for item in iter_lines(iter(lambda: fh.read(_READ_CHUNK), b"")):
@@ -115,6 +115,10 @@ async def stage_lines(
             # the connection unusable for the rollback), then the transaction is rolled back.
             with contextlib.suppress(Exception):
                 await in_flight
+        if isinstance(lines, AsyncGenerator):
+            # A refused line stops the loop early: close the source now (a file's generator would
+            # otherwise hold the file open until garbage collection, maybe after the event loop)
+            await lines.aclose()
     shards = validator.finish(source)
     return StagingOutcome(validator.count, validator.total_bytes, validator.model, shards, validator.estimate)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -121,3 +122,25 @@ async def test_jsonb_reads_the_same_objects_as_json_loads(pool: Pool, text: str)
     canonical = await pool.fetchval("SELECT $1::text::jsonb::text", text)
     # compared as text, so that 1 and 1.0 (int and float) differ
     assert json.dumps(value) == json.dumps(json.loads(canonical))
+
+
+async def test_a_refused_line_closes_the_file_being_staged(pool: Pool, tmp_path: Path) -> None:
+    from durabatch.providers.formats import InvalidRequestLine
+    from durabatch.requests_file import RequestsValidator
+    from durabatch.staging import file_lines, stage_lines
+
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"not": "a request"}\n' * 3)
+    lines = file_lines(path)
+    async with pool.acquire() as conn, conn.transaction():
+        with pytest.raises(InvalidRequestLine):
+            await stage_lines(
+                conn,
+                "closing-1",
+                RequestsValidator("openai", "/v1/chat/completions", None),
+                lines,
+                source=str(path),
+            )
+    # the generator was closed (its `with` closed the file now, not at garbage collection)
+    with pytest.raises(StopAsyncIteration):
+        await anext(lines)
